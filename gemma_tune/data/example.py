@@ -1,0 +1,109 @@
+"""The one record every data source produces, and the errors a bad row raises.
+
+Every reader (Hugging Face, TFDS, JSONL in its many dialects, CSV) turns its rows into
+`Example`s; nothing downstream knows which format a row came from. A row that cannot become an
+`Example` raises `RowError` naming the field and the reason; the reader adds the file and line
+and collects every problem of a file into one `DataError`, so users fix all of them at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+USER = "user"
+MODEL = "model"
+ROLES = (USER, MODEL)
+
+
+@dataclasses.dataclass(frozen=True)
+class Turn:
+    """One turn of a conversation: `role` is "user" or "model"."""
+
+    role: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """A training or evaluation conversation in a format-independent shape.
+
+    Attributes:
+      turns: alternating user/model turns, starting with user and ending with model.
+      system: an optional system prompt (Gemma has no system role: the template folds it into
+        the first user turn).
+      context: an optional passage the prompt is about (Dolly's `context`, a retrieved
+        passage); the template places it in the first user turn.
+      source: where the row came from, "file:line" or "dataset[index]", for messages.
+    """
+
+    turns: tuple[Turn, ...]
+    system: str | None = None
+    context: str | None = None
+    source: str = ""
+
+    @property
+    def prompt(self) -> str:
+        """The first user turn's text."""
+        return self.turns[0].text
+
+    @property
+    def response(self) -> str:
+        """The last model turn's text (the reference answer in evaluation)."""
+        return self.turns[-1].text
+
+
+class RowError(ValueError):
+    """A row that cannot become an Example: `field` names what is wrong, `reason` says how."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One problem found in a data file, located precisely enough to fix it."""
+
+    path: str
+    line: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.field}: {self.reason}"
+
+
+class DataError(ValueError):
+    """All the problems of a data source, raised together before any training starts."""
+
+    def __init__(self, problems: list[Problem], max_shown: int = 50):
+        self.problems = list(problems)
+        shown = "\n".join(f"  {p}" for p in self.problems[:max_shown])
+        more = len(self.problems) - max_shown
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"{len(self.problems)} problem(s) in the data:\n{shown}{tail}")
+
+
+def validate_turns(turns: list[Turn]) -> tuple[Turn, ...]:
+    """Checks that turns alternate user/model, start with user and end with model.
+
+    Raises:
+      RowError: naming the turn index (`turns[i]`) and what is wrong with it.
+    """
+    if not turns:
+        raise RowError("turns", "no turns")
+    for index, turn in enumerate(turns):
+        if turn.role not in ROLES:
+            raise RowError(f"turns[{index}].role", f"unknown role {turn.role!r}")
+        if not isinstance(turn.text, str):
+            raise RowError(f"turns[{index}].text", f"expected a string, got {type(turn.text).__name__}")
+        if not turn.text.strip():
+            raise RowError(f"turns[{index}].text", "empty text")
+        if index > 0 and turns[index - 1].role == turn.role:
+            raise RowError(f"turns[{index}].role", f"two {turn.role} turns in a row")
+    if turns[0].role != USER:
+        raise RowError("turns[0].role", f"the conversation starts with {turns[0].role!r}, not 'user'")
+    if turns[-1].role != MODEL:
+        raise RowError(f"turns[{len(turns) - 1}].role", "the conversation does not end with a model turn")
+    return tuple(turns)
