@@ -97,13 +97,19 @@ def validate_turns(turns: list[Turn]) -> tuple[Turn, ...]:
         if turn.role not in ROLES:
             raise RowError(f"turns[{index}].role", f"unknown role {turn.role!r}")
         if not isinstance(turn.text, str):
-            raise RowError(f"turns[{index}].text", f"expected a string, got {type(turn.text).__name__}")
+            raise RowError(
+                f"turns[{index}].text", f"expected a string, got {type(turn.text).__name__}"
+            )
         if not turn.text.strip():
             raise RowError(f"turns[{index}].text", "empty text")
         if index > 0 and turns[index - 1].role == turn.role:
             raise RowError(f"turns[{index}].role", f"two {turn.role} turns in a row")
     if turns[0].role != USER:
-        raise RowError("turns[0].role", f"the conversation starts with {turns[0].role!r}, not 'user'")
+        raise RowError(
+            "turns[0].role", f"the conversation starts with {turns[0].role!r}, not 'user'"
+        )
     if turns[-1].role != MODEL:
-        raise RowError(f"turns[{len(turns) - 1}].role", "the conversation does not end with a model turn")
+        raise RowError(
+            f"turns[{len(turns) - 1}].role", "the conversation does not end with a model turn"
+        )
     return tuple(turns)

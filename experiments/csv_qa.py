@@ -1,0 +1,25 @@
+"""Q&A pairs from a CSV, optionally with a retrieved-context column (seed 000's Discord bot).
+
+    python -m gemma_tune.train --experiment=csv_qa --set data.path=qa.csv
+    python -m gemma_tune.train --experiment=csv_qa --set data.path=qa.csv \
+        --set data.context_column=context        # tune "with RAG"
+
+Columns default to `input` and `output`; rename them with `--set data.input_column=question`
+and `--set data.output_column=answer`.
+"""
+
+from gemma_tune import config as config_lib
+
+
+def get_config(arg=None):
+    config = config_lib.base_config()
+    config.description = "input/output pairs from a local CSV (optionally with a context column)"
+    config.data.source = "file"
+    config.data.path = arg or "qa.csv"
+    config.data.format = "csv"
+    config.data.max_examples = 0
+    config.data.validation_fraction = 0.1
+    config.train.epochs = 3
+    config.train.learning_rate = 1e-4
+    config.train.grad_clip_norm = 1.0
+    return config

@@ -1,0 +1,71 @@
+"""LoRA adapter files keyed by layer path, not layer index.
+
+An adapter is `adapter.npz` (one array per trainable variable, named by its Keras path, e.g.
+`decoder_block_0/attention/query/lora_kernel_a`) plus `adapter.json` (base preset, rank,
+gemma_tune version, and each array's shape). Unlike KerasHub's `save_lora_weights`, which keys
+weights by position, a path-keyed file cannot silently land on the wrong layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+import gemma_tune
+
+WEIGHTS_FILE = "adapter.npz"
+METADATA_FILE = "adapter.json"
+
+
+def save(causal_lm, directory: str, metadata: dict) -> str:
+    """Writes the CausalLM's trainable variables (the LoRA factors) to `directory`.
+
+    Returns:
+      The path of the weights file.
+    """
+    os.makedirs(directory, exist_ok=True)
+    arrays = {v.path: np.asarray(v.numpy()) for v in causal_lm.trainable_variables}
+    weights_path = os.path.join(directory, WEIGHTS_FILE)
+    tmp_path = weights_path + ".tmp.npz"
+    np.savez(tmp_path, **arrays)
+    os.replace(tmp_path, weights_path)
+    full_metadata = {
+        **metadata,
+        "gemma_tune_version": gemma_tune.__version__,
+        "weights": {path: list(array.shape) for path, array in arrays.items()},
+    }
+    with open(os.path.join(directory, METADATA_FILE), "w") as f:
+        json.dump(full_metadata, f, indent=2)
+    return weights_path
+
+
+def load(causal_lm, directory: str) -> dict:
+    """Loads adapter weights into a CausalLM that has LoRA enabled with the same targets.
+
+    Raises:
+      ValueError: when a variable is missing on either side or its shape differs, naming it.
+
+    Returns:
+      The adapter's metadata.
+    """
+    with open(os.path.join(directory, METADATA_FILE)) as f:
+        metadata = json.load(f)
+    with np.load(os.path.join(directory, WEIGHTS_FILE)) as arrays:
+        variables = {v.path: v for v in causal_lm.trainable_variables}
+        missing = sorted(set(arrays.files) - set(variables))
+        extra = sorted(set(variables) - set(arrays.files))
+        if missing or extra:
+            raise ValueError(
+                f"adapter in {directory} does not fit this model: "
+                f"not in the model: {missing[:5]}; not in the adapter: {extra[:5]}"
+            )
+        for path, variable in variables.items():
+            if tuple(arrays[path].shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"adapter weight {path} has shape {arrays[path].shape}, "
+                    f"the model expects {tuple(variable.shape)}"
+                )
+            variable.assign(arrays[path])
+    return metadata

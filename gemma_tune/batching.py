@@ -1,0 +1,70 @@
+"""Fixed-shape batches from encoded examples, so the compiled train step never retraces.
+
+Every batch has the same shape: `[accumulation_steps, batch_size, sequence_length]`. A short
+last batch is filled with empty rows whose targets weigh nothing, so no example is dropped and
+no new shape is compiled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gemma_tune import template
+
+
+def pack(
+    encoded: list[template.Encoded], sequence_length: int, pad_id: int, rows: int
+) -> dict[str, np.ndarray]:
+    """Pads `encoded` examples into one `[rows, sequence_length]` batch of model inputs.
+
+    Returns:
+      A dict with `token_ids` and `padding_mask` (the model's inputs, positions 0..L-1),
+      `target_ids` (the next token at each position) and `target_weights` (its loss weight;
+      zero on padding, on prompt tokens unless trained on, and on filler rows).
+    """
+    width = sequence_length + 1
+    token_ids = np.full((rows, width), pad_id, np.int32)
+    weights = np.zeros((rows, width), np.float32)
+    mask = np.zeros((rows, width), bool)
+    for row, item in enumerate(encoded):
+        n = len(item.token_ids)
+        token_ids[row, :n] = item.token_ids
+        weights[row, :n] = item.target_weights
+        mask[row, :n] = True
+    return {
+        "token_ids": token_ids[:, :-1],
+        "padding_mask": mask[:, :-1],
+        "target_ids": token_ids[:, 1:],
+        "target_weights": weights[:, 1:],
+    }
+
+
+def epoch_order(count: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The order examples are visited in one epoch: a permutation fixed by seed and epoch."""
+    if not shuffle:
+        return np.arange(count)
+    return np.random.default_rng([seed, epoch]).permutation(count)
+
+
+def steps_per_epoch(count: int, examples_per_step: int) -> int:
+    """Optimizer steps needed to see every example once (the last step may be partly empty)."""
+    return -(-count // examples_per_step)
+
+
+def train_batch(
+    encoded: list[template.Encoded],
+    order: np.ndarray,
+    step_in_epoch: int,
+    batch_size: int,
+    accumulation_steps: int,
+    sequence_length: int,
+    pad_id: int,
+) -> dict[str, np.ndarray]:
+    """The `[accumulation_steps, batch_size, L]` batch for one optimizer step of an epoch."""
+    per_step = batch_size * accumulation_steps
+    indices = order[step_in_epoch * per_step : (step_in_epoch + 1) * per_step]
+    flat = pack([encoded[i] for i in indices], sequence_length, pad_id, per_step)
+    return {
+        key: value.reshape((accumulation_steps, batch_size) + value.shape[1:])
+        for key, value in flat.items()
+    }

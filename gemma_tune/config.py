@@ -1,0 +1,182 @@
+"""Experiment configs: `--experiment=name[:arg]` resolution and `--set key=value` overrides.
+
+An experiment is a module in `experiments/` (installed as `gemma_tune.experiments`) with
+`get_config(arg=None)` returning an `ml_collections.ConfigDict`. Derived experiments start from
+`base_config()` and state only their differences. Configs are locked: an override of a key
+that does not exist, or with a value of the wrong type, stops the run before any heavy work,
+naming the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+import pkgutil
+
+import ml_collections
+
+from gemma_tune import experiments as experiments_package
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every field an experiment can set, with the defaults of the reference run."""
+    config = ml_collections.ConfigDict()
+    config.experiment = ""
+    config.description = ""
+    config.seed = 0
+    config.sequence_length = 256
+
+    config.model = ml_collections.ConfigDict()
+    config.model.preset = "gemma_2b_en"
+    config.model.dtype = "auto"  # bfloat16 on GPU/TPU, float32 on CPU.
+
+    config.lora = ml_collections.ConfigDict()
+    config.lora.rank = 4
+
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "hf"  # hf | tfds | file | tiny
+    config.data.name = "databricks/databricks-dolly-15k"
+    config.data.split = "train"
+    config.data.path = ""
+    config.data.format = "auto"
+    config.data.input_column = "input"
+    config.data.output_column = "output"
+    config.data.context_column = ""
+    config.data.system_column = ""
+    config.data.keep_context = False
+    config.data.max_examples = 1000
+    config.data.validation_path = ""
+    config.data.validation_fraction = 0.05
+    config.data.dedup = "exact"
+    config.data.seed = 0
+    config.data.instruction = ""
+
+    config.template = ml_collections.ConfigDict()
+    config.template.train_on_prompt = False
+
+    config.train = ml_collections.ConfigDict()
+    config.train.epochs = 1
+    config.train.batch_size = 1
+    config.train.grad_accum_steps = 1
+    config.train.max_steps = 0  # 0: no cap.
+    config.train.shuffle = True
+    config.train.learning_rate = 5e-5
+    config.train.weight_decay = 0.01
+    config.train.schedule = "constant"
+    config.train.warmup_steps = 0
+    config.train.grad_clip_norm = 0.0  # 0: no clipping (Google's tutorial clips nothing).
+    config.train.adam_beta1 = 0.9
+    config.train.adam_beta2 = 0.999
+    config.train.adam_epsilon = 1e-7
+    config.train.log_every = 10
+    config.train.eval_every = 0  # 0: validate once, at the end.
+    config.train.eval_batch_size = 4
+    config.train.eval_batches = 25  # 0: the whole validation set.
+    config.train.tensorboard = False
+
+    config.samples = ml_collections.ConfigDict()
+    config.samples.count = 4
+    config.samples.max_new_tokens = 64
+    return config
+
+
+def experiment_names() -> list[str]:
+    """Names of the experiment modules shipped in `experiments/`."""
+    return sorted(
+        info.name
+        for info in pkgutil.iter_modules(experiments_package.__path__)
+        if not info.name.startswith("_")
+    )
+
+
+def describe_experiments() -> str:
+    """One line per experiment: its name and the first line of its docstring."""
+    lines = []
+    for name in experiment_names():
+        module = importlib.import_module(f"{experiments_package.__name__}.{name}")
+        summary = (module.__doc__ or "").strip().splitlines()
+        lines.append(f"{name:24s} {summary[0] if summary else ''}")
+    return "\n".join(lines)
+
+
+def load(experiment: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+    """Resolves `name[:arg]` to a locked config and applies `key=value` overrides.
+
+    Raises:
+      ValueError: unknown experiment, unknown key (with the closest key named) or a value that
+        does not fit the key's type.
+    """
+    name, _, arg = experiment.partition(":")
+    names = experiment_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown experiment {name!r}.{hint} Known: {', '.join(names)}")
+    module = importlib.import_module(f"{experiments_package.__name__}.{name}")
+    config = module.get_config(arg or None)
+    config.experiment = experiment
+    config.lock()
+    for override in overrides:
+        apply_override(config, override)
+    return config
+
+
+def _leaf_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            keys += _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _parse_value(key: str, text: str, current):
+    if isinstance(current, bool):
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--set {key}={text}: expected true or false")
+    if isinstance(current, (int, float)):
+        try:
+            number = float(text) if isinstance(current, float) else int(text)
+        except ValueError:
+            kind = type(current).__name__
+            raise ValueError(f"--set {key}={text}: expected a {kind}") from None
+        return number
+    if isinstance(current, (list, tuple)):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(f"--set {key}={text}: expected a JSON list") from None
+        if not isinstance(value, list):
+            raise ValueError(f"--set {key}={text}: expected a JSON list")
+        return value
+    return text
+
+
+def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
+    """Sets one `dotted.key=value` on a locked config, parsing the value by the key's type."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep:
+        raise ValueError(f"--set {override!r}: expected key=value")
+    keys = _leaf_keys(config)
+    if key not in keys:
+        close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"--set {key}: no such config key.{hint}")
+    *parents, leaf = key.split(".")
+    node = config
+    for parent in parents:
+        node = node[parent]
+    with config.unlocked():
+        node[leaf] = _parse_value(key, text, node[leaf])
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+    """The resolved config as indented JSON (what `--print_config` shows and runs save)."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)

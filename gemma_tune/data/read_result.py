@@ -1,0 +1,40 @@
+"""What a reader returns: the examples it made, plus the rows it deliberately left out.
+
+Readers keep two kinds of bad rows apart. A row the user must fix (a typo in their own file)
+is a `Problem` and fails the whole read; a row a policy leaves out (a Dolly row with a context
+when contexts are not kept, an unanswerable SQuAD question) is skipped and counted by reason,
+so the run summary can say how much data was left out and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gemma_tune.data import example
+
+
+@dataclasses.dataclass
+class ReadResult:
+    """The output of one reader.
+
+    Attributes:
+      examples: the examples made, in source order.
+      dropped: the number of rows skipped, by reason (e.g. {"has context": 3}).
+      rows_read: every row seen, kept or not (blank lines excluded).
+    """
+
+    examples: list[example.Example] = dataclasses.field(default_factory=list)
+    dropped: dict[str, int] = dataclasses.field(default_factory=dict)
+    rows_read: int = 0
+
+    def drop(self, reason: str) -> None:
+        """Counts one row skipped for `reason`."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+class Skip(Exception):
+    """Raised by a row mapper for a row a policy leaves out; `reason` is the count's key."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

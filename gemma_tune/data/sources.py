@@ -1,0 +1,194 @@
+"""The one entry point from a data config to the training and validation sets.
+
+`load` reads the configured source (a Hugging Face dataset, a TFDS dataset, a local JSONL or CSV
+file, or "tiny": the generated rows of `gemma_tune.testing` for offline smoke runs), an optional
+separate validation file, and hands both to `summary.prepare`. Problems in the training and the
+validation file are raised together, so one run shows all of them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gemma_tune.data import (
+    csv_rows,
+    example,
+    hf,
+    jsonl,
+    jsonl_formats,
+    read_result,
+    summary,
+    tfds_source,
+)
+
+SOURCES = ("hf", "tfds", "file", "tiny")
+CSV = "csv"
+FILE_FORMATS = (jsonl.AUTO, CSV, *jsonl_formats.FORMATS)
+
+# The data config's fields and their defaults; `load` falls back to these for missing fields.
+DEFAULTS: dict[str, Any] = {
+    "source": "hf",
+    "name": "databricks/databricks-dolly-15k",
+    "split": "train",
+    "path": "",
+    "format": jsonl.AUTO,
+    "input_column": "input",
+    "output_column": "output",
+    "context_column": "",
+    "system_column": "",
+    "keep_context": False,
+    "max_examples": 0,
+    "validation_path": "",
+    "validation_fraction": 0.0,
+    "dedup": "exact",
+    "seed": 0,
+    "instruction": "",
+}
+
+
+def default_config() -> Any:
+    """A `ml_collections.ConfigDict` with every data field at its default (Dolly-15k)."""
+    import ml_collections  # Only needed by callers that build configs.
+
+    return ml_collections.ConfigDict(dict(DEFAULTS))
+
+
+def _check_format(file_format: str) -> None:
+    """Raises ValueError naming the valid file formats if `file_format` is not one."""
+    if file_format not in FILE_FORMATS:
+        choices = ", ".join(FILE_FORMATS)
+        raise ValueError(f"unknown file format {file_format!r}; choose one of: {choices}")
+
+
+def _field(data_config: Any, name: str) -> Any:
+    """The config's `name` field, or its default when the config does not have it."""
+    return getattr(data_config, name, DEFAULTS[name])
+
+
+def read_file(
+    path: str | os.PathLike,
+    *,
+    format: str = jsonl.AUTO,
+    input_column: str = "input",
+    output_column: str = "output",
+    context_column: str = "",
+    system_column: str = "",
+    keep_context: bool = False,
+) -> read_result.ReadResult:
+    """Reads a local JSONL or CSV file; with format "auto" a ".csv" name means CSV.
+
+    Args:
+      path: the file.
+      format: "auto", "csv", or one of `jsonl_formats.FORMATS`.
+      input_column: CSV only: the user's message column.
+      output_column: CSV only: the model's reply column.
+      context_column: CSV only: an optional passage column ("" = none).
+      system_column: CSV only: an optional system prompt column ("" = none).
+      keep_context: JSONL Dolly rows only: keep rows with a context rather than skip them.
+
+    Raises:
+      ValueError: for an unknown format.
+      example.DataError: with every problem of the file.
+    """
+    _check_format(format)
+    if format == CSV or (format == jsonl.AUTO and os.fspath(path).lower().endswith(".csv")):
+        return csv_rows.read_csv(
+            path,
+            input_column=input_column,
+            output_column=output_column,
+            context_column=context_column,
+            system_column=system_column,
+        )
+    return jsonl.read_jsonl(path, format=format, keep_context=keep_context)
+
+
+def _read_config_file(data_config: Any, path: str) -> read_result.ReadResult:
+    """Reads `path` with the config's format and column settings."""
+    return read_file(
+        path,
+        format=_field(data_config, "format"),
+        input_column=_field(data_config, "input_column"),
+        output_column=_field(data_config, "output_column"),
+        context_column=_field(data_config, "context_column"),
+        system_column=_field(data_config, "system_column"),
+        keep_context=_field(data_config, "keep_context"),
+    )
+
+
+def _read_source(data_config: Any) -> read_result.ReadResult:
+    """Reads the training source the config names."""
+    source = _field(data_config, "source")
+    name = _field(data_config, "name")
+    split = _field(data_config, "split")
+    if source == "hf":
+        if not name:
+            raise ValueError("data.source='hf' needs data.name (a Hugging Face dataset)")
+        return hf.load_hf(name, split, keep_context=_field(data_config, "keep_context"))
+    if source == "tfds":
+        if not name:
+            raise ValueError("data.source='tfds' needs data.name (a TFDS dataset)")
+        return tfds_source.load_tfds(name, split, instruction=_field(data_config, "instruction"))
+    if source == "tiny":
+        from gemma_tune import testing  # Imports KerasHub: only for the offline smoke run.
+
+        rows = testing.tiny_conversations(seed=_field(data_config, "seed"))
+        keep_context = _field(data_config, "keep_context")
+        return hf.load_hf("tiny", split, keep_context=keep_context, rows=rows)
+    path = _field(data_config, "path")
+    if not path:
+        raise ValueError("data.source='file' needs data.path (a JSONL or CSV file)")
+    return _read_config_file(data_config, path)
+
+
+def load(
+    data_config: Any,
+) -> tuple[list[example.Example], list[example.Example], summary.Summary]:
+    """Reads, validates, deduplicates and splits the data a config describes.
+
+    Args:
+      data_config: an attribute-access config (e.g. `ml_collections.ConfigDict`) with the
+        fields of `DEFAULTS`: `source` ("hf", "tfds", "file" or "tiny"), `name`, `split`, `path`,
+        `format`, `input_column`, `output_column`, `context_column`, `system_column`,
+        `keep_context`, `max_examples`, `validation_path` ("" = split off
+        `validation_fraction` of the training data), `validation_fraction`, `dedup`, `seed`
+        and `instruction`. Missing fields take their defaults.
+
+    Returns:
+      (train, validation, summary).
+
+    Raises:
+      ValueError: for an unknown source or format, a missing name or path, or no training
+        examples at all.
+      example.DataError: with the problems of the training and validation files together.
+    """
+    source = _field(data_config, "source")
+    if source not in SOURCES:
+        raise ValueError(f"unknown data source {source!r}; choose one of: {', '.join(SOURCES)}")
+    _check_format(_field(data_config, "format"))
+    problems: list[example.Problem] = []
+    train_read = validation_read = None
+    try:
+        train_read = _read_source(data_config)
+    except example.DataError as error:
+        problems.extend(error.problems)
+    validation_path = _field(data_config, "validation_path")
+    if validation_path:
+        try:
+            validation_read = _read_config_file(data_config, validation_path)
+        except example.DataError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise example.DataError(problems)
+    train, validation, result = summary.prepare(
+        train_read,
+        dedup=_field(data_config, "dedup"),
+        validation_fraction=_field(data_config, "validation_fraction"),
+        seed=_field(data_config, "seed"),
+        max_examples=_field(data_config, "max_examples"),
+        validation_examples=validation_read,
+    )
+    if not train:
+        summary_line = result.format().replace("\n", "; ")
+        raise ValueError(f"no training examples left from the data source ({summary_line})")
+    return train, validation, result

@@ -1,0 +1,99 @@
+"""Loading Gemma 1, 2 and 3 from a KerasHub preset, a local preset directory or a tiny config,
+and enabling LoRA on it.
+
+`model.preset` in an experiment names what to load:
+- a KerasHub preset name (`gemma_2b_en`, `gemma2_2b_en`, `gemma3_1b`, ...; needs Kaggle access),
+- a local KerasHub preset directory (what `save_to_preset` writes),
+- `tiny:gemma1`, `tiny:gemma2`, `tiny:gemma3`: a two-layer random model with a generated
+  vocabulary (`gemma_tune.testing`), for smoke runs and tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras_hub
+
+from gemma_tune import testing
+
+TINY_PREFIX = "tiny:"
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A Gemma ready to tune: the CausalLM (backbone + LM head, no preprocessor), its tokenizer
+    and where it came from."""
+
+    causal_lm: keras_hub.models.CausalLM
+    tokenizer: keras_hub.tokenizers.Tokenizer
+    preset: str
+
+    @property
+    def backbone(self):
+        return self.causal_lm.backbone
+
+    @property
+    def architecture(self) -> str:
+        """ "gemma3" for Gemma3Backbone, "gemma" for Gemma 1 and 2 (one KerasHub class)."""
+        return "gemma3" if isinstance(self.backbone, keras_hub.models.Gemma3Backbone) else "gemma"
+
+
+def resolve_dtype(dtype: str) -> str:
+    """ "auto" means bfloat16 on GPU and TPU, float32 on CPU (bf16 is not faster on CPUs)."""
+    if dtype != "auto":
+        return dtype
+    import jax
+
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+
+
+def _causal_lm_for(backbone) -> keras_hub.models.CausalLM:
+    if isinstance(backbone, keras_hub.models.Gemma3Backbone):
+        return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=None)
+    if isinstance(backbone, keras_hub.models.GemmaBackbone):
+        return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+    raise ValueError(
+        f"{type(backbone).__name__} is not a Gemma backbone; gemma_tune tunes Gemma 1, 2 and 3"
+    )
+
+
+def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
+    """Loads a Gemma for tuning.
+
+    Args:
+      preset: a KerasHub preset name, a local preset directory, or `tiny:ARCH`.
+      dtype: "float32", "bfloat16" or "auto" (see `resolve_dtype`).
+      seed: initialisation seed for tiny models.
+
+    Returns:
+      The loaded model with a preprocessor-free CausalLM: gemma_tune tokenizes itself so that
+      it controls the template and the loss weights.
+    """
+    dtype = resolve_dtype(dtype)
+    if preset.startswith(TINY_PREFIX):
+        architecture = preset[len(TINY_PREFIX) :]
+        tokenizer = testing.tiny_tokenizer(architecture)
+        backbone = testing.tiny_backbone(
+            architecture, tokenizer.vocabulary_size(), seed=seed, dtype=dtype
+        )
+        return LoadedModel(_causal_lm_for(backbone), tokenizer, preset)
+    print(f"Loading {preset} ({dtype}) ...", flush=True)
+    backbone = keras_hub.models.Backbone.from_preset(preset, dtype=dtype)
+    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
+    return LoadedModel(_causal_lm_for(backbone), tokenizer, preset)
+
+
+def enable_lora(model: LoadedModel, rank: int) -> None:
+    """Freezes the base weights and adds rank-`rank` LoRA to the query and value projections
+    (KerasHub's targets, as in Google's Gemma LoRA tutorial)."""
+    if rank <= 0:
+        raise ValueError(f"lora.rank must be positive, got {rank}")
+    model.backbone.enable_lora(rank=rank)
+
+
+def parameter_counts(model: LoadedModel) -> tuple[int, int]:
+    """Returns `(total, trainable)` parameter counts."""
+    total = sum(math.prod(v.shape) for v in model.causal_lm.weights)
+    trainable = sum(math.prod(v.shape) for v in model.causal_lm.trainable_weights)
+    return total, trainable

@@ -1,0 +1,85 @@
+"""The self-describing run directory every training run leaves behind.
+
+runs/<experiment>-<timestamp>/
+  config.json          the resolved experiment config
+  data_summary.json    rows read, dropped, duplicates, split sizes, token lengths
+  metrics.jsonl        one JSON object per logged step and per validation
+  adapter/             LoRA weights (adapter.npz) and their metadata (adapter.json)
+  samples.md           base vs tuned generations on validation prompts, side by side
+  result.json          final metrics, parameter counts and timings
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+
+def default_path(experiment: str, root: str = "runs") -> str:
+    """`runs/<experiment>-<YYYYmmdd-HHMMSS>`, with `:` in the name made filesystem-safe."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join(root, f"{experiment.replace(':', '-')}-{stamp}")
+
+
+def create(path: str) -> str:
+    """Creates the run directory; refuses one that already holds a run's results.
+
+    Raises:
+      FileExistsError: when `path` already has a `config.json`.
+      PermissionError / OSError: when it cannot be created or written, with the path named.
+    """
+    if os.path.exists(os.path.join(path, "config.json")):
+        raise FileExistsError(
+            f"{path} already holds a run (config.json exists); choose another --workdir"
+        )
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise OSError(f"cannot write the run directory {path}: {error.strerror}") from error
+    return path
+
+
+def write_json(run_path: str, name: str, payload) -> str:
+    """Writes `payload` as indented JSON to `run_path/name` atomically; returns the path."""
+    target = os.path.join(run_path, name)
+    tmp = target + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+    os.replace(tmp, target)
+    return target
+
+
+class MetricsLog:
+    """Appends one JSON line per event to `metrics.jsonl` (and to TensorBoard if asked)."""
+
+    def __init__(self, run_path: str, tensorboard: bool = False):
+        self.path = os.path.join(run_path, "metrics.jsonl")
+        self._file = open(self.path, "a")
+        self._writer = None
+        if tensorboard:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(os.path.join(run_path, "tensorboard"))
+
+    def __call__(self, record: dict) -> None:
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            import tensorflow as tf
+
+            with self._writer.as_default(step=int(record.get("step", 0))):
+                for key, value in record.items():
+                    if key != "step" and isinstance(value, (int, float)):
+                        tf.summary.scalar(key, value)
+            self._writer.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()

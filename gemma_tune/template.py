@@ -1,0 +1,144 @@
+"""The Gemma chat template and loss masking: `Example` -> token ids and per-token loss weights.
+
+Gemma (1, 2 and 3) is prompted as
+
+    <bos><start_of_turn>user
+    {system}\n\n{context}\n\n{user text}<end_of_turn>
+    <start_of_turn>model
+    {model text}<end_of_turn>
+
+Gemma has no system role, so a system prompt is folded into the first user turn, as is a
+context passage. By default only the model turns' text and their closing `<end_of_turn>` carry
+loss, so the model learns to answer and to stop, not to imitate questions. Turn markers are
+inserted by id rather than left to the tokenizer, which makes the template independent of how a
+vocabulary marks those pieces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import sentencepiece
+
+from gemma_tune.data import example as example_lib
+
+START_OF_TURN = "<start_of_turn>"
+END_OF_TURN = "<end_of_turn>"
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+    """One tokenized example.
+
+    Attributes:
+      token_ids: `[n]` int32 ids, starting with BOS.
+      target_weights: `[n]` float32; `target_weights[i]` is the loss weight of predicting
+        `token_ids[i]` from the tokens before it (so `target_weights[0]`, BOS, is always 0).
+      full_length: the length before truncation, for the data summary.
+    """
+
+    token_ids: np.ndarray
+    target_weights: np.ndarray
+    full_length: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.full_length > len(self.token_ids)
+
+
+def first_user_text(example: example_lib.Example) -> str:
+    """The first user turn's text with the system prompt and the context folded in."""
+    parts = []
+    if example.system:
+        parts.append(example.system.strip())
+    if example.context:
+        parts.append(f"Context:\n{example.context.strip()}")
+    parts.append(example.turns[0].text)
+    return "\n\n".join(parts)
+
+
+class ChatTemplate:
+    """Formats and tokenizes conversations for one Gemma tokenizer.
+
+    Args:
+      tokenizer: a KerasHub Gemma/Gemma3 tokenizer (anything with `.proto`, `token_to_id` and
+        `start_token_id`).
+      train_on_prompt: when True every token after BOS carries loss, not only the model turns.
+    """
+
+    def __init__(self, tokenizer, train_on_prompt: bool = False):
+        self._encoder = sentencepiece.SentencePieceProcessor(model_proto=tokenizer.proto)
+        self.bos_id = int(tokenizer.start_token_id)
+        self.eos_id = int(tokenizer.end_token_id)
+        self.pad_id = int(tokenizer.pad_token_id)
+        self.start_of_turn_id = int(tokenizer.token_to_id(START_OF_TURN))
+        self.end_of_turn_id = int(tokenizer.token_to_id(END_OF_TURN))
+        self.train_on_prompt = train_on_prompt
+
+    @property
+    def stop_token_ids(self) -> tuple[int, ...]:
+        """Ids that end a model turn in generation: `<end_of_turn>` and `<eos>`."""
+        return (self.end_of_turn_id, self.eos_id)
+
+    def _text(self, text: str) -> list[int]:
+        return self._encoder.encode(text) if text else []
+
+    def _segments(self, example: example_lib.Example, for_generation: bool):
+        """Yields `(ids, is_response)` pieces of the conversation in order."""
+        yield [self.bos_id], False
+        turns = example.turns[:-1] if for_generation else example.turns
+        for index, turn in enumerate(turns):
+            text = first_user_text(example) if index == 0 else turn.text
+            yield [self.start_of_turn_id] + self._text(f"{turn.role}\n"), False
+            is_response = turn.role == example_lib.MODEL
+            yield self._text(text) + [self.end_of_turn_id], is_response
+            yield self._text("\n"), False
+        if for_generation:
+            yield [self.start_of_turn_id] + self._text(f"{example_lib.MODEL}\n"), False
+
+    def encode(self, example: example_lib.Example, sequence_length: int) -> Encoded:
+        """Tokenizes a whole conversation for training, truncated to `sequence_length + 1` ids.
+
+        The model sees `sequence_length` input positions; one more id is kept so that the last
+        position still has a target. Use `Encoded.target_weights.sum() == 0` to spot examples
+        whose responses were cut away entirely.
+        """
+        token_ids: list[int] = []
+        weights: list[float] = []
+        for ids, is_response in self._segments(example, for_generation=False):
+            token_ids += ids
+            weights += [1.0 if (is_response or self.train_on_prompt) else 0.0] * len(ids)
+        weights[0] = 0.0  # BOS is never a target.
+        keep = sequence_length + 1
+        return Encoded(
+            token_ids=np.asarray(token_ids[:keep], np.int32),
+            target_weights=np.asarray(weights[:keep], np.float32),
+            full_length=len(token_ids),
+        )
+
+    def encode_prompt(self, example: example_lib.Example) -> np.ndarray:
+        """Token ids of the conversation up to the last model turn, ready for generation.
+
+        The example's final model turn (the reference answer) is left out; the ids end with
+        `<start_of_turn>model\\n` so the model writes the answer next.
+        """
+        ids: list[int] = []
+        for piece, _ in self._segments(example, for_generation=True):
+            ids += piece
+        return np.asarray(ids, np.int32)
+
+    def decode(self, token_ids) -> str:
+        """Decodes generated ids to text, stopping at the first stop token."""
+        out = []
+        for token_id in token_ids:
+            token_id = int(token_id)
+            if token_id in self.stop_token_ids:
+                break
+            if token_id != self.pad_id:
+                out.append(token_id)
+        return self._encoder.decode(out)
+
+    def prompt_text(self, example: example_lib.Example) -> str:
+        """The generation prompt as text (turn markers included), for reports."""
+        return self._encoder.decode(self.encode_prompt(example).tolist()[1:])

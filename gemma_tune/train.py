@@ -1,0 +1,186 @@
+"""Tune a Gemma with LoRA: `python -m gemma_tune.train --experiment=NAME[:ARG]`.
+
+    python -m gemma_tune.train --experiment=list                  # what can I run?
+    python -m gemma_tune.train --experiment=tiny                  # offline smoke run, seconds
+    python -m gemma_tune.train --experiment=dolly_lora4           # the reference run
+    python -m gemma_tune.train --experiment=dolly_lora4 --print_config
+    python -m gemma_tune.train --experiment=jsonl_sft:data.jsonl --set lora.rank=8 \
+        --set train.max_steps=200 --workdir=runs/mine
+
+Reads and checks all the data first (bad rows stop the run before any model is loaded), then
+loads the model, enables LoRA, trains and writes a self-describing run directory (see
+`gemma_tune.run_dir`). The last line printed says where it is.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from absl import app, flags, logging
+
+import gemma_tune
+from gemma_tune import config as config_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("experiment", None, "Experiment name[:arg] from experiments/, or 'list'.")
+flags.DEFINE_multi_string("set", [], "Override a config field: --set train.max_steps=100.")
+flags.DEFINE_string("workdir", None, "Run directory (default runs/<experiment>-<timestamp>).")
+flags.DEFINE_bool("print_config", False, "Print the resolved config as JSON and exit.")
+
+
+def prepare_data(config, chat_template, summary, train_examples, validation_examples):
+    """Encodes examples with the chat template, drops those whose response is cut away
+    entirely by the sequence length, and records token-length statistics in `summary`."""
+    length = config.sequence_length
+
+    def encode_all(examples):
+        kept, encoded, cut_away = [], [], 0
+        for item in examples:
+            tokens = chat_template.encode(item, length)
+            if tokens.target_weights.sum() == 0:
+                cut_away += 1
+                continue
+            kept.append(item)
+            encoded.append(tokens)
+        return kept, encoded, cut_away
+
+    train_kept, train_encoded, train_cut = encode_all(train_examples)
+    val_kept, val_encoded, val_cut = encode_all(validation_examples)
+    lengths = [e.full_length for e in train_encoded + val_encoded]
+    summary.add_token_lengths(lengths, length)
+    if train_cut or val_cut:
+        summary.dropped["response cut away by sequence_length"] = train_cut + val_cut
+    summary.train_count = len(train_kept)
+    summary.validation_count = len(val_kept)
+    if not train_encoded:
+        from gemma_tune.data import example
+
+        reason = f"no training example keeps a response within {length} tokens"
+        raise example.DataError(
+            [example.Problem(config.data.path or config.data.name, 0, "sequence_length", reason)]
+        )
+    return train_encoded, val_kept, val_encoded
+
+
+def run(config, workdir: str) -> str:
+    """Runs one experiment end to end and returns the run directory.
+
+    Args:
+      config: a resolved, locked experiment config (`gemma_tune.config.load`).
+      workdir: the run directory to create.
+    """
+    from gemma_tune import adapters, model, optimizer, run_dir, samples, template, trainer
+    from gemma_tune.data import sources
+
+    started = time.perf_counter()
+    print(f"gemma_tune {gemma_tune.__version__}: experiment {config.experiment}", flush=True)
+    print("Reading and checking the data ...", flush=True)
+    train_examples, validation_examples, summary = sources.load(config.data)
+
+    run_path = run_dir.create(workdir)
+    run_dir.write_json(run_path, "config.json", config.to_dict())
+
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    loaded = model.load(config.model.preset, config.model.dtype, seed=config.seed)
+    chat_template = template.ChatTemplate(loaded.tokenizer, config.template.train_on_prompt)
+    train_encoded, val_kept, val_encoded = prepare_data(
+        config, chat_template, summary, train_examples, validation_examples
+    )
+    run_dir.write_json(run_path, "data_summary.json", summary.to_dict())
+    print(summary.format(), flush=True)
+
+    model.enable_lora(loaded, config.lora.rank)
+    total, trainable = model.parameter_counts(loaded)
+    print(
+        f"Model {loaded.preset}: {total:,} parameters, {trainable:,} trainable "
+        f"({100 * trainable / total:.3f}%) with LoRA rank {config.lora.rank}",
+        flush=True,
+    )
+
+    sample_examples = (val_kept or train_examples)[: config.samples.count]
+    print(f"Generating {len(sample_examples)} base-model samples ...", flush=True)
+    base_answers = samples.generate_texts(
+        loaded.causal_lm, chat_template, sample_examples, config.samples.max_new_tokens
+    )
+
+    total_steps = trainer.total_train_steps(len(train_encoded), config)
+    tuner = trainer.Trainer(
+        loaded.causal_lm, optimizer.make(config.train, total_steps), config.train.grad_clip_norm
+    )
+    metrics_log = run_dir.MetricsLog(run_path, config.train.tensorboard)
+    print(
+        f"Training {total_steps} steps on {len(train_encoded)} examples "
+        f"(batch {config.train.batch_size} x accumulation {config.train.grad_accum_steps}, "
+        f"{config.sequence_length} tokens) ...",
+        flush=True,
+    )
+    try:
+        final = trainer.fit(
+            tuner, train_encoded, val_encoded, config, chat_template.pad_id, metrics_log
+        )
+    finally:
+        metrics_log.close()
+
+    adapters.save(
+        loaded.causal_lm,
+        f"{run_path}/adapter",
+        {"base_preset": loaded.preset, "rank": config.lora.rank, "targets": ["query", "value"]},
+    )
+    print(f"Generating {len(sample_examples)} tuned-model samples ...", flush=True)
+    tuned_answers = samples.generate_texts(
+        loaded.causal_lm, chat_template, sample_examples, config.samples.max_new_tokens
+    )
+    with open(f"{run_path}/samples.md", "w") as f:
+        f.write(
+            samples.to_markdown(
+                f"{config.experiment}: base vs tuned", sample_examples, base_answers, tuned_answers
+            )
+        )
+    result = {
+        **final,
+        "parameters_total": total,
+        "parameters_trainable": trainable,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    run_dir.write_json(run_path, "result.json", result)
+    for name in ("val_loss", "val_accuracy", "val_perplexity"):
+        if name in final:
+            print(f"{name}: {final[name]:.4f}")
+    print(f"Run directory: {run_path}", flush=True)
+    return run_path
+
+
+def main(argv) -> int:
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.experiment:
+        raise app.UsageError("--experiment is required (--experiment=list shows them)")
+    if FLAGS.experiment == "list":
+        print(config_lib.describe_experiments())
+        return 0
+    try:
+        config = config_lib.load(FLAGS.experiment, FLAGS.set)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if FLAGS.print_config:
+        print(config_lib.to_json(config))
+        return 0
+    from gemma_tune import run_dir
+    from gemma_tune.data import example
+
+    workdir = FLAGS.workdir or run_dir.default_path(config.experiment)
+    try:
+        run(config, workdir)
+    except (example.DataError, FileExistsError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))

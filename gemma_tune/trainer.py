@@ -1,0 +1,218 @@
+"""The training loop: one compiled JAX step (forward, masked loss, gradient accumulation,
+clipping, AdamW), validation, progress and metrics.
+
+The step is a pure function of (trainable weights, optimizer state, batch) built on Keras'
+`stateless_call`/`stateless_apply`, so the whole update compiles once with XLA and runs
+unchanged on CPU, GPU and TPU. Frozen weights are passed in, never copied out.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from gemma_tune import batching, loss
+
+
+class Trainer:
+    """Holds the tuning state of one CausalLM and updates it one batch at a time.
+
+    Args:
+      causal_lm: a KerasHub CausalLM whose trainable variables (the LoRA factors) are tuned.
+      optimizer: a Keras optimizer (see `gemma_tune.optimizer.make`).
+      grad_clip_norm: clip the global gradient norm to this (0 disables clipping).
+    """
+
+    def __init__(self, causal_lm, optimizer, grad_clip_norm: float = 0.0):
+        self.causal_lm = causal_lm
+        self.optimizer = optimizer
+        self.schedule = optimizer._learning_rate  # The schedule object, not its current value.
+        self.step = 0
+        optimizer.build(causal_lm.trainable_variables)
+        # Copies: the step donates these buffers, which must not be the Keras variables' own.
+        self.trainable = [jnp.array(v.value, copy=True) for v in causal_lm.trainable_variables]
+        self.frozen = [v.value for v in causal_lm.non_trainable_variables]
+        self.optimizer_state = [jnp.array(v.value, copy=True) for v in optimizer.variables]
+        self._grad_clip_norm = float(grad_clip_norm)
+        self._train_step = jax.jit(self._step, donate_argnums=(0, 1))
+        self._eval_step = jax.jit(lambda t, f, b: self._sums(t, f, b, training=False))
+
+    def _sums(self, trainable, frozen, batch, training=True):
+        logits, _ = self.causal_lm.stateless_call(
+            trainable,
+            frozen,
+            {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]},
+            training=training,
+        )
+        return loss.weighted_sums(logits, batch["target_ids"], batch["target_weights"])
+
+    def _step(self, trainable, optimizer_state, frozen, batch):
+        def loss_sum_fn(weights, micro_batch):
+            loss_sum, weight_sum, correct = self._sums(weights, frozen, micro_batch)
+            return loss_sum, (weight_sum, correct)
+
+        grad_fn = jax.value_and_grad(loss_sum_fn, has_aux=True)
+
+        def accumulate(carry, micro_batch):
+            grads, loss_sum, weight_sum, correct = carry
+            (micro_loss, (micro_weight, micro_correct)), micro_grads = grad_fn(
+                trainable, micro_batch
+            )
+            grads = jax.tree.map(jnp.add, grads, micro_grads)
+            return (
+                grads,
+                loss_sum + micro_loss,
+                weight_sum + micro_weight,
+                correct + micro_correct,
+            ), None
+
+        zero = jnp.zeros((), jnp.float32)
+        start = (jax.tree.map(jnp.zeros_like, trainable), zero, zero, zero)
+        (grads, loss_sum, weight_sum, correct), _ = jax.lax.scan(accumulate, start, batch)
+        denominator = jnp.maximum(weight_sum, 1.0)
+        grads = jax.tree.map(lambda g: g / denominator.astype(g.dtype), grads)
+        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in grads))
+        if self._grad_clip_norm > 0:
+            scale = jnp.minimum(1.0, self._grad_clip_norm / (grad_norm + 1e-6))
+            grads = [g * scale.astype(g.dtype) for g in grads]
+        trainable, optimizer_state = self.optimizer.stateless_apply(
+            optimizer_state, grads, trainable
+        )
+        metrics = {
+            "loss": loss_sum / denominator,
+            "accuracy": correct / denominator,
+            "target_tokens": weight_sum,
+            "grad_norm": grad_norm,
+        }
+        return trainable, optimizer_state, metrics
+
+    def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """Applies one optimizer update for a `[accumulation, batch, L]` batch; returns metrics."""
+        self.trainable, self.optimizer_state, metrics = self._train_step(
+            self.trainable, self.optimizer_state, self.frozen, batch
+        )
+        self.step += 1
+        return {name: float(value) for name, value in metrics.items()}
+
+    def evaluate(self, batches) -> dict[str, float]:
+        """Mean loss, accuracy and perplexity over weighted tokens of an iterable of batches."""
+        loss_sum = weight_sum = correct = 0.0
+        for batch in batches:
+            sums = self._eval_step(self.trainable, self.frozen, batch)
+            loss_sum += float(sums[0])
+            weight_sum += float(sums[1])
+            correct += float(sums[2])
+        mean = loss_sum / max(weight_sum, 1e-9)
+        return {
+            "loss": mean,
+            "accuracy": correct / max(weight_sum, 1e-9),
+            "perplexity": math.exp(min(mean, 50.0)),
+            "target_tokens": weight_sum,
+        }
+
+    def learning_rate(self) -> float:
+        """The learning rate the next step will use."""
+        if callable(self.schedule):
+            return float(self.schedule(self.step))
+        return float(self.schedule)
+
+    def sync_to_model(self) -> None:
+        """Writes the tuned weights back into the Keras model's variables."""
+        for variable, value in zip(self.causal_lm.trainable_variables, self.trainable, strict=True):
+            variable.assign(value)
+        for variable, value in zip(self.optimizer.variables, self.optimizer_state, strict=True):
+            variable.assign(value)
+
+
+def eval_batches(encoded, batch_size: int, sequence_length: int, pad_id: int, limit: int = 0):
+    """Yields `[batch_size, L]` validation batches (at most `limit` batches when positive)."""
+    count = len(encoded) if limit <= 0 else min(len(encoded), limit * batch_size)
+    for start in range(0, count, batch_size):
+        yield batching.pack(
+            encoded[start : start + batch_size], sequence_length, pad_id, batch_size
+        )
+
+
+def fit(trainer: Trainer, train_encoded, validation_encoded, config, pad_id: int, log) -> dict:
+    """Runs the configured epochs (or `max_steps`) and returns the final metrics.
+
+    Args:
+      trainer: the Trainer to update.
+      train_encoded / validation_encoded: lists of `template.Encoded`.
+      config: the resolved experiment config (uses `train.*`, `sequence_length`, `seed`).
+      pad_id: the tokenizer's padding id.
+      log: a callable receiving one metrics dict per logged step or validation.
+    """
+    train = config.train
+    length = config.sequence_length
+    per_step = train.batch_size * train.grad_accum_steps
+    steps_in_epoch = batching.steps_per_epoch(len(train_encoded), per_step)
+    total_steps = total_train_steps(len(train_encoded), config)
+
+    def validate(step: int) -> dict:
+        batches = eval_batches(
+            validation_encoded, train.eval_batch_size, length, pad_id, train.eval_batches
+        )
+        result = {f"val_{k}": v for k, v in trainer.evaluate(batches).items()}
+        log({"step": step, **result})
+        return result
+
+    last_validation = {}
+    step = 0
+    tokens_seen = 0.0
+    started = time.perf_counter()
+    progress = tqdm.tqdm(total=total_steps, desc="train", unit="step", dynamic_ncols=True)
+    for epoch in range(train.epochs):
+        order = batching.epoch_order(len(train_encoded), config.seed, epoch, train.shuffle)
+        for step_in_epoch in range(steps_in_epoch):
+            if step >= total_steps:
+                break
+            batch = batching.train_batch(
+                train_encoded,
+                order,
+                step_in_epoch,
+                train.batch_size,
+                train.grad_accum_steps,
+                length,
+                pad_id,
+            )
+            learning_rate = trainer.learning_rate()
+            metrics = trainer.train_step(batch)
+            step += 1
+            tokens_seen += float(batch["padding_mask"].sum())
+            elapsed = time.perf_counter() - started
+            tokens_per_s = tokens_seen / max(elapsed, 1e-9)
+            progress.update(1)
+            progress.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{tokens_per_s:.0f}")
+            if step % train.log_every == 0 or step == total_steps:
+                log(
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "learning_rate": learning_rate,
+                        "tokens_per_s": tokens_per_s,
+                        "elapsed_s": elapsed,
+                        **metrics,
+                    }
+                )
+            if validation_encoded and train.eval_every and step % train.eval_every == 0:
+                last_validation = validate(step)
+    progress.close()
+    if validation_encoded and (not train.eval_every or step % train.eval_every):
+        last_validation = validate(step)
+    trainer.sync_to_model()
+    return {"steps": step, "train_seconds": time.perf_counter() - started, **last_validation}
+
+
+def total_train_steps(train_count: int, config) -> int:
+    """Optimizer steps in the run: epochs x steps per epoch, capped by `train.max_steps`."""
+    train = config.train
+    steps = train.epochs * batching.steps_per_epoch(
+        train_count, train.batch_size * train.grad_accum_steps
+    )
+    return min(steps, train.max_steps) if train.max_steps > 0 else steps

@@ -1,0 +1,66 @@
+"""Tests for `python -m gemma_tune.data check`, run as users run it."""
+
+import json
+import subprocess
+import sys
+
+
+def check(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "gemma_tune.data", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_bad_file_prints_every_problem_and_exits_1(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"prompt": "a", "completion": ""}\n\n{oops\n{"prompt": "\xff"}\n')
+    run = check(str(path))
+    assert run.returncode == 1
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"{path}:1: completion: empty"
+    assert lines[1].startswith(f"{path}:3: line: invalid JSON")
+    assert lines[2].startswith(f"{path}:4: line: invalid UTF-8")
+    assert len(lines) == 3
+    assert "3 problem(s)" in run.stderr
+
+
+def test_good_file_prints_the_summary_and_exits_0(tmp_path):
+    path = tmp_path / "good.jsonl"
+    rows = [
+        {"instruction": "one two three", "response": "four five"},
+        {"instruction": "One  two three", "response": "four five"},
+        {"instruction": "a", "context": "passage", "response": "b"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run = check(str(path), "--dedup=normalized")
+    assert run.returncode == 0, run.stderr
+    assert "rows read: 3" in run.stdout
+    assert "dropped: 1 (has context: 1)" in run.stdout
+    assert "duplicates removed: 1" in run.stdout
+    assert "train examples: 1" in run.stdout
+    assert "characters: p50 23, p95 23, max 23" in run.stdout
+    assert "words: p50 5, p95 5, max 5" in run.stdout
+
+
+def test_csv_columns_and_missing_column(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_text("question,answer\nhi,hello\n")
+    good = check(str(path), "--input_column=question", "--output_column=answer")
+    assert good.returncode == 0, good.stderr
+    assert "train examples: 1" in good.stdout
+    bad = check(str(path))
+    assert bad.returncode == 1
+    assert bad.stdout.startswith(f"{path}:1: header: no column 'input', 'output'")
+
+
+def test_cli_does_not_import_heavy_libraries():
+    code = (
+        "import sys, gemma_tune.data.__main__; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'jax', 'datasets', "
+        "'tensorflow_datasets', 'keras_hub') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "[]", run.stderr
