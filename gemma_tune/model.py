@@ -71,17 +71,23 @@ def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
       it controls the template and the loss weights.
     """
     dtype = resolve_dtype(dtype)
+    tokenizer = load_tokenizer(preset)
     if preset.startswith(TINY_PREFIX):
         architecture = preset[len(TINY_PREFIX) :]
-        tokenizer = testing.tiny_tokenizer(architecture)
         backbone = testing.tiny_backbone(
             architecture, tokenizer.vocabulary_size(), seed=seed, dtype=dtype
         )
         return LoadedModel(_causal_lm_for(backbone), tokenizer, preset)
     print(f"Loading {preset} ({dtype}) ...", flush=True)
     backbone = keras_hub.models.Backbone.from_preset(preset, dtype=dtype)
-    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
     return LoadedModel(_causal_lm_for(backbone), tokenizer, preset)
+
+
+def load_tokenizer(preset: str) -> keras_hub.tokenizers.Tokenizer:
+    """Loads only the tokenizer of a preset (or of a tiny model), without any weights."""
+    if preset.startswith(TINY_PREFIX):
+        return testing.tiny_tokenizer(preset[len(TINY_PREFIX) :])
+    return keras_hub.tokenizers.Tokenizer.from_preset(preset)
 
 
 def enable_lora(model: LoadedModel, rank: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 
 import keras_hub
+import numpy as np
 import sentencepiece
 
 # Words the tiny vocabulary is trained on; the generated examples use only these.
@@ -100,6 +101,17 @@ def tiny_backbone(
         head_dim=8,
         dtype=dtype,
     )
+    backbone = _build_tiny(architecture, common)
+    # Keras' default embedding init (std 1/sqrt(vocabulary)) caps a frozen tied LM head's
+    # logits near +-2, so a LoRA-tuned tiny model could never be confident. Real Gemma heads
+    # are not so limited; scale the embeddings up to behave alike.
+    embeddings = backbone.token_embedding.embeddings
+    rng = np.random.default_rng(seed)
+    embeddings.assign(rng.normal(0.0, 0.25, embeddings.shape).astype(np.float32))
+    return backbone
+
+
+def _build_tiny(architecture: str, common: dict):
     if architecture == "gemma1":
         return keras_hub.models.GemmaBackbone(**common)
     if architecture == "gemma2":
@@ -147,8 +159,6 @@ def tiny_conversations(count: int = 48, seed: int = 0) -> list[dict]:
     The task is learnable in a few dozen steps (a colour question answered with a fixed
     pattern, a sentence to repeat), so "loss goes down" is a meaningful smoke test.
     """
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     rows = []
     for index in range(count):

@@ -64,3 +64,17 @@ def test_cli_does_not_import_heavy_libraries():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "[]", run.stderr
+
+
+def test_model_option_reports_token_lengths_and_truncation(tmp_path):
+    path = tmp_path / "train.jsonl"
+    rows = [
+        {"prompt": "What color is the sky? It is red.", "completion": "Answer: red"},
+        {"prompt": "hi", "completion": "Repeat after me: the cat sees old books."},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run = check(str(path), "--model=tiny:gemma1", "--sequence_length=20")
+    assert run.returncode == 0, run.stderr
+    assert "2 of 2 longer than sequence_length 20" in run.stdout
+    run = check(str(path), "--model=tiny:gemma1", "--sequence_length=500")
+    assert "0 of 2 longer than sequence_length 500" in run.stdout

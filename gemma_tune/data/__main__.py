@@ -2,8 +2,13 @@
 
 Validates every row the way training would read it, prints every problem as
 `file:line: field: reason` and exits 1, or prints the data summary and the character and word
-lengths of the conversations and exits 0. No model or tokenizer is loaded, so it runs in a
-second; token lengths are measured by the training run, which has the tokenizer.
+lengths of the conversations and exits 0. No model or tokenizer is loaded by default, so it
+runs in a second; `--model=PRESET --sequence_length=N` also loads that model's tokenizer and
+reports token lengths with the chat template and how many examples N tokens truncate:
+
+    python -m gemma_tune.data check train.jsonl
+    python -m gemma_tune.data check qa.csv --input_column=question --output_column=answer
+    python -m gemma_tune.data check train.jsonl --model=gemma_2b_en --sequence_length=256
 """
 
 from __future__ import annotations
@@ -30,7 +35,20 @@ def _parser() -> argparse.ArgumentParser:
         "--keep_context", action="store_true", help="Dolly: keep rows with a context"
     )
     check.add_argument("--dedup", default="exact", choices=duplicates.MODES)
+    check.add_argument(
+        "--model", default="", help="a preset whose tokenizer measures token lengths"
+    )
+    check.add_argument("--sequence_length", type=int, default=256, help="with --model")
     return parser
+
+
+def _token_lengths(model_preset: str, examples: list[example.Example]) -> list[int]:
+    """Full templated token lengths of `examples` with `model_preset`'s tokenizer."""
+    import gemma_tune  # noqa: F401  (selects the JAX backend before Keras loads)
+    from gemma_tune import model, template
+
+    chat_template = template.ChatTemplate(model.load_tokenizer(model_preset))
+    return [chat_template.encode(item, 0).full_length for item in examples]
 
 
 def check(args: argparse.Namespace) -> int:
@@ -54,13 +72,16 @@ def check(args: argparse.Namespace) -> int:
         print(f"{args.file}: {error}", file=sys.stderr)
         return 1
     kept, _, result = summary.prepare(read, dedup=args.dedup)
+    if args.model and kept:
+        result.add_token_lengths(_token_lengths(args.model, kept), args.sequence_length)
     print(result.format())
     texts = [lengths.plain_text(item) for item in kept]
     characters = lengths.LengthStats.of([len(text) for text in texts])
     words = lengths.LengthStats.of([len(text.split()) for text in texts])
     print(f"characters: {characters.format()}")
     print(f"words: {words.format()}")
-    print("(token lengths are measured by training, which loads the tokenizer)")
+    if not args.model:
+        print("(add --model=PRESET to measure token lengths with that model's tokenizer)")
     if not kept:
         print(f"{args.file}: no examples", file=sys.stderr)
         return 1

@@ -1,0 +1,73 @@
+"""`python -m gemma_tune.train` end to end on the tiny experiment, and its refusals."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _train(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "gemma_tune.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("architecture", ["gemma1", "gemma3"])
+def test_tiny_run_writes_a_complete_run_directory(tmp_path, architecture):
+    run_path = tmp_path / "run"
+    result = _train(
+        f"--experiment=tiny:{architecture}", f"--workdir={run_path}", "--set", "train.epochs=2"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == f"Run directory: {run_path}"
+
+    config = json.loads((run_path / "config.json").read_text())
+    assert config["model"]["preset"] == f"tiny:{architecture}"
+    assert config["train"]["epochs"] == 2
+    summary = json.loads((run_path / "data_summary.json").read_text())
+    assert summary["rows_read"] == 48 and summary["train_count"] > 0
+    assert summary["token_lengths"]["max"] > 0
+
+    records = [json.loads(line) for line in (run_path / "metrics.jsonl").read_text().splitlines()]
+    train_losses = [r["loss"] for r in records if "loss" in r]
+    assert train_losses[-1] < train_losses[0]
+    assert any("val_loss" in r for r in records)
+
+    adapter = json.loads((run_path / "adapter" / "adapter.json").read_text())
+    assert adapter["rank"] == 8 and adapter["base_preset"] == f"tiny:{architecture}"
+    assert all("lora" in path for path in adapter["weights"])
+    samples = (run_path / "samples.md").read_text()
+    assert "| base | tuned |" in samples and samples.count("## Example") == 3
+    result_json = json.loads((run_path / "result.json").read_text())
+    assert result_json["steps"] > 0 and result_json["parameters_trainable"] > 0
+
+
+def test_bad_data_stops_before_the_model_and_writes_nothing(tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(
+        '{"prompt": "hi", "completion": "hello"}\n'
+        '{"prompt": "hi again", "completion": ""}\n'
+        "not json\n"
+    )
+    run_path = tmp_path / "run"
+    result = _train(
+        "--experiment=jsonl_sft", f"--workdir={run_path}", "--set", f"data.path={data}", timeout=120
+    )
+    assert result.returncode == 1
+    assert f"{data}:2: completion" in result.stderr
+    assert f"{data}:3:" in result.stderr
+    assert "Loading" not in result.stdout
+    assert not run_path.exists()
+
+
+def test_refuses_a_directory_holding_another_run(tmp_path):
+    run_path = tmp_path / "run"
+    run_path.mkdir()
+    (run_path / "config.json").write_text("{}")
+    result = _train("--experiment=tiny", f"--workdir={run_path}", timeout=120)
+    assert result.returncode == 1
+    assert "already holds a run" in result.stderr
