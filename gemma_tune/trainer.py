@@ -28,28 +28,62 @@ class Trainer:
       grad_clip_norm: clip the global gradient norm to this (0 disables clipping).
     """
 
-    def __init__(self, causal_lm, optimizer, grad_clip_norm: float = 0.0):
+    def __init__(
+        self,
+        causal_lm,
+        optimizer,
+        grad_clip_norm: float = 0.0,
+        max_targets_per_row: int = 0,
+        logits_chunk_size: int = 256,
+    ):
         self.causal_lm = causal_lm
+        self.backbone = causal_lm.backbone
         self.optimizer = optimizer
         self.schedule = optimizer._learning_rate  # The schedule object, not its current value.
         self.step = 0
-        optimizer.build(causal_lm.trainable_variables)
+        self._max_targets_per_row = max_targets_per_row
+        self._chunk_size = logits_chunk_size
+        optimizer.build(self.backbone.trainable_variables)
         # Copies: the step donates these buffers, which must not be the Keras variables' own.
-        self.trainable = [jnp.array(v.value, copy=True) for v in causal_lm.trainable_variables]
-        self.frozen = [v.value for v in causal_lm.non_trainable_variables]
+        self.trainable = [jnp.array(v.value, copy=True) for v in self.backbone.trainable_variables]
+        self.frozen = [v.value for v in self.backbone.non_trainable_variables]
         self.optimizer_state = [jnp.array(v.value, copy=True) for v in optimizer.variables]
+        self._embedding_slot = self._find_embeddings()
         self._grad_clip_norm = float(grad_clip_norm)
         self._train_step = jax.jit(self._step, donate_argnums=(0, 1))
         self._eval_step = jax.jit(lambda t, f, b: self._sums(t, f, b, training=False))
 
+    def _find_embeddings(self) -> tuple[str, int]:
+        """Where the tied embedding matrix sits: ("trainable" | "frozen", index)."""
+        target = id(self.backbone.token_embedding.embeddings)
+        for group, variables in (
+            ("trainable", self.backbone.trainable_variables),
+            ("frozen", self.backbone.non_trainable_variables),
+        ):
+            for index, variable in enumerate(variables):
+                if id(variable) == target:
+                    return group, index
+        raise RuntimeError("the backbone's token embedding matrix was not found")
+
     def _sums(self, trainable, frozen, batch, training=True):
-        logits, _ = self.causal_lm.stateless_call(
+        hidden, _ = self.backbone.stateless_call(
             trainable,
             frozen,
             {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]},
             training=training,
         )
-        return loss.weighted_sums(logits, batch["target_ids"], batch["target_weights"])
+        group, index = self._embedding_slot
+        embeddings = (trainable if group == "trainable" else frozen)[index]
+        rows = batch["token_ids"].shape[0]
+        return loss.head_sums(
+            hidden,
+            embeddings,
+            batch["target_ids"],
+            batch["target_weights"],
+            soft_cap=self.backbone.token_embedding.logit_soft_cap,
+            max_targets=rows * self._max_targets_per_row,
+            chunk_size=self._chunk_size,
+        )
 
     def _step(self, trainable, optimizer_state, frozen, batch):
         def loss_sum_fn(weights, micro_batch):
@@ -93,16 +127,27 @@ class Trainer:
 
     def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """Applies one optimizer update for a `[accumulation, batch, L]` batch; returns metrics."""
+        self._check_target_budget(batch)
         self.trainable, self.optimizer_state, metrics = self._train_step(
             self.trainable, self.optimizer_state, self.frozen, batch
         )
         self.step += 1
         return {name: float(value) for name, value in metrics.items()}
 
+    def _check_target_budget(self, batch) -> None:
+        if self._max_targets_per_row:
+            per_row = (np.asarray(batch["target_weights"]) > 0).sum(axis=-1)
+            if per_row.max() > self._max_targets_per_row:
+                raise ValueError(
+                    f"a row has {per_row.max()} target tokens, more than max_targets_per_row="
+                    f"{self._max_targets_per_row}; compute it with batching.max_targets_per_row"
+                )
+
     def evaluate(self, batches) -> dict[str, float]:
         """Mean loss, accuracy and perplexity over weighted tokens of an iterable of batches."""
         loss_sum = weight_sum = correct = 0.0
         for batch in batches:
+            self._check_target_budget(batch)
             sums = self._eval_step(self.trainable, self.frozen, batch)
             loss_sum += float(sums[0])
             weight_sum += float(sums[1])
@@ -123,7 +168,7 @@ class Trainer:
 
     def sync_to_model(self) -> None:
         """Writes the tuned weights back into the Keras model's variables."""
-        for variable, value in zip(self.causal_lm.trainable_variables, self.trainable, strict=True):
+        for variable, value in zip(self.backbone.trainable_variables, self.trainable, strict=True):
             variable.assign(value)
         for variable, value in zip(self.optimizer.variables, self.optimizer_state, strict=True):
             variable.assign(value)

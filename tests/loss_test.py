@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from gemma_tune import loss
 
@@ -45,3 +46,47 @@ def test_accuracy_counts_weighted_argmax_hits():
     _, weight_sum, correct = loss.weighted_sums(logits, targets, weights)
     assert float(weight_sum) == 3.0
     assert float(correct) == 2.0
+
+
+def _head_problem(seed=3, soft_cap=None):
+    hidden = _random(seed, (2, 7, 5))
+    embeddings = _random(seed + 1, (13, 5))
+    targets = jax.random.randint(jax.random.PRNGKey(seed + 2), (2, 7), 0, 13)
+    weights = np.array([[0, 0, 1, 1, 1, 0, 0], [0, 1, 0, 1, 0, 0, 0]], np.float32)
+    return hidden, embeddings, targets, weights
+
+
+def _full_logits_sums(hidden, embeddings, targets, weights, soft_cap=None):
+    logits = hidden @ embeddings.T
+    if soft_cap:
+        logits = jax.numpy.tanh(logits / soft_cap) * soft_cap
+    return loss.weighted_sums(logits, targets, weights)
+
+
+@pytest.mark.parametrize(
+    "max_targets, chunk_size, soft_cap", [(0, 4, None), (6, 4, None), (8, 3, 2.0), (0, 256, 30.0)]
+)
+def test_chunked_head_equals_full_logits_in_value_and_gradient(max_targets, chunk_size, soft_cap):
+    hidden, embeddings, targets, weights = _head_problem()
+
+    def chunked(h):
+        sums = loss.head_sums(
+            h,
+            embeddings,
+            targets,
+            weights,
+            soft_cap=soft_cap,
+            max_targets=max_targets,
+            chunk_size=chunk_size,
+        )
+        return sums[0] / sums[1], sums
+
+    def full(h):
+        sums = _full_logits_sums(h, embeddings, targets, weights, soft_cap)
+        return sums[0] / sums[1], sums
+
+    (value, sums), grad = jax.value_and_grad(chunked, has_aux=True)(hidden)
+    (expected_value, expected_sums), expected_grad = jax.value_and_grad(full, has_aux=True)(hidden)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+    np.testing.assert_allclose(np.array(sums), np.array(expected_sums), rtol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)

@@ -106,3 +106,28 @@ def test_learning_rate_schedule_warms_up_then_decays():
     assert values[3] == pytest.approx(1.0)
     assert values[19] < 0.02
     assert all(a >= b for a, b in zip(values[3:], values[4:], strict=False))
+
+
+def test_trainer_loss_equals_the_causal_lm_logits_loss(architecture):
+    """The step's selective, chunked LM head gives the loss of KerasHub's own logits."""
+    from gemma_tune import loss
+
+    config, loaded, chat_template = _setup(architecture)
+    encoded = [chat_template.encode(e, config.sequence_length) for e in _examples(4)]
+    tuner = trainer.Trainer(
+        loaded.causal_lm,
+        optimizer.make(config.train, 1),
+        0.0,
+        max_targets_per_row=batching.max_targets_per_row(encoded),
+        logits_chunk_size=16,
+    )
+    batch = batching.pack(encoded, config.sequence_length, chat_template.pad_id, 4)
+    ours = tuner.evaluate([batch])
+    logits = loaded.causal_lm(
+        {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]}
+    )
+    loss_sum, weight_sum, correct = loss.weighted_sums(
+        logits, batch["target_ids"], batch["target_weights"]
+    )
+    assert ours["loss"] == pytest.approx(float(loss_sum / weight_sum), rel=1e-5)
+    assert ours["accuracy"] == pytest.approx(float(correct / weight_sum), rel=1e-6)
