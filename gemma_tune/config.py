@@ -76,8 +76,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.tensorboard = False
 
     config.samples = ml_collections.ConfigDict()
-    config.samples.count = 4
+    config.samples.count = 4  # validation prompts shown side by side in samples.md
     config.samples.max_new_tokens = 64
+    config.samples.batch_size = 8
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.limit = 50  # validation examples scored base vs tuned; 0 disables
     return config
 
 

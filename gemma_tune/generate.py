@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras_hub
 import numpy as np
+import tqdm
 
 
 def make_sampler(temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0):
@@ -29,7 +30,7 @@ def generate_ids(
     stop_token_ids: tuple[int, ...],
     pad_id: int = 0,
     batch_size: int = 8,
-    bucket: int = 64,
+    bucket: int = 32,
     sampler=None,
 ) -> list[np.ndarray]:
     """Generates continuations for token-id prompts; returns only the new ids of each.
@@ -49,16 +50,20 @@ def generate_ids(
     # `generate`'s output normalisation fails on Gemma 3's image-free outputs without a
     # preprocessor, and we tokenize ourselves anyway.
     generate_function = causal_lm.make_generate_function()
-    outputs: list[np.ndarray] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        rows = len(chunk)
+    # KerasHub decodes every row from the batch's shortest prompt to the full width, so
+    # batching prompts of similar length (and a modest bucket) saves most of the steps.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs: dict[int, np.ndarray] = {}
+    batches = range(0, len(order), batch_size)
+    for start in tqdm.tqdm(batches, desc="generate", unit="batch", disable=len(batches) < 2):
+        chunk_ids = order[start : start + batch_size]
+        chunk = [prompts[i] for i in chunk_ids]
         longest = max(len(p) for p in chunk)
         width = -(-(longest + max_new_tokens) // bucket) * bucket
         token_ids = np.full((batch_size, width), pad_id, np.int32)
         padding_mask = np.zeros((batch_size, width), bool)
         for row in range(batch_size):
-            prompt = chunk[row] if row < rows else chunk[0]
+            prompt = chunk[row] if row < len(chunk) else chunk[-1]
             token_ids[row, : len(prompt)] = prompt
             padding_mask[row, : len(prompt)] = True
         result = generate_function(
@@ -66,7 +71,105 @@ def generate_ids(
             stop_token_ids=tuple(stop_token_ids),
         )
         generated = np.asarray(result["token_ids"])
-        for row in range(rows):
-            begin = len(chunk[row])
-            outputs.append(generated[row, begin : begin + max_new_tokens])
-    return outputs
+        for row, index in enumerate(chunk_ids):
+            begin = len(prompts[index])
+            outputs[index] = generated[row, begin : begin + max_new_tokens]
+    return [outputs[i] for i in range(len(prompts))]
+
+
+class TokenStream:
+    """Token-by-token generation for one prompt, for streaming to a terminal.
+
+    Prefill and each decode step are jit-compiled once per cache width; widths are rounded up
+    to a multiple of `bucket`, so new prompt lengths rarely recompile. The model's weights are
+    passed in as values (`weights`), so one compiled stream serves the base model and a tuned
+    one alike (`--compare_base`).
+
+    Args:
+      causal_lm: a KerasHub Gemma/Gemma3 CausalLM.
+      bucket: cache widths are multiples of this.
+    """
+
+    def __init__(self, causal_lm, bucket: int = 128):
+        import jax
+        import keras
+
+        self.causal_lm = causal_lm
+        self.bucket = bucket
+        self.variables = list(causal_lm.variables)
+
+        def prefill(weights, token_ids, padding_mask):
+            with keras.StatelessScope(state_mapping=list(zip(self.variables, weights))):
+                _, cache = self._build_cache(token_ids, padding_mask)
+            return cache
+
+        def decode(weights, cache, token, index):
+            with keras.StatelessScope(state_mapping=list(zip(self.variables, weights))):
+                logits, _, cache = causal_lm.call_with_cache(token, cache, index)
+            return logits[:, 0].astype("float32"), cache
+
+        self._prefill = jax.jit(prefill)
+        self._decode = jax.jit(decode)
+
+    def _build_cache(self, token_ids, padding_mask):
+        if isinstance(self.causal_lm, keras_hub.models.Gemma3CausalLM):
+            return self.causal_lm._build_cache(token_ids, None, None, padding_mask, None)
+        return self.causal_lm._build_cache(token_ids)
+
+    def current_weights(self) -> list:
+        """The model's current weight values (pass to `stream`)."""
+        return [v.value for v in self.variables]
+
+    def stream(
+        self,
+        prompt: np.ndarray,
+        max_new_tokens: int,
+        stop_token_ids: tuple[int, ...],
+        weights=None,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ):
+        """Yields generated token ids one at a time until a stop token or the length limit.
+
+        Decoding is greedy at `temperature=0` (deterministic), else samples from the softmax
+        at that temperature, restricted to the `top_k` most likely tokens and/or the smallest
+        set whose probability reaches `top_p`.
+        """
+        weights = self.current_weights() if weights is None else weights
+        rng = np.random.default_rng(seed)
+        width = -(-(len(prompt) + max_new_tokens) // self.bucket) * self.bucket
+        token_ids = np.zeros((1, width), np.int32)
+        token_ids[0, : len(prompt)] = prompt
+        padding_mask = np.zeros((1, width), bool)
+        padding_mask[0, : len(prompt)] = True
+        cache = self._prefill(weights, token_ids, padding_mask)
+        index = len(prompt)
+        for _ in range(max_new_tokens):
+            token = token_ids[:, index - 1 : index]
+            logits, cache = self._decode(weights, cache, token, np.int32(index - 1))
+            next_id = pick_token(np.asarray(logits[0]), temperature, top_k, top_p, rng)
+            if next_id in stop_token_ids:
+                return
+            yield next_id
+            token_ids[0, index] = next_id
+            index += 1
+
+
+def pick_token(
+    logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator
+) -> int:
+    """Chooses the next token from one position's logits (greedy when temperature <= 0)."""
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    scaled = logits.astype(np.float64) / temperature
+    order = np.argsort(-scaled)
+    if top_k > 0:
+        order = order[:top_k]
+    probs = np.exp(scaled[order] - scaled[order[0]])
+    probs /= probs.sum()
+    if top_p < 1.0:
+        keep = int(np.searchsorted(np.cumsum(probs), top_p) + 1)
+        order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
+    return int(rng.choice(order, p=probs))

@@ -11,6 +11,7 @@ def generate_texts(
     chat_template: template.ChatTemplate,
     examples: list[example_lib.Example],
     max_new_tokens: int,
+    batch_size: int = 8,
 ) -> list[str]:
     """Greedy answers of `causal_lm` to each example's prompt (its reference answer left out)."""
     prompts = [chat_template.encode_prompt(example) for example in examples]
@@ -20,6 +21,7 @@ def generate_texts(
         max_new_tokens=max_new_tokens,
         stop_token_ids=chat_template.stop_token_ids,
         pad_id=chat_template.pad_id,
+        batch_size=batch_size,
     )
     return [chat_template.decode(ids) for ids in new_ids]
 

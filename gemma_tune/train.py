@@ -73,6 +73,7 @@ def run(config, workdir: str) -> str:
     from gemma_tune import (
         adapters,
         batching,
+        evaluate,
         model,
         optimizer,
         run_dir,
@@ -109,10 +110,16 @@ def run(config, workdir: str) -> str:
         flush=True,
     )
 
-    sample_examples = (val_kept or train_examples)[: config.samples.count]
-    print(f"Generating {len(sample_examples)} base-model samples ...", flush=True)
+    generation_examples = (val_kept or train_examples)[
+        : max(config.samples.count, config.eval.limit if val_kept else 0)
+    ]
+    print(f"Generating {len(generation_examples)} base-model answers ...", flush=True)
     base_answers = samples.generate_texts(
-        loaded.causal_lm, chat_template, sample_examples, config.samples.max_new_tokens
+        loaded.causal_lm,
+        chat_template,
+        generation_examples,
+        config.samples.max_new_tokens,
+        batch_size=config.samples.batch_size,
     )
 
     total_steps = trainer.total_train_steps(len(train_encoded), config)
@@ -141,16 +148,34 @@ def run(config, workdir: str) -> str:
         f"{run_path}/adapter",
         {"base_preset": loaded.preset, "rank": config.lora.rank, "targets": ["query", "value"]},
     )
-    print(f"Generating {len(sample_examples)} tuned-model samples ...", flush=True)
+    print(f"Generating {len(generation_examples)} tuned-model answers ...", flush=True)
     tuned_answers = samples.generate_texts(
-        loaded.causal_lm, chat_template, sample_examples, config.samples.max_new_tokens
+        loaded.causal_lm,
+        chat_template,
+        generation_examples,
+        config.samples.max_new_tokens,
+        batch_size=config.samples.batch_size,
     )
+    count = config.samples.count
     with open(f"{run_path}/samples.md", "w") as f:
         f.write(
             samples.to_markdown(
-                f"{config.experiment}: base vs tuned", sample_examples, base_answers, tuned_answers
+                f"{config.experiment}: base vs tuned",
+                generation_examples[:count],
+                base_answers[:count],
+                tuned_answers[:count],
             )
         )
+    if val_kept and config.eval.limit:
+        limit = config.eval.limit
+        comparison = evaluate.compare(
+            generation_examples[:limit], base_answers[:limit], tuned_answers[:limit]
+        )
+        run_dir.write_json(run_path, "comparison.json", comparison.to_dict())
+        with open(f"{run_path}/comparison.md", "w") as f:
+            f.write(comparison.markdown(f"{config.experiment}: base vs tuned on held-out data"))
+        print(comparison.table(), flush=True)
+        final = {**final, "base": comparison.base_mean, "tuned": comparison.tuned_mean}
     result = {
         **final,
         "parameters_total": total,

@@ -1,0 +1,140 @@
+"""Talk to a base or tuned Gemma: `python -m gemma_tune.sample`.
+
+    python -m gemma_tune.sample --run=runs/demo-20261125-170000 --prompt="When does the makerspace open?"
+    python -m gemma_tune.sample --run=RUN_DIR --compare_base          # interactive, side by side
+    python -m gemma_tune.sample --model=gemma3_270m --prompt="The capital of France is"
+    python -m gemma_tune.sample --model=gemma3_270m --adapter=RUN_DIR/adapter --temperature=0.7
+
+Prompts are wrapped in Gemma's chat template (`--raw` sends them as they are), generation stops
+at `<end_of_turn>` or `<eos>`, and tokens are printed as they are generated. `--temperature=0`
+(the default) is greedy and deterministic; otherwise `--top_k`, `--top_p` and `--seed` shape
+the sampling. Without `--prompt`, it reads prompts interactively until an empty line or EOF.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+import gemma_tune  # noqa: F401  (selects the JAX backend)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "A run directory: its model and adapter are loaded.")
+flags.DEFINE_string("model", None, "A preset name, preset directory, .gguf or tiny:ARCH.")
+flags.DEFINE_string("adapter", None, "An adapter directory (with adapter.json) to apply.")
+flags.DEFINE_string("prompt", None, "The user message; without it, prompts are read from stdin.")
+flags.DEFINE_string("system", None, "An optional system prompt (folded into the user turn).")
+flags.DEFINE_string("context", None, "An optional passage placed before the question.")
+flags.DEFINE_bool("raw", False, "Send the prompt as is, without the chat template.")
+flags.DEFINE_bool("compare_base", False, "Also answer with the base model, side by side.")
+flags.DEFINE_integer("max_new_tokens", 128, "The most tokens to generate.")
+flags.DEFINE_float("temperature", 0.0, "0 is greedy (deterministic); higher samples.")
+flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens (0: all).")
+flags.DEFINE_float("top_p", 1.0, "Sample among the most likely tokens up to this mass.")
+flags.DEFINE_integer("seed", 0, "Sampling seed.")
+
+
+def _resolve(run: str | None, model_name: str | None, adapter: str | None):
+    """Returns `(preset, adapter_dir)` from --run or --model/--adapter."""
+    if run:
+        with open(os.path.join(run, "config.json")) as f:
+            config = json.load(f)
+        adapter_dir = os.path.join(run, "adapter")
+        if not os.path.exists(os.path.join(adapter_dir, "adapter.json")):
+            raise FileNotFoundError(f"{run} has no adapter (did the run finish?)")
+        return model_name or config["model"]["preset"], adapter or adapter_dir
+    if not model_name:
+        raise app.UsageError("give --run=RUN_DIR or --model=PRESET")
+    return model_name, adapter
+
+
+class Chat:
+    """A loaded model (and optional adapter) that streams answers to prompts."""
+
+    def __init__(self, preset: str, adapter_dir: str | None):
+        from gemma_tune import adapters, generate, model, template
+
+        self.loaded = model.load(preset, "auto")
+        self.template = template.ChatTemplate(self.loaded.tokenizer)
+        self.stream = generate.TokenStream(self.loaded.causal_lm)
+        self.base_weights = self.stream.current_weights()
+        self.tuned_weights = None
+        if adapter_dir:
+            with open(os.path.join(adapter_dir, adapters.METADATA_FILE)) as f:
+                rank = json.load(f)["rank"]
+            model.enable_lora(self.loaded, rank)
+            self.stream = generate.TokenStream(self.loaded.causal_lm)
+            self.base_weights = self.stream.current_weights()  # LoRA B is zero: the base model
+            adapters.load(self.loaded.causal_lm, adapter_dir)
+            self.tuned_weights = self.stream.current_weights()
+
+    def prompt_ids(self, text: str, system=None, context=None, raw=False):
+        """Token ids for a user message (chat-templated unless `raw`)."""
+        from gemma_tune.data import example
+
+        if raw:
+            return [self.template.bos_id] + self.template._encoder.encode(text)
+        turns = (example.Turn(example.USER, text), example.Turn(example.MODEL, "-"))
+        item = example.Example(turns=turns, system=system, context=context)
+        return self.template.encode_prompt(item)
+
+    def answer(self, prompt_ids, weights, echo=True, **sampling) -> str:
+        """Generates an answer, printing each piece of text as soon as it is decoded."""
+        ids: list[int] = []
+        shown = ""
+        for token_id in self.stream.stream(
+            prompt_ids, stop_token_ids=self.template.stop_token_ids, weights=weights, **sampling
+        ):
+            ids.append(token_id)
+            text = self.template.decode(ids)
+            if echo:
+                sys.stdout.write(text[len(shown) :])
+                sys.stdout.flush()
+            shown = text
+        if echo:
+            sys.stdout.write("\n")
+        return shown
+
+
+def _respond(chat: Chat, text: str) -> None:
+    prompt_ids = chat.prompt_ids(text, FLAGS.system, FLAGS.context, FLAGS.raw)
+    sampling = dict(
+        max_new_tokens=FLAGS.max_new_tokens,
+        temperature=FLAGS.temperature,
+        top_k=FLAGS.top_k,
+        top_p=FLAGS.top_p,
+        seed=FLAGS.seed,
+    )
+    tuned = chat.tuned_weights
+    if FLAGS.compare_base and tuned is not None:
+        print("--- base ---", flush=True)
+        chat.answer(prompt_ids, chat.base_weights, **sampling)
+        print("--- tuned ---", flush=True)
+        chat.answer(prompt_ids, tuned, **sampling)
+    else:
+        chat.answer(prompt_ids, tuned if tuned is not None else chat.base_weights, **sampling)
+
+
+def main(argv) -> None:
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    preset, adapter_dir = _resolve(FLAGS.run, FLAGS.model, FLAGS.adapter)
+    if FLAGS.compare_base and not adapter_dir:
+        raise app.UsageError("--compare_base needs a tuned model: give --run or --adapter")
+    chat = Chat(preset, adapter_dir)
+    if FLAGS.prompt is not None:
+        _respond(chat, FLAGS.prompt)
+        return
+    print("Type a prompt and press Enter (empty line or Ctrl-D to quit).", flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        _respond(chat, line.strip())
+        print("> ", end="", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
