@@ -106,10 +106,13 @@ class Comparison:
             reverse=True,
         )
         for i in order:
+            item = self.examples[i]
+            f1_change = (
+                f"{self.base_scores[i]['token_f1']:.2f} → {self.tuned_scores[i]['token_f1']:.2f}"
+            )
             lines.append(
-                f"| {i + 1} | {_cell(self.examples[i].prompt)} | {_cell(self.examples[i].response)}"
-                f" | {_cell(self.base_answers[i])} | {_cell(self.tuned_answers[i])}"
-                f" | {self.base_scores[i]['token_f1']:.2f} → {self.tuned_scores[i]['token_f1']:.2f} |"
+                f"| {i + 1} | {_cell(item.prompt)} | {_cell(item.response)}"
+                f" | {_cell(self.base_answers[i])} | {_cell(self.tuned_answers[i])} | {f1_change} |"
             )
         return "\n".join(lines) + "\n"
 

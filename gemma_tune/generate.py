@@ -98,13 +98,18 @@ class TokenStream:
         self.bucket = bucket
         self.variables = list(causal_lm.variables)
 
+        def bind(weights):
+            return keras.StatelessScope(
+                state_mapping=list(zip(self.variables, weights, strict=True))
+            )
+
         def prefill(weights, token_ids, padding_mask):
-            with keras.StatelessScope(state_mapping=list(zip(self.variables, weights))):
+            with bind(weights):
                 _, cache = self._build_cache(token_ids, padding_mask)
             return cache
 
         def decode(weights, cache, token, index):
-            with keras.StatelessScope(state_mapping=list(zip(self.variables, weights))):
+            with bind(weights):
                 logits, _, cache = causal_lm.call_with_cache(token, cache, index)
             return logits[:, 0].astype("float32"), cache
 

@@ -1,6 +1,6 @@
 """Talk to a base or tuned Gemma: `python -m gemma_tune.sample`.
 
-    python -m gemma_tune.sample --run=runs/demo-20261125-170000 --prompt="When does the makerspace open?"
+    python -m gemma_tune.sample --run=RUN_DIR --prompt="When does the makerspace open?"
     python -m gemma_tune.sample --run=RUN_DIR --compare_base          # interactive, side by side
     python -m gemma_tune.sample --model=gemma3_270m --prompt="The capital of France is"
     python -m gemma_tune.sample --model=gemma3_270m --adapter=RUN_DIR/adapter --temperature=0.7
