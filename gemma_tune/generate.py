@@ -68,7 +68,7 @@ def generate_ids(
             padding_mask[row, : len(prompt)] = True
         result = generate_function(
             {"token_ids": token_ids, "padding_mask": padding_mask},
-            stop_token_ids=tuple(stop_token_ids),
+            stop_token_ids=tuple(stop_token_ids) or None,
         )
         generated = np.asarray(result["token_ids"])
         for row, index in enumerate(chunk_ids):
