@@ -71,6 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.adam_epsilon = 1e-7
     config.train.log_every = 10
     config.train.eval_every = 0  # 0: validate once, at the end.
+    config.train.eval_at_start = True  # validation loss of the base model, before any update
     config.train.eval_batch_size = 4
     config.train.eval_batches = 25  # 0: the whole validation set.
     config.train.tensorboard = False

@@ -185,7 +185,9 @@ def run(config, workdir: str) -> str:
     run_dir.write_json(run_path, "result.json", result)
     for name in ("val_loss", "val_accuracy", "val_perplexity"):
         if name in final:
-            print(f"{name}: {final[name]:.4f}")
+            before = final.get(f"base_{name}")
+            was = f" (base model: {before:.4f})" if before is not None else ""
+            print(f"{name}: {final[name]:.4f}{was}")
     print(f"Run directory: {run_path}", flush=True)
     return run_path
 

