@@ -4,8 +4,10 @@
     python -m gemma_tune.train --experiment=tiny:gemma3     # or gemma2, gemma3
 
 A two-layer Gemma with a generated SentencePiece vocabulary learns a few dozen generated
-instruction/response pairs (colour questions and "repeat after me"). Loss falls from about 5.8
-to under 1 in 60 steps on 2 CPU cores (~30 s). This is what the tests and CI run.
+instruction/response pairs (colour questions and "repeat after me"). On 2 CPU cores the run
+takes about 20 s: 102 steps, training loss from about 6.9 to about 3, validation token accuracy
+about 0.5 (a random tiny model cannot do much better with frozen weights; the point is that
+every stage runs). The tests run it for Gemma 1, 2 and 3.
 """
 
 from gemma_tune import config as config_lib

@@ -8,6 +8,7 @@ weights by position, a path-keyed file cannot silently land on the wrong layer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -17,6 +18,22 @@ import gemma_tune
 
 WEIGHTS_FILE = "adapter.npz"
 METADATA_FILE = "adapter.json"
+
+
+def fingerprint(causal_lm) -> str:
+    """A short hash of the frozen base weights (the first values of every non-LoRA variable).
+
+    Stored with an adapter so that loading it onto a different base model, even one with the
+    same architecture and shapes, is refused instead of silently producing nonsense.
+    """
+    digest = hashlib.sha256()
+    for variable in sorted(causal_lm.weights, key=lambda v: v.path):
+        if "lora" in variable.path:
+            continue
+        values = np.asarray(variable.numpy(), np.float32).reshape(-1)[:64]
+        digest.update(variable.path.encode())
+        digest.update(np.round(values, 4).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def save(causal_lm, directory: str, metadata: dict) -> str:
@@ -33,6 +50,7 @@ def save(causal_lm, directory: str, metadata: dict) -> str:
     os.replace(tmp_path, weights_path)
     full_metadata = {
         **metadata,
+        "base_fingerprint": fingerprint(causal_lm),
         "gemma_tune_version": gemma_tune.__version__,
         "weights": {path: list(array.shape) for path, array in arrays.items()},
     }
@@ -52,6 +70,12 @@ def load(causal_lm, directory: str) -> dict:
     """
     with open(os.path.join(directory, METADATA_FILE)) as f:
         metadata = json.load(f)
+    expected = metadata.get("base_fingerprint")
+    if expected and expected != fingerprint(causal_lm):
+        raise ValueError(
+            f"adapter in {directory} was trained on {metadata.get('base_preset')!r} "
+            f"(fingerprint {expected}); the model it is being loaded onto has other base weights"
+        )
     with np.load(os.path.join(directory, WEIGHTS_FILE)) as arrays:
         variables = {v.path: v for v in causal_lm.trainable_variables}
         missing = sorted(set(arrays.files) - set(variables))

@@ -102,6 +102,9 @@ def run(config, workdir: str) -> str:
     run_dir.write_json(run_path, "data_summary.json", summary.to_dict())
     print(summary.format(), flush=True)
 
+    # Seed right before the LoRA factors are drawn, so a run's initialisation does not depend
+    # on what loading happened to draw (a first-time GGUF conversion builds a model too).
+    keras.utils.set_random_seed(config.seed)
     model.enable_lora(loaded, config.lora.rank)
     total, trainable = model.parameter_counts(loaded)
     print(
@@ -113,14 +116,18 @@ def run(config, workdir: str) -> str:
     generation_examples = (val_kept or train_examples)[
         : max(config.samples.count, config.eval.limit if val_kept else 0)
     ]
-    print(f"Generating {len(generation_examples)} base-model answers ...", flush=True)
-    base_answers = samples.generate_texts(
-        loaded.causal_lm,
-        chat_template,
-        generation_examples,
-        config.samples.max_new_tokens,
-        batch_size=config.samples.batch_size,
-    )
+
+    def answer(label: str) -> list[str]:
+        print(f"Generating {len(generation_examples)} {label}-model answers ...", flush=True)
+        return samples.generate_texts(
+            loaded.causal_lm,
+            chat_template,
+            generation_examples,
+            config.samples.max_new_tokens,
+            batch_size=config.samples.batch_size,
+        )
+
+    base_answers = answer("base")
 
     total_steps = trainer.total_train_steps(len(train_encoded), config)
     tuner = trainer.Trainer(
@@ -148,14 +155,7 @@ def run(config, workdir: str) -> str:
         f"{run_path}/adapter",
         {"base_preset": loaded.preset, "rank": config.lora.rank, "targets": ["query", "value"]},
     )
-    print(f"Generating {len(generation_examples)} tuned-model answers ...", flush=True)
-    tuned_answers = samples.generate_texts(
-        loaded.causal_lm,
-        chat_template,
-        generation_examples,
-        config.samples.max_new_tokens,
-        batch_size=config.samples.batch_size,
-    )
+    tuned_answers = answer("tuned")
     count = config.samples.count
     with open(f"{run_path}/samples.md", "w") as f:
         f.write(
@@ -209,13 +209,13 @@ def main(argv) -> int:
     if FLAGS.print_config:
         print(config_lib.to_json(config))
         return 0
-    from gemma_tune import run_dir
+    from gemma_tune import run_dir, trainer
     from gemma_tune.data import example
 
     workdir = FLAGS.workdir or run_dir.default_path(config.experiment)
     try:
         run(config, workdir)
-    except (example.DataError, FileExistsError, OSError) as error:
+    except (example.DataError, FileExistsError, OSError, trainer.NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

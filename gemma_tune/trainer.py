@@ -19,6 +19,10 @@ import tqdm
 from gemma_tune import batching, loss
 
 
+class NonFiniteLossError(ArithmeticError):
+    """The loss became NaN or infinite; the message names the step and the batch."""
+
+
 class Trainer:
     """Holds the tuning state of one CausalLM and updates it one batch at a time.
 
@@ -232,6 +236,12 @@ def fit(trainer: Trainer, train_encoded, validation_encoded, config, pad_id: int
             learning_rate = trainer.learning_rate()
             metrics = trainer.train_step(batch)
             step += 1
+            if not math.isfinite(metrics["loss"]):
+                progress.close()
+                raise NonFiniteLossError(
+                    f"loss became {metrics['loss']} at step {step} (epoch {epoch}, batch "
+                    f"{step_in_epoch}); lower train.learning_rate or set train.grad_clip_norm"
+                )
             tokens_seen += float(batch["padding_mask"].sum())
             elapsed = time.perf_counter() - started
             tokens_per_s = tokens_seen / max(elapsed, 1e-9)

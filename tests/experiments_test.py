@@ -164,3 +164,10 @@ def test_jsonl_sft(tmp_path, row):
     path.write_text("\n".join(rows) + "\n")
     _, summary = _run(f"jsonl_sft:{path}", tmp_path)
     assert summary["rows_read"] == 12 and summary["duplicates_removed"] == 0
+
+
+def test_tensorboard_logs_when_asked(tmp_path):
+    config = config_lib.load("tiny", SMOKE + ["train.tensorboard=true"])
+    run_path = train.run(config, str(tmp_path / "run"))
+    events = os.listdir(os.path.join(run_path, "tensorboard"))
+    assert any(name.startswith("events.out.tfevents") for name in events)

@@ -71,3 +71,17 @@ def test_refuses_a_directory_holding_another_run(tmp_path):
     result = _train("--experiment=tiny", f"--workdir={run_path}", timeout=120)
     assert result.returncode == 1
     assert "already holds a run" in result.stderr
+
+
+def test_a_diverging_run_stops_naming_the_step(tmp_path):
+    result = _train(
+        "--experiment=tiny",
+        f"--workdir={tmp_path / 'run'}",
+        "--set",
+        "train.learning_rate=1e30",
+        "--set",
+        "train.grad_clip_norm=0",
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "loss became" in result.stderr and "at step" in result.stderr
