@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import sentencepiece
 
-from gemma_tune import gguf_convert
+from gemma_tune import gguf_convert, gguf_vocab
 
 TokenType = gguf.TokenType
 
@@ -146,7 +146,7 @@ def tiny_preset(tiny_gguf, tmp_path_factory):
 
 def test_sentencepiece_proto_tokenizes_like_gemma():
     processor = sentencepiece.SentencePieceProcessor(
-        model_proto=gguf_convert.sentencepiece_proto(TOKENS, SCORES, TYPES)
+        model_proto=gguf_vocab.sentencepiece_proto(TOKENS, SCORES, TYPES)
     )
     ids = {token: index for index, token in enumerate(TOKENS)}
 
@@ -182,9 +182,9 @@ def test_sentencepiece_proto_tokenizes_like_gemma():
 
 def test_sentencepiece_proto_rejects_inconsistent_vocabulary():
     with pytest.raises(ValueError, match="differ in length"):
-        gguf_convert.sentencepiece_proto(TOKENS, SCORES[:-1], TYPES)
+        gguf_vocab.sentencepiece_proto(TOKENS, SCORES[:-1], TYPES)
     with pytest.raises(ValueError, match="both"):
-        gguf_convert.sentencepiece_proto(TOKENS + ["▁▁"], SCORES + [0.0], TYPES + [1])
+        gguf_vocab.sentencepiece_proto(TOKENS + ["▁▁"], SCORES + [0.0], TYPES + [1])
 
 
 def gemma3_270m_metadata(**overrides):
