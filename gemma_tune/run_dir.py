@@ -55,6 +55,14 @@ def write_json(run_path: str, name: str, payload) -> str:
     return target
 
 
+def check_tensorboard() -> None:
+    """Fails early, before any work, when TensorBoard logging is asked for but not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise OSError("train.tensorboard=true needs: pip install 'gemma_tune[tensorboard]'")
+
+
 class MetricsLog:
     """Appends one JSON line per event to `metrics.jsonl` (and to TensorBoard if asked)."""
 

@@ -85,6 +85,8 @@ def run(config, workdir: str) -> str:
 
     started = time.perf_counter()
     print(f"gemma_tune {gemma_tune.__version__}: experiment {config.experiment}", flush=True)
+    if config.train.tensorboard:
+        run_dir.check_tensorboard()
     print("Reading and checking the data ...", flush=True)
     train_examples, validation_examples, summary = sources.load(config.data)
 

@@ -84,12 +84,6 @@ def load_hf(
             return result
         columns = rows[0].keys()
     mapper = _layout(name, columns)
-    for index, row in enumerate(rows):
-        result.rows_read += 1
-        try:
-            result.examples.append(mapper(row, f"{name}[{index}]", keep_context))
-        except read_result.Skip as skip:
-            result.drop(skip.reason)
-        except fields.RowErrors as errors:
-            result.drop(f"invalid row ({errors.errors[0]})")
-    return result
+    return read_result.from_public_rows(
+        rows, name, lambda row, source: mapper(row, source, keep_context)
+    )

@@ -9,8 +9,9 @@ so the run summary can say how much data was left out and why.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 
-from gemma_tune.data import example
+from gemma_tune.data import example, fields
 
 
 @dataclasses.dataclass
@@ -38,3 +39,23 @@ class Skip(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def from_public_rows(
+    rows: Iterable, name: str, make: Callable[[object, str], example.Example]
+) -> ReadResult:
+    """Maps the rows of a public dataset (Hugging Face, TFDS) with `make(row, source)`.
+
+    Users cannot fix a public dataset, so a malformed row is skipped and counted under
+    "invalid row (...)" rather than failing the read, as a bad row in a user's file would.
+    """
+    result = ReadResult()
+    for index, row in enumerate(rows):
+        result.rows_read += 1
+        try:
+            result.examples.append(make(row, f"{name}[{index}]"))
+        except Skip as skip:
+            result.drop(skip.reason)
+        except fields.RowErrors as errors:
+            result.drop(f"invalid row ({errors.errors[0]})")
+    return result

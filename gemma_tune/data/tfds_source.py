@@ -133,13 +133,6 @@ def load_tfds(
 
         rows = tfds.as_numpy(tfds.load(name, split=split))
     adapter = ADAPTERS[key]
-    result = read_result.ReadResult()
-    for index, row in enumerate(rows):
-        result.rows_read += 1
-        try:
-            result.examples.append(adapter(row, f"{name}[{index}]", instruction))
-        except read_result.Skip as skip:
-            result.drop(skip.reason)
-        except fields.RowErrors as errors:
-            result.drop(f"invalid row ({errors.errors[0]})")
-    return result
+    return read_result.from_public_rows(
+        rows, name, lambda row, source: adapter(row, source, instruction)
+    )
