@@ -45,7 +45,12 @@ def generate_ids(
       bucket: batch widths are rounded up to a multiple of this to limit recompilation.
       sampler: a KerasHub sampler (greedy by default).
     """
-    causal_lm.compile(sampler=sampler or make_sampler())
+    # `compile` discards KerasHub's compiled generate function; keep it across calls (base then
+    # tuned answers reuse it: weights are passed in as state) unless the sampler changes.
+    if sampler is not None or not isinstance(
+        getattr(causal_lm, "sampler", None), keras_hub.samplers.GreedySampler
+    ):
+        causal_lm.compile(sampler=sampler or make_sampler())
     # The compiled per-batch function that `CausalLM.generate` wraps; called directly because
     # `generate`'s output normalisation fails on Gemma 3's image-free outputs without a
     # preprocessor, and we tokenize ourselves anyway.

@@ -36,11 +36,6 @@ class LoadedModel:
     def backbone(self):
         return self.causal_lm.backbone
 
-    @property
-    def architecture(self) -> str:
-        """ "gemma3" for Gemma3Backbone, "gemma" for Gemma 1 and 2 (one KerasHub class)."""
-        return "gemma3" if isinstance(self.backbone, keras_hub.models.Gemma3Backbone) else "gemma"
-
 
 def resolve_dtype(dtype: str) -> str:
     """ "auto" means bfloat16 on GPU and TPU, float32 on CPU (bf16 is not faster on CPUs)."""

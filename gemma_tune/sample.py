@@ -59,15 +59,14 @@ class Chat:
 
         self.loaded = model.load(preset, "auto")
         self.template = template.ChatTemplate(self.loaded.tokenizer)
-        self.stream = generate.TokenStream(self.loaded.causal_lm)
-        self.base_weights = self.stream.current_weights()
         self.tuned_weights = None
         if adapter_dir:
             with open(os.path.join(adapter_dir, adapters.METADATA_FILE)) as f:
                 rank = json.load(f)["rank"]
             model.enable_lora(self.loaded, rank)
-            self.stream = generate.TokenStream(self.loaded.causal_lm)
-            self.base_weights = self.stream.current_weights()  # LoRA B is zero: the base model
+        self.stream = generate.TokenStream(self.loaded.causal_lm)
+        self.base_weights = self.stream.current_weights()  # LoRA factors B are zero: the base
+        if adapter_dir:
             adapters.load(self.loaded.causal_lm, adapter_dir)
             self.tuned_weights = self.stream.current_weights()
 
