@@ -13,8 +13,6 @@ the sampling. Without `--prompt`, it reads prompts interactively until an empty 
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 from absl import app, flags, logging
@@ -38,32 +36,30 @@ flags.DEFINE_integer("seed", 0, "Sampling seed.")
 
 
 def _resolve(run: str | None, model_name: str | None, adapter: str | None):
-    """Returns `(preset, adapter_dir)` from --run or --model/--adapter."""
+    """Returns `(preset, adapter_dir, seed)` from --run or --model/--adapter."""
+    from gemma_tune import runs
+
     if run:
-        with open(os.path.join(run, "config.json")) as f:
-            config = json.load(f)
-        adapter_dir = os.path.join(run, "adapter")
-        if not os.path.exists(os.path.join(adapter_dir, "adapter.json")):
-            raise FileNotFoundError(f"{run} has no adapter (did the run finish?)")
-        return model_name or config["model"]["preset"], adapter or adapter_dir
+        config = runs.read_config(run)
+        adapter_dir = adapter or runs.adapter_path(run)
+        return model_name or config["model"]["preset"], adapter_dir, config.get("seed", 0)
     if not model_name:
         raise app.UsageError("give --run=RUN_DIR or --model=PRESET")
-    return model_name, adapter
+    return model_name, adapter, 0
 
 
 class Chat:
     """A loaded model (and optional adapter) that streams answers to prompts."""
 
-    def __init__(self, preset: str, adapter_dir: str | None):
-        from gemma_tune import adapters, generate, model, template
+    def __init__(self, preset: str, adapter_dir: str | None, seed: int = 0):
+        from gemma_tune import adapters, generate, model, runs, template
 
-        self.loaded = model.load(preset, "auto")
+        if adapter_dir:
+            self.loaded = runs.load_base(preset, adapter_dir, "auto", seed=seed)
+        else:
+            self.loaded = model.load(preset, "auto", seed=seed)
         self.template = template.ChatTemplate(self.loaded.tokenizer)
         self.tuned_weights = None
-        if adapter_dir:
-            with open(os.path.join(adapter_dir, adapters.METADATA_FILE)) as f:
-                rank = json.load(f)["rank"]
-            model.enable_lora(self.loaded, rank)
         self.stream = generate.TokenStream(self.loaded.causal_lm)
         self.base_weights = self.stream.current_weights()  # LoRA factors B are zero: the base
         if adapter_dir:
@@ -120,10 +116,10 @@ def _respond(chat: Chat, text: str) -> None:
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    preset, adapter_dir = _resolve(FLAGS.run, FLAGS.model, FLAGS.adapter)
+    preset, adapter_dir, seed = _resolve(FLAGS.run, FLAGS.model, FLAGS.adapter)
     if FLAGS.compare_base and not adapter_dir:
         raise app.UsageError("--compare_base needs a tuned model: give --run or --adapter")
-    chat = Chat(preset, adapter_dir)
+    chat = Chat(preset, adapter_dir, seed)
     if FLAGS.prompt is not None:
         _respond(chat, FLAGS.prompt)
         return

@@ -1,0 +1,78 @@
+"""Reading a finished (or checkpointed) run directory back: its config and its tuned model.
+
+Every tool that starts from `--run=RUN_DIR` (sample, evaluate, export) goes through here, so
+they all rebuild the model the same way the run did: same preset, same seed (tiny models are
+drawn from it), LoRA at the adapter's rank, then the adapter's weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from gemma_tune import adapters, model
+
+CONFIG_FILE = "config.json"
+ADAPTER_DIR = "adapter"
+
+
+@dataclasses.dataclass
+class TunedRun:
+    """A run's resolved config (as saved, a plain dict), its model with the adapter loaded,
+    and the adapter's metadata."""
+
+    path: str
+    config: dict
+    loaded: model.LoadedModel
+    adapter_metadata: dict
+
+
+def read_config(run_path: str) -> dict:
+    """The run's resolved config as written at its start (`config.json`).
+
+    Raises:
+      FileNotFoundError: when `run_path` is not a run directory.
+    """
+    config_path = os.path.join(run_path, CONFIG_FILE)
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{run_path} is not a run directory (no {CONFIG_FILE})")
+    with open(config_path) as f:
+        return json.load(f)
+
+
+def adapter_path(run_path: str) -> str:
+    """The run's adapter directory; raises FileNotFoundError when the run saved none yet."""
+    path = os.path.join(run_path, ADAPTER_DIR)
+    if not os.path.exists(os.path.join(path, adapters.METADATA_FILE)):
+        raise FileNotFoundError(f"{run_path} has no adapter yet (did the run finish?)")
+    return path
+
+
+def load_base(preset: str, adapter_dir: str, dtype: str = "auto", seed: int = 0):
+    """Loads `preset` with LoRA enabled at the adapter's rank but the adapter not applied
+    (LoRA's B factors start at zero, so this is exactly the base model)."""
+    with open(os.path.join(adapter_dir, adapters.METADATA_FILE)) as f:
+        rank = json.load(f)["rank"]
+    loaded = model.load(preset, dtype, seed=seed)
+    model.enable_lora(loaded, rank)
+    return loaded
+
+
+def load_tuned(run_path: str, dtype: str | None = None) -> TunedRun:
+    """Rebuilds a run's tuned model: its preset (seeded as the run was) plus its adapter.
+
+    Args:
+      run_path: a run directory written by `gemma_tune.train`.
+      dtype: overrides the run's `model.dtype` ("float32" for exact export checks, say).
+    """
+    config = read_config(run_path)
+    adapter_dir = adapter_path(run_path)
+    loaded = load_base(
+        config["model"]["preset"],
+        adapter_dir,
+        dtype or config["model"]["dtype"],
+        seed=config.get("seed", 0),
+    )
+    metadata = adapters.load(loaded.causal_lm, adapter_dir)
+    return TunedRun(run_path, config, loaded, metadata)
