@@ -28,7 +28,8 @@ class Trainer:
 
     Args:
       causal_lm: a KerasHub CausalLM whose trainable variables (the LoRA factors) are tuned.
-      optimizer: a Keras optimizer (see `gemma_tune.optimizer.make`).
+      optimizer: a Keras optimizer (see `gemma_tune.optimizer.make`); None for a Trainer that
+        only evaluates.
       grad_clip_norm: clip the global gradient norm to this (0 disables clipping).
     """
 
@@ -43,19 +44,25 @@ class Trainer:
         self.causal_lm = causal_lm
         self.backbone = causal_lm.backbone
         self.optimizer = optimizer
-        self.schedule = optimizer._learning_rate  # The schedule object, not its current value.
         self.step = 0
         self._max_targets_per_row = max_targets_per_row
         self._chunk_size = logits_chunk_size
-        optimizer.build(self.backbone.trainable_variables)
-        # Copies: the step donates these buffers, which must not be the Keras variables' own.
-        self.trainable = [jnp.array(v.value, copy=True) for v in self.backbone.trainable_variables]
-        self.frozen = [v.value for v in self.backbone.non_trainable_variables]
-        self.optimizer_state = [jnp.array(v.value, copy=True) for v in optimizer.variables]
+        self.optimizer_state = []
+        if optimizer is not None:
+            self.schedule = optimizer._learning_rate  # The schedule object, not its value.
+            optimizer.build(self.backbone.trainable_variables)
+            self.optimizer_state = [jnp.array(v.value, copy=True) for v in optimizer.variables]
+        self.load_from_model()
         self._embedding_slot = self._find_embeddings()
         self._grad_clip_norm = float(grad_clip_norm)
         self._train_step = jax.jit(self._step, donate_argnums=(0, 1))
         self._eval_step = jax.jit(lambda t, f, b: self._sums(t, f, b, training=False))
+
+    def load_from_model(self) -> None:
+        """(Re)reads the weights from the Keras model, e.g. after loading an adapter into it."""
+        # Copies: the step donates these buffers, which must not be the Keras variables' own.
+        self.trainable = [jnp.array(v.value, copy=True) for v in self.backbone.trainable_variables]
+        self.frozen = [v.value for v in self.backbone.non_trainable_variables]
 
     def _find_embeddings(self) -> tuple[str, int]:
         """Where the tied embedding matrix sits: ("trainable" | "frozen", index)."""
