@@ -78,6 +78,7 @@ def tiny_backbone(
     vocabulary_size: int = 320,
     seed: int = 0,
     dtype: str | None = None,
+    num_key_value_heads: int = 2,
 ):
     """Builds a randomly initialised two-layer Gemma backbone of the given architecture.
 
@@ -87,6 +88,8 @@ def tiny_backbone(
       vocabulary_size: must equal the tokenizer's.
       seed: weight initialisation seed.
       dtype: a Keras dtype policy name ("float32", "bfloat16"); None for the global policy.
+      num_key_value_heads: 2 (grouped attention over the 4 query heads), 1 (multi-query, as in
+        Gemma 3 270M) or 4 (multi-head).
     """
     import keras
 
@@ -95,7 +98,7 @@ def tiny_backbone(
         vocabulary_size=vocabulary_size,
         num_layers=2,
         num_query_heads=4,
-        num_key_value_heads=2,
+        num_key_value_heads=num_key_value_heads,
         hidden_dim=32,
         intermediate_dim=64,
         head_dim=8,

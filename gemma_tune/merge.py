@@ -1,0 +1,142 @@
+"""Fold LoRA into the base kernels and save the result as a plain KerasHub preset.
+
+    python -m gemma_tune.export --run=RUN_DIR --to=keras --out=DIR
+
+KerasHub's LoRA (Keras `EinsumDense.enable_lora`) adds `lora_kernel_a` shaped like the kernel
+with its last axis replaced by the rank, and `lora_kernel_b` shaped `(rank, last axis)`. The
+layer computes `einsum(x, kernel) + (lora_alpha / rank) * einsum(x, lora_kernel_a) @ lora_kernel_b`,
+so the merged kernel is `kernel + (lora_alpha / rank) * lora_kernel_a @ lora_kernel_b` (a matmul
+over the last axis of A; for Gemma's query kernel `(heads, hidden, head_dim)` that makes A
+per-head and B shared by all heads). The merged model is a fresh backbone built from the same
+config, so it has no LoRA variables at all and loads anywhere a base preset does.
+
+    from gemma_tune import merge, runs
+    tuned = runs.load_tuned(RUN_DIR, "float32")
+    merge.save_keras_preset(tuned.loaded, "exported/keras")
+    # gemma_tune.model.load("exported/keras") now loads the tuned model, no adapter needed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras_hub
+import numpy as np
+
+from gemma_tune import model
+
+
+def lora_layers(backbone) -> list:
+    """The backbone's layers that have LoRA enabled, in a stable order."""
+    # `_flatten_layers` is what `Backbone.enable_lora` itself walks to find its targets.
+    return [
+        layer
+        for layer in backbone._flatten_layers(include_self=False)
+        if getattr(layer, "lora_enabled", False)
+    ]
+
+
+def has_lora(backbone) -> bool:
+    """Whether any layer of `backbone` carries LoRA factors."""
+    return bool(lora_layers(backbone))
+
+
+def lora_scale(layer) -> float:
+    """The factor KerasHub's LoRA multiplies `lora_kernel_a @ lora_kernel_b` by."""
+    return float(layer.lora_alpha) / float(layer.lora_rank)
+
+
+def lora_delta(layer) -> np.ndarray:
+    """The float32 update LoRA adds to `layer.kernel`: `(alpha / rank) * A @ B`.
+
+    Args:
+      layer: a Keras `EinsumDense` with LoRA enabled.
+
+    Returns:
+      An array with the kernel's shape.
+    """
+    a = np.asarray(layer.lora_kernel_a.numpy(), np.float32)
+    b = np.asarray(layer.lora_kernel_b.numpy(), np.float32)
+    return lora_scale(layer) * np.matmul(a, b)
+
+
+def merged_values(backbone) -> dict[str, np.ndarray]:
+    """Every base variable of `backbone` by path, in float32, with LoRA folded into its kernel.
+
+    LoRA variables themselves are left out: the result describes a plain model.
+    """
+    # `layer.kernel` is a property that already adds LoRA; `_kernel` is the stored variable.
+    deltas = {layer._kernel.path: lora_delta(layer) for layer in lora_layers(backbone)}
+    values = {}
+    for variable in backbone.weights:
+        if "lora_kernel" in variable.path:
+            continue
+        value = np.asarray(variable.numpy(), np.float32)
+        if variable.path in deltas:
+            value = value + deltas.pop(variable.path)
+        values[variable.path] = value
+    if deltas:
+        raise ValueError(f"LoRA on kernels that were not found by path: {sorted(deltas)}")
+    return values
+
+
+def merge_lora(loaded: model.LoadedModel, dtype: str | None = None) -> model.LoadedModel:
+    """Returns a copy of `loaded` with its LoRA folded into the base kernels and no LoRA layers.
+
+    The merge is computed in float32 and cast once to the target dtype, so a bfloat16 export of
+    a float32-tuned model rounds each weight once. A model without LoRA is copied unchanged.
+
+    Args:
+      loaded: a model, usually with LoRA enabled and an adapter loaded.
+      dtype: the dtype policy of the copy ("float32", "bfloat16"); None keeps the original's.
+
+    Returns:
+      A new `LoadedModel` (same tokenizer and preset) whose backbone is built from the original's
+      config, so it has exactly the base architecture's variables.
+    """
+    backbone = loaded.backbone
+    values = merged_values(backbone)
+    config = backbone.get_config()
+    if dtype is not None:
+        config["dtype"] = dtype
+    plain = type(backbone).from_config(config)
+    paths = {variable.path for variable in plain.weights}
+    if paths != set(values):
+        raise ValueError(
+            "the rebuilt backbone's variables differ from the original's: "
+            f"only rebuilt {sorted(paths - set(values))[:5]}, "
+            f"only original {sorted(set(values) - paths)[:5]}"
+        )
+    for variable in plain.weights:
+        variable.assign(values[variable.path])  # cast to the variable's dtype by Keras
+    causal_lm = type(loaded.causal_lm)(backbone=plain, preprocessor=None)
+    return model.LoadedModel(causal_lm, loaded.tokenizer, loaded.preset)
+
+
+def _preprocessor_for(loaded: model.LoadedModel):
+    if isinstance(loaded.backbone, keras_hub.models.Gemma3Backbone):
+        return keras_hub.models.Gemma3CausalLMPreprocessor(tokenizer=loaded.tokenizer)
+    return keras_hub.models.GemmaCausalLMPreprocessor(tokenizer=loaded.tokenizer)
+
+
+def save_keras_preset(loaded: model.LoadedModel, directory: str, dtype: str | None = None) -> str:
+    """Writes `loaded` (LoRA merged first, if it has any) as a KerasHub preset directory.
+
+    The directory holds the backbone, the tokenizer and a CausalLM preprocessor, so both
+    `gemma_tune.model.load(directory)` and `keras_hub.models.Gemma3CausalLM.from_preset(directory)`
+    (or `GemmaCausalLM`) load it offline.
+
+    Args:
+      loaded: the model to save.
+      directory: where to write; created if missing.
+      dtype: the saved weights' dtype; None keeps the model's.
+
+    Returns:
+      `directory`.
+    """
+    plain = merge_lora(loaded, dtype)
+    os.makedirs(directory, exist_ok=True)
+    plain.backbone.save_to_preset(directory)
+    loaded.tokenizer.save_to_preset(directory)
+    _preprocessor_for(loaded).save_to_preset(directory)
+    return directory
