@@ -249,6 +249,8 @@ def _examples(comparison: dict) -> tuple[list[ExampleRow], str]:
         f"{primary} vs {baseline} on {metric}: {improved} improved, {regressed} regressed, "
         f"{len(rows) - improved - regressed} unchanged"
     )
+    if primary == baseline:
+        outcome = f"{len(rows)} examples of {baseline} alone, nothing to compare with"
     return [row for _, _, row in rows], outcome
 
 
@@ -291,8 +293,11 @@ def build(run_path: str) -> Page:
         )
     caption = "No metrics were logged (metrics.jsonl is missing or empty)."
     if train_records or validation_records:
-        caption = f"{len(train_records)} logged training steps, {len(validation_records)} "
-        caption += "validations (the one at step 0 is the base model, before any update)."
+        steps, checks = len(train_records), len(validation_records)
+        caption = f"{steps} logged training step{'s' * (steps != 1)}, {checks} validation"
+        caption += "s" * (checks != 1) + "."
+        if validation_records and validation_records[0]["step"] == 0:
+            caption += " The validation at step 0 is the base model, before any update."
     page = Page(
         title=f"{name}: run report",
         description=config.get("description", ""),
