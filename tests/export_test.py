@@ -102,3 +102,122 @@ def test_keras_preset_round_trips(tmp_path):
     np.testing.assert_allclose(_keras_logits(reloaded, token_ids), expected, atol=2e-5, rtol=0)
     text = "<start_of_turn>user\nthe cat likes red apples.<end_of_turn>\n"
     assert _ids(reloaded.tokenizer, text) == _ids(tuned.tokenizer, text)
+
+
+def _hf_logits(hf_model, token_ids):
+    import torch
+
+    with torch.no_grad():
+        return hf_model(torch.tensor(token_ids, dtype=torch.long)).logits.numpy()
+
+
+def _hf_load(directory):
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    hf_model, info = transformers.AutoModelForCausalLM.from_pretrained(
+        str(directory), dtype=torch.float32, output_loading_info=True
+    )
+    assert not any(info.values()), info  # no missing, unexpected or mismatched weights
+    return hf_model.eval()
+
+
+HF_CLASSES = {
+    "gemma1": "GemmaForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
+    "gemma3": "Gemma3ForCausalLM",
+}
+
+
+@pytest.mark.parametrize("architecture,kv_heads", CASES)
+def test_hf_export_of_a_tuned_model_matches_its_logits(tmp_path, architecture, kv_heads):
+    from gemma_tune import hf_export
+
+    tuned = _tuned(architecture, kv_heads)
+    token_ids = _token_ids()
+    expected = _keras_logits(tuned, token_ids)
+    hf_export.save(tuned, str(tmp_path))  # LoRA enabled: merged, not dropped
+    assert merge.has_lora(tuned.backbone)  # the caller's model is left as it was
+    hf_model = _hf_load(tmp_path)
+    assert type(hf_model).__name__ == HF_CLASSES[architecture]
+    assert hf_model.config.num_key_value_heads == kv_heads
+    logits = _hf_logits(hf_model, token_ids)
+    print(f"{architecture} kv={kv_heads}: max |HF - Keras| {np.abs(logits - expected).max():.2e}")
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_hf_configs_carry_each_generation_s_architecture():
+    from gemma_tune import hf_export
+
+    gemma2 = _base("gemma2")
+    config = hf_export.config_dict(gemma2.backbone, gemma2.tokenizer)
+    assert config["model_type"] == "gemma2"
+    assert config["attn_logit_softcapping"] == 50.0 and config["final_logit_softcapping"] == 30.0
+    assert config["sliding_window"] == 16 and config["query_pre_attn_scalar"] == 8
+    assert config["layer_types"] == ["sliding_attention", "full_attention"]
+
+    gemma3 = _base("gemma3")
+    config = hf_export.config_dict(gemma3.backbone, gemma3.tokenizer, "bfloat16")
+    assert config["architectures"] == ["Gemma3ForCausalLM"]
+    assert config["model_type"] == "gemma3_text" and config["torch_dtype"] == "bfloat16"
+    assert config["layer_types"] == ["sliding_attention", "sliding_attention"]
+    assert config["rope_local_base_freq"] == 10_000.0 and config["rope_theta"] == 1_000_000.0
+    assert config["final_logit_softcapping"] is None
+
+    gemma1 = _base("gemma1")
+    config = hf_export.config_dict(gemma1.backbone, gemma1.tokenizer)
+    assert config["model_type"] == "gemma" and "layer_types" not in config
+    assert (config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]) == (2, 1, 0)
+
+
+def test_hf_state_dict_refuses_unmerged_lora():
+    from gemma_tune import hf_export
+
+    with pytest.raises(ValueError, match="merge it first"):
+        hf_export.state_dict(_tuned("gemma1").backbone)
+
+
+TEXTS = [
+    "the cat likes red apples.",
+    "<start_of_turn>user\nWhat color is the sky? It is blue.<end_of_turn>\n"
+    "<start_of_turn>model\nAnswer: blue<end_of_turn>\n",
+    "  two  spaces, digits 12345, unknown letters zq héllo 😀\n\n",
+]
+
+
+@pytest.mark.parametrize("architecture", ["gemma1", "gemma3"])
+def test_hf_tokenizer_gives_our_ids(tmp_path, architecture):
+    transformers = pytest.importorskip("transformers")
+    from gemma_tune import hf_export
+
+    tokenizer = _tokenizer(architecture)
+    hf_export.save_tokenizer(tokenizer, str(tmp_path))
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    for text in TEXTS:
+        assert hf_tokenizer(text, add_special_tokens=False)["input_ids"] == _ids(tokenizer, text)
+    assert hf_tokenizer("the cat")["input_ids"][0] == 2  # <bos> added, as Gemma expects
+    for marker in testing.TURN_MARKERS:
+        assert hf_tokenizer.convert_tokens_to_ids(marker) == tokenizer.token_to_id(marker)
+
+
+def test_hf_chat_template_matches_ours(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from gemma_tune import hf_export, template
+    from gemma_tune.data import example
+
+    tokenizer = _tokenizer("gemma3")
+    hf_export.save_tokenizer(tokenizer, str(tmp_path))
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    item = example.Example(
+        turns=(
+            example.Turn(example.USER, "What color is the sky?"),
+            example.Turn(example.MODEL, "-"),
+        ),
+        system="Answer briefly.",
+    )
+    messages = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "What color is the sky?"},
+    ]
+    text = hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = hf_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids == template.ChatTemplate(tokenizer).encode_prompt(item).tolist()
