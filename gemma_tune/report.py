@@ -36,6 +36,7 @@ _LOWER_IS_BETTER = {"loss", "perplexity"}
 _NEUTRAL = {"length_words"}
 _EPSILON = 1e-9
 MARKDOWN_LIMIT = 300
+_COMPARISON = "comparison.json"
 
 
 @dataclasses.dataclass
@@ -145,6 +146,8 @@ def _duration(seconds) -> str:
 
 def _facts(config: dict, summary: dict, result: dict) -> list[tuple[str, str]]:
     """The "What was trained" list: label, value."""
+    if not config:
+        return [("Training run", "none here (no config.json): an evaluation on its own")]
     model, data = config.get("model", {}), config.get("data", {})
     train, lengths = config.get("train", {}), summary.get("token_lengths", {})
     total, trainable = result.get("parameters_total"), result.get("parameters_trainable")
@@ -256,7 +259,7 @@ def _examples(comparison: dict) -> tuple[list[ExampleRow], str]:
 
 def _read_comparison(run_path: str) -> tuple[dict | None, str]:
     """comparison.json (version 2) with its defaults filled in, or None and the reason."""
-    comparison = _read_json(run_path, "comparison.json")
+    comparison = _read_json(run_path, _COMPARISON)
     if comparison is None:
         return None, "No held-out comparison: this run has no comparison.json."
     if comparison.get("version") != 2:
@@ -421,8 +424,8 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     run_path = flags.FLAGS.run
-    if not os.path.exists(os.path.join(run_path, "config.json")):
-        raise app.UsageError(f"{run_path} is not a run directory (no config.json)")
+    if not any(os.path.exists(os.path.join(run_path, n)) for n in ("config.json", _COMPARISON)):
+        raise app.UsageError(f"{run_path} holds neither a run (config.json) nor {_COMPARISON}")
     html_path, md_path = write(run_path)
     print(f"report.html: {html_path}\nreport.md: {md_path}")
 

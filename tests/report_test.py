@@ -279,4 +279,16 @@ def test_cli_rebuilds_the_report(tmp_path):
         text=True,
         timeout=120,
     )
-    assert missing.returncode != 0 and "not a run directory" in missing.stderr
+    assert missing.returncode != 0 and "holds neither a run" in missing.stderr
+
+
+def test_evaluation_directory_without_a_training_run(tmp_path):
+    run_path = _fixture_run(tmp_path / "eval")
+    for name in ("config.json", "data_summary.json", "result.json", "metrics.jsonl"):
+        (run_path / name).unlink()
+    tree = _parse(open(report.write(str(run_path))[0]).read())
+    comparison = json.loads((run_path / "comparison.json").read_text())
+    metrics = next(t for t in tree.tables if t[0][0] == "metric")
+    _check_metric_rows(metrics[2:], comparison)
+    assert any("an evaluation on its own" in cell for t in tree.tables for r in t for cell in r)
+    assert not (run_path / "loss_curves.png").exists()
