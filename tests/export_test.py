@@ -5,6 +5,7 @@ transformers, and PEFT adapter on the exported base; and the export CLI end to e
 """
 
 import functools
+import json
 
 import keras_hub
 import numpy as np
@@ -221,3 +222,80 @@ def test_hf_chat_template_matches_ours(tmp_path):
     text = hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     ids = hf_tokenizer(text, add_special_tokens=False)["input_ids"]
     assert ids == template.ChatTemplate(tokenizer).encode_prompt(item).tolist()
+
+
+ALL_TARGETS = [
+    "query",
+    "key",
+    "value",
+    "attention_output",
+    "ffw_gating",
+    "ffw_gating_2",
+    "ffw_linear",
+]
+
+
+def _peft_logits(base_dir, adapter_dir, token_ids):
+    peft = pytest.importorskip("peft")
+    tuned = peft.PeftModel.from_pretrained(_hf_load(base_dir), str(adapter_dir))
+    return _hf_logits(tuned.eval(), token_ids)
+
+
+@pytest.mark.parametrize("architecture,kv_heads", CASES)
+def test_peft_adapter_on_the_exported_base_matches_the_tuned_logits(
+    tmp_path, architecture, kv_heads
+):
+    from gemma_tune import hf_export, peft_export
+
+    tuned = _tuned(architecture, kv_heads)
+    token_ids = _token_ids()
+    expected = _keras_logits(tuned, token_ids)
+    hf_export.save(_base(architecture, kv_heads), str(tmp_path / "base"))
+    peft_export.save(tuned, str(tmp_path / "adapter"), str(tmp_path / "base"))
+    logits = _peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
+    print(f"{architecture} kv={kv_heads}: max |PEFT - Keras| {np.abs(logits - expected).max():.2e}")
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_peft_adapter_represents_per_head_lora_exactly():
+    from gemma_tune import peft_export
+
+    config, tensors = peft_export.adapter(_tuned("gemma1", num_key_value_heads=1, rank=4).backbone)
+    # query: 4 heads, each with its own A -> PEFT rank 16; value: one kv head -> plain rank 4.
+    assert (config["r"], config["lora_alpha"]) == (16, 16)
+    assert config["rank_pattern"] == config["alpha_pattern"] == {"v_proj": 4}
+    assert config["target_modules"] == ["q_proj", "v_proj"]
+    prefix = "base_model.model.model.layers.1.self_attn."
+    assert tensors[prefix + "q_proj.lora_A.weight"].shape == (16, 32)
+    assert tensors[prefix + "q_proj.lora_B.weight"].shape == (32, 16)
+    assert tensors[prefix + "v_proj.lora_A.weight"].shape == (4, 32)
+    assert tensors[prefix + "v_proj.lora_B.weight"].shape == (8, 4)
+
+
+def test_peft_adapter_with_lora_on_every_projection(tmp_path):
+    from gemma_tune import hf_export, peft_export
+
+    tuned = _base("gemma3", 1)
+    tuned.backbone.enable_lora(3, target_layer_names=ALL_TARGETS)
+    rng = np.random.default_rng(3)
+    for variable in tuned.causal_lm.trainable_variables:
+        variable.assign(rng.normal(0, 0.2, variable.shape).astype(np.float32))
+    token_ids = _token_ids()
+    expected = _keras_logits(tuned, token_ids)
+    hf_export.save(_base("gemma3", 1), str(tmp_path / "base"))
+    peft_export.save(tuned, str(tmp_path / "adapter"))
+    config = json.loads((tmp_path / "adapter" / peft_export.CONFIG_FILE).read_text())
+    assert len(config["target_modules"]) == 7
+    logits = _peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+    # The merged export of the same model agrees as well.
+    hf_export.save(tuned, str(tmp_path / "merged"))
+    merged = _hf_logits(_hf_load(tmp_path / "merged"), token_ids)
+    np.testing.assert_allclose(merged, expected, atol=1e-4, rtol=0)
+
+
+def test_peft_export_refuses_a_model_without_lora(tmp_path):
+    from gemma_tune import peft_export
+
+    with pytest.raises(ValueError, match="no LoRA layers"):
+        peft_export.save(_base("gemma1"), str(tmp_path))
