@@ -144,10 +144,12 @@ def _duration(seconds) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
-def _facts(config: dict, summary: dict, result: dict) -> list[tuple[str, str]]:
+def _facts(config: dict, summary: dict, result: dict, trained: bool) -> list[tuple[str, str]]:
     """The "What was trained" list: label, value."""
-    if not config:
-        return [("Training run", "none here (no config.json): an evaluation on its own")]
+    if not trained:
+        none = "none in this directory (no result.json or metrics.jsonl): an evaluation on its own"
+        preset = config.get("model", {}).get("preset")
+        return ([("Model", preset)] if preset else []) + [("Training", none)]
     model, data = config.get("model", {}), config.get("data", {})
     train, lengths = config.get("train", {}), summary.get("token_lengths", {})
     total, trainable = result.get("parameters_total"), result.get("parameters_trainable")
@@ -306,7 +308,7 @@ def build(run_path: str) -> Page:
         description=config.get("description", ""),
         run_path=run_path,
         headline=headline,
-        facts=_facts(config, summary, result),
+        facts=_facts(config, summary, result, bool(result or train_records)),
         curves_png=report_html.loss_curves_png(train_records, validation_records),
         curves_caption=caption,
         metrics_note=note,
