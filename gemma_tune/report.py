@@ -14,7 +14,6 @@ Training and evaluation call `write(run_path)` themselves; the CLI rebuilds a re
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -37,43 +36,6 @@ _NEUTRAL = {"length_words"}
 _EPSILON = 1e-9
 MARKDOWN_LIMIT = 300
 _COMPARISON = "comparison.json"
-
-
-@dataclasses.dataclass
-class ExampleRow:
-    """One held-out example as the report shows it (numbers already formatted)."""
-
-    number: int  # 1-based position in comparison.json
-    source: str
-    prompt: str
-    context: str | None
-    reference: str
-    answers: dict[str, str]
-    scores: dict[str, str]  # the primary metric, per system
-    gain: str
-    tone: str  # "gain", "loss" or ""
-
-
-@dataclasses.dataclass
-class Page:
-    """Everything the report says, rendered to HTML by `report_html` and to Markdown here."""
-
-    title: str
-    description: str
-    run_path: str
-    headline: list[str]
-    facts: list[tuple[str, str]]
-    curves_png: bytes | None
-    curves_caption: str
-    systems: list[str] = dataclasses.field(default_factory=list)
-    baseline: str = ""
-    metrics_header: list[str] = dataclasses.field(default_factory=list)
-    metrics_rows: list[list[tuple[str, str]]] = dataclasses.field(default_factory=list)
-    metrics_note: str = ""
-    qualitative: list[dict] = dataclasses.field(default_factory=list)
-    primary_metric: str = ""
-    examples: list[ExampleRow] = dataclasses.field(default_factory=list)
-    outcome: str = ""
 
 
 def number(value) -> str:
@@ -224,7 +186,7 @@ def _metrics_table(comparison: dict) -> tuple[list[str], list[list[tuple[str, st
     return header, rows
 
 
-def _examples(comparison: dict) -> tuple[list[ExampleRow], str]:
+def _examples(comparison: dict) -> tuple[list[report_html.ExampleRow], str]:
     """The examples sorted by the primary system's gain over the baseline, and the tally."""
     baseline, metric = comparison["baseline"], comparison["primary_metric"]
     primary = comparison["primary"]
@@ -235,7 +197,7 @@ def _examples(comparison: dict) -> tuple[list[ExampleRow], str]:
         gain = None
         if values.get(primary) is not None and values.get(baseline) is not None:
             gain = values[primary] - values[baseline]
-        row = ExampleRow(
+        row = report_html.ExampleRow(
             number=index + 1,
             source=str(item.get("source") or ""),
             prompt=item.get("prompt") or "",
@@ -281,7 +243,7 @@ def _read_comparison(run_path: str) -> tuple[dict | None, str]:
     return comparison, note + f" change (— where {baseline} is 0)."
 
 
-def build(run_path: str) -> Page:
+def build(run_path: str) -> report_html.Page:
     """Reads a run directory and returns everything its report shows."""
     config = _read_json(run_path, "config.json") or {}
     summary = _read_json(run_path, "data_summary.json") or {}
@@ -303,7 +265,7 @@ def build(run_path: str) -> Page:
         caption += "s" * (checks != 1) + "."
         if validation_records and validation_records[0]["step"] == 0:
             caption += " The validation at step 0 is the base model, before any update."
-    page = Page(
+    page = report_html.Page(
         title=f"{name}: run report",
         description=config.get("description", ""),
         run_path=run_path,
@@ -351,7 +313,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + [""]
 
 
-def markdown(page: Page, image_name: str = "loss_curves.png") -> str:
+def markdown(page: report_html.Page, image_name: str = "loss_curves.png") -> str:
     """The report as Markdown (the loss curves linked as `image_name`, next to it)."""
     lines = [f"# {page.title}", ""]
     lines += [page.description, ""] if page.description else []
@@ -379,7 +341,7 @@ def markdown(page: Page, image_name: str = "loss_curves.png") -> str:
         for row in page.examples:
             prompt = _md_text(row.prompt)
             if row.context:
-                prompt += " — *context:* " + _md_text(row.context, 120)
+                prompt += " — *context:* " + _md_text(row.context)
             rows.append(
                 [f"{row.number}", prompt, _md_text(row.reference)]
                 + [_md_text(row.answers[s]) for s in page.systems]

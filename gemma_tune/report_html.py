@@ -2,7 +2,7 @@
 
     python -m gemma_tune.report --run=RUN_DIR      # writes RUN_DIR/report.html
 
-`gemma_tune.report` gathers what the run says into a `report.Page`; this module lays it out.
+`gemma_tune.report` gathers what the run says into a `Page`; this module lays it out.
 Inline CSS, the loss curves as a PNG data URI, no scripts and nothing fetched from the
 network, so the file opens offline and can be mailed around. Every piece of text from the run
 is escaped; long text is folded into <details>, never cut.
@@ -11,6 +11,7 @@ is escaped; long text is folded into <details>, never cut.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 
@@ -23,6 +24,44 @@ _HUES = (
     ("#f4effb", "#e3d7f6"),  # lavender
     ("#e9f6f4", "#cdebe6"),  # teal
 )
+
+
+@dataclasses.dataclass
+class ExampleRow:
+    """One held-out example as the report shows it (numbers already formatted)."""
+
+    number: int  # 1-based position in comparison.json
+    source: str
+    prompt: str
+    context: str | None
+    reference: str
+    answers: dict[str, str]
+    scores: dict[str, str]  # the primary metric, per system
+    gain: str
+    tone: str  # "gain", "loss" or ""
+
+
+@dataclasses.dataclass
+class Page:
+    """Everything the report says (`gemma_tune.report.build`), laid out here and as Markdown."""
+
+    title: str
+    description: str
+    run_path: str
+    headline: list[str]
+    facts: list[tuple[str, str]]
+    curves_png: bytes | None
+    curves_caption: str
+    systems: list[str] = dataclasses.field(default_factory=list)
+    baseline: str = ""
+    metrics_header: list[str] = dataclasses.field(default_factory=list)
+    metrics_rows: list[list[tuple[str, str]]] = dataclasses.field(default_factory=list)
+    metrics_note: str = ""
+    qualitative: list[dict] = dataclasses.field(default_factory=list)
+    primary_metric: str = ""
+    examples: list[ExampleRow] = dataclasses.field(default_factory=list)
+    outcome: str = ""
+
 
 _CSS = """
 * { box-sizing: border-box; }
@@ -256,8 +295,8 @@ def loss_curves_png(train_records: list[dict], validation_records: list[dict]) -
     return buffer.getvalue()
 
 
-def render(page) -> str:
-    """The HTML page of a `gemma_tune.report.Page`."""
+def render(page: Page) -> str:
+    """The report page as one self-contained HTML document."""
     colors = system_colors(page.systems)
     headline = "".join(f"<li>{_e(line)}</li>" for line in page.headline)
     return (
