@@ -125,7 +125,7 @@ class _Tree(html.parser.HTMLParser):
         assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
         self.stack.pop()
         if tag in ("td", "th"):
-            self.tables[-1][-1].append("".join(self._cell).strip())
+            self.tables[-1][-1].append(" ".join(self._cell).strip())
             self._cell = None
         elif tag == "details":
             self._open_details.pop()
@@ -170,14 +170,44 @@ def _check_metric_rows(rows, comparison):
             assert _close(change, comparison["change"][system][key]), (label, system, row)
             fraction = comparison["relative_change"][system][key]
             assert _close(relative, None if fraction is None else 100 * fraction), row
+    losses = comparison.get("losses") or {}
     for key, label in report.LOSS_LABELS.items():
+        if not any(key in values for values in losses.values()):
+            assert label not in by_label
+            continue
         row = by_label[label]
         for i, system in enumerate(systems):
-            assert _close(row[1 + i], comparison["losses"].get(system, {}).get(key)), row
+            assert _close(row[1 + i], losses.get(system, {}).get(key)), row
 
 
-@pytest.fixture(params=[("base", "tuned"), ("base", "base+context", "tuned", "tuned+context")])
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A real run directory: the tiny experiment, 20 steps (about 15 s on 2 CPU cores)."""
+    path = tmp_path_factory.mktemp("report") / "tiny"
+    command = ["-m", "gemma_tune.train", "--experiment=tiny", f"--workdir={path}"]
+    result = subprocess.run(
+        [sys.executable, *command, "--set", "train.max_steps=20"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((path / "comparison.json").read_text())["version"] == 2
+    return path
+
+
+TWO, FOUR = ("base", "tuned"), ("base", "base+context", "tuned", "tuned+context")
+
+
+@pytest.fixture(params=["tiny_run", "fixture_two_systems", "fixture_four_systems"])
 def run_path(request, tmp_path):
+    if request.param == "tiny_run":
+        return request.getfixturevalue("tiny_run")
+    return _fixture_run(tmp_path / "run", systems=TWO if "two" in request.param else FOUR)
+
+
+@pytest.fixture(params=[TWO, FOUR])
+def fixture_path(request, tmp_path):
     return _fixture_run(tmp_path / "run", systems=request.param)
 
 
@@ -194,7 +224,6 @@ def test_html_is_self_contained_balanced_and_holds_the_loss_png(run_path):
     png = base64.b64decode(images[0].split(",", 1)[1], validate=True)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert png == (run_path / "loss_curves.png").read_bytes()
-    assert "<b>" not in text and "&lt;b&gt;" in text  # the qualitative prompt, escaped
 
 
 def test_metrics_table_holds_the_comparison_numbers(run_path):
@@ -221,22 +250,36 @@ def test_examples_sorted_by_gain_and_counted(run_path):
     comparison = json.loads((run_path / "comparison.json").read_text())
     tree = _parse(open(report.write(str(run_path))[0]).read())
     table = next(t for t in tree.tables if t[0][0] == "#")
-    numbers = [int(re.match(r"\d+", row[0]).group()) for row in table[1:]]
+    numbers = [int(row[0].split()[0]) for row in table[1:]]
     primary, baseline = comparison["primary"], comparison["baseline"]
-    gains = [
-        comparison["examples"][n - 1]["scores"][primary]["token_f1"]
-        - comparison["examples"][n - 1]["scores"][baseline]["token_f1"]
-        for n in numbers
-    ]
-    assert sorted(numbers) == list(range(1, 6))
-    assert gains == sorted(gains, reverse=True) and gains[0] > 0 > gains[-1]
+    metric = comparison["primary_metric"]
+    scores = [comparison["examples"][n - 1]["scores"] for n in numbers]
+    gains = [s[primary][metric] - s[baseline][metric] for s in scores]
+    assert sorted(numbers) == list(range(1, len(comparison["examples"]) + 1))
+    assert gains == sorted(gains, reverse=True)
     assert [_value(row[-1]) for row in table[1:]] == pytest.approx(gains, abs=1e-3)
-    text = (run_path / "report.html").read_text()
+    improved, regressed = sum(g > 0 for g in gains), sum(g < 0 for g in gains)
+    tally = (
+        f"{improved} improved, {regressed} regressed, {len(gains) - improved - regressed} unchanged"
+    )
+    assert tally in (run_path / "report.html").read_text()
+    assert tally in (run_path / "report.md").read_text()
+
+
+def test_gains_and_regressions_marked_and_text_escaped(fixture_path):
+    text = open(report.write(str(fixture_path))[0]).read()
+    tree = _parse(text)
     assert "2 improved, 1 regressed, 2 unchanged" in text
-    assert "2 improved, 1 regressed, 2 unchanged" in (run_path / "report.md").read_text()
+    table = next(t for t in tree.tables if t[0][0] == "#")
+    assert table[1][-1].startswith("+") and table[-1][-1].startswith("-")
+    assert 'class="gaincell gain"' in text and 'class="gaincell loss"' in text
+    assert "<b>" not in text and "&lt;b&gt;" in text  # the qualitative prompt, escaped
+    qualitative = next(t for t in tree.tables if t[0][0] == "prompt")
+    assert qualitative[1][0] == "Say hi <b>" and qualitative[1][-1].startswith("hi from tuned")
 
 
-def test_long_text_is_folded_not_cut(run_path):
+def test_long_text_is_folded_not_cut(fixture_path):
+    run_path = fixture_path
     report.write(str(run_path))
     tree = _parse((run_path / "report.html").read_text())
     folded = ["".join(texts) for texts in tree.details]
@@ -284,8 +327,8 @@ def test_cli_rebuilds_the_report(tmp_path):
 
 def test_evaluation_directory_without_a_training_run(tmp_path):
     run_path = _fixture_run(tmp_path / "eval")
-    for name in ("config.json", "data_summary.json", "result.json", "metrics.jsonl"):
-        (run_path / name).unlink()
+    for name in ("data_summary.json", "result.json", "metrics.jsonl"):
+        (run_path / name).unlink()  # evaluate.py leaves its config.json, nothing of training
     tree = _parse(open(report.write(str(run_path))[0]).read())
     comparison = json.loads((run_path / "comparison.json").read_text())
     metrics = next(t for t in tree.tables if t[0][0] == "metric")
