@@ -75,6 +75,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.eval_batch_size = 4
     config.train.eval_batches = 25  # 0: the whole validation set.
     config.train.tensorboard = False
+    config.train.checkpoint_every = (
+        100  # steps; also at the end and on Ctrl-C/SIGTERM; 0: only those
+    )
+    config.train.keep_checkpoints = 2  # the newest N are kept
 
     config.samples = ml_collections.ConfigDict()
     config.samples.count = 4  # validation prompts shown side by side in samples.md
@@ -83,6 +87,15 @@ def base_config() -> ml_collections.ConfigDict:
 
     config.eval = ml_collections.ConfigDict()
     config.eval.limit = 50  # validation examples scored base vs tuned; 0 disables
+    config.eval.primary_metric = "token_f1"  # orders the report's per-example table
+    config.eval.prompts = []  # fixed prompts always answered base vs tuned (qualitative check)
+
+    # Retrieved context (seed 000): passages from a document collection attached to prompts.
+    config.retrieval = ml_collections.ConfigDict()
+    config.retrieval.corpus = ""  # a folder of .md/.txt, one such file, or a .jsonl; "" = off
+    config.retrieval.top_k = 2  # passages per prompt
+    config.retrieval.passage_words = 200  # longer sections are split into windows of this size
+    config.retrieval.train = True  # also attach passages to the training prompts
     return config
 
 
@@ -180,6 +193,19 @@ def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
         node = node[parent]
     with config.unlocked():
         node[leaf] = _parse_value(key, text, node[leaf])
+
+
+def from_run(run_path: str) -> ml_collections.ConfigDict:
+    """The locked config a run was started with (its `config.json`), to resume it as it was.
+
+    Raises:
+      FileNotFoundError: when `run_path` is not a run directory.
+    """
+    from gemma_tune import runs
+
+    config = ml_collections.ConfigDict(runs.read_config(run_path))
+    config.lock()
+    return config
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -5,8 +5,12 @@ runs/<experiment>-<timestamp>/
   data_summary.json    rows read, dropped, duplicates, split sizes, token lengths
   metrics.jsonl        one JSON object per logged step and per validation
   adapter/             LoRA weights (adapter.npz) and their metadata (adapter.json)
+  checkpoints/         the newest training checkpoints (`gemma_tune.checkpoint`)
+  base_answers.json    the base model's answers, generated before training (reused on resume)
   samples.md           base vs tuned generations on validation prompts, side by side
-  result.json          final metrics, parameter counts and timings
+  comparison.json      every system's answers and scores, means and changes
+  report.html/.md      the report (`gemma_tune.report`), with loss_curves.png
+  result.json          final metrics, parameter counts and timings (written last)
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 
 
 def default_path(experiment: str, root: str = "runs") -> str:
@@ -42,6 +47,72 @@ def create(path: str) -> str:
     except OSError as error:
         raise OSError(f"cannot write the run directory {path}: {error.strerror}") from error
     return path
+
+
+def prepare(path: str, config_dict: dict, overwrite: bool = False) -> bool:
+    """Creates a run directory, or reopens an unfinished run of the same config to resume it.
+
+    Returns:
+      True when `path` holds an unfinished run of this very config (the caller resumes it).
+
+    Raises:
+      FileExistsError: `path` holds a finished run, or a run of another config (the keys that
+        differ are named), and `overwrite` is False.
+      OSError: the directory cannot be created or written.
+    """
+    if os.path.exists(os.path.join(path, "config.json")):
+        if overwrite:
+            print(f"Deleting the run in {path} (--overwrite) ...", flush=True)
+            shutil.rmtree(path)
+        elif os.path.exists(os.path.join(path, "result.json")):
+            raise FileExistsError(
+                f"{path} holds a finished run; choose another --workdir or pass --overwrite"
+            )
+        else:
+            with open(os.path.join(path, "config.json")) as f:
+                saved = json.load(f)
+            differences = _differences(saved, json.loads(json.dumps(config_dict, default=str)))
+            if differences:
+                raise FileExistsError(
+                    f"{path} holds an unfinished run of another config (differs in "
+                    f"{', '.join(differences[:5])}); choose another --workdir, pass --overwrite, "
+                    f"or continue that run with --resume={path}"
+                )
+            return True
+    create(path)
+    return False
+
+
+def _differences(saved, wanted, prefix: str = "") -> list[str]:
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        keys = sorted(set(saved) | set(wanted))
+        return [
+            difference
+            for key in keys
+            for difference in _differences(saved.get(key), wanted.get(key), f"{prefix}{key}.")
+        ]
+    return [] if saved == wanted else [prefix.rstrip(".")]
+
+
+def truncate_metrics(run_path: str, last_step: int) -> None:
+    """Drops metrics.jsonl records after `last_step` (those of steps a resumed run redoes)."""
+    path = os.path.join(run_path, "metrics.jsonl")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        records = [line for line in f if line.strip()]
+    kept = []
+    for line in records:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # A line cut short by a kill.
+            continue
+        if record.get("step", 0) <= last_step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(kept)
+    os.replace(tmp, path)
 
 
 def write_json(run_path: str, name: str, payload) -> str:

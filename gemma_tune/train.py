@@ -6,10 +6,13 @@
     python -m gemma_tune.train --experiment=dolly_lora4 --print_config
     python -m gemma_tune.train --experiment=jsonl_sft:data.jsonl --set lora.rank=8 \
         --set train.max_steps=200 --workdir=runs/mine
+    python -m gemma_tune.train --resume=runs/mine                   # after Ctrl-C or a crash
 
 Reads and checks all the data first (bad rows stop the run before any model is loaded), then
 loads the model, enables LoRA, trains and writes a self-describing run directory (see
-`gemma_tune.run_dir`). The last line printed says where it is.
+`gemma_tune.run_dir`). The last line printed says where it is. Checkpoints are written every
+`train.checkpoint_every` steps, at the end, and on Ctrl-C or SIGTERM; rerunning the same command
+on the same `--workdir` (or `--resume=RUN_DIR`) continues exactly where the run stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ flags.DEFINE_string("experiment", None, "Experiment name[:arg] from experiments/
 flags.DEFINE_multi_string("set", [], "Override a config field: --set train.max_steps=100.")
 flags.DEFINE_string("workdir", None, "Run directory (default runs/<experiment>-<timestamp>).")
 flags.DEFINE_bool("print_config", False, "Print the resolved config as JSON and exit.")
+flags.DEFINE_string("resume", None, "Continue the unfinished run in this directory.")
+flags.DEFINE_bool("overwrite", False, "Delete the run in --workdir and start over.")
 
 
 def prepare_data(config, chat_template, summary, train_examples, validation_examples):
@@ -63,36 +68,52 @@ def prepare_data(config, chat_template, summary, train_examples, validation_exam
     return train_encoded, val_kept, val_encoded
 
 
-def run(config, workdir: str) -> str:
+def run(config, workdir: str, overwrite: bool = False) -> str:
     """Runs one experiment end to end and returns the run directory.
+
+    Rerunning it on a directory that holds an unfinished run of the same config resumes from
+    the newest checkpoint; another run's directory is refused unless `overwrite`.
 
     Args:
       config: a resolved, locked experiment config (`gemma_tune.config.load`).
-      workdir: the run directory to create.
+      workdir: the run directory to create (or to resume).
+      overwrite: delete whatever run `workdir` holds and start over.
     """
     from gemma_tune import (
         adapters,
         batching,
+        checkpoint,
         evaluate,
+        loop,
         model,
         optimizer,
         run_dir,
-        samples,
         template,
         trainer,
     )
     from gemma_tune.data import sources
 
+    # Setup: data first (bad rows stop the run before anything is written), then the run dir.
     started = time.perf_counter()
     print(f"gemma_tune {gemma_tune.__version__}: experiment {config.experiment}", flush=True)
     if config.train.tensorboard:
         run_dir.check_tensorboard()
     print("Reading and checking the data ...", flush=True)
     train_examples, validation_examples, summary = sources.load(config.data)
+    retriever = evaluate.retriever(config.retrieval)
+    if retriever is not None and config.retrieval.train:
+        from gemma_tune import retrieval
 
-    run_path = run_dir.create(workdir)
+        print(f"Attaching {config.retrieval.top_k} retrieved passages to every prompt ...")
+        train_examples, validation_examples = (
+            retrieval.attach_context(items, retriever, config.retrieval.top_k)
+            for items in (train_examples, validation_examples)
+        )
+    resuming = run_dir.prepare(workdir, config.to_dict(), overwrite)
+    run_path = workdir
     run_dir.write_json(run_path, "config.json", config.to_dict())
 
+    # Model and data encoding.
     import keras
 
     keras.utils.set_random_seed(config.seed)
@@ -104,7 +125,7 @@ def run(config, workdir: str) -> str:
     run_dir.write_json(run_path, "data_summary.json", summary.to_dict())
     print(summary.format(), flush=True)
 
-    # Seed right before the LoRA factors are drawn, so a run's initialisation does not depend
+    # LoRA. Seed right before its factors are drawn, so a run's initialisation does not depend
     # on what loading happened to draw (a first-time GGUF conversion builds a model too).
     keras.utils.set_random_seed(config.seed)
     model.enable_lora(loaded, config.lora.rank)
@@ -115,29 +136,35 @@ def run(config, workdir: str) -> str:
         flush=True,
     )
 
-    generation_examples = (val_kept or train_examples)[
-        : max(config.samples.count, config.eval.limit if val_kept else 0)
-    ]
+    # The base model's answers, before any update.
+    evaluation = evaluate.RunEvaluation(
+        loaded,
+        chat_template,
+        config,
+        val_kept[: config.eval.limit] if config.eval.limit > 0 else [],
+        train_examples[: config.samples.count],
+        retriever,
+    )
+    evaluation.answer(evaluate.BASE, run_path)
 
-    def answer(label: str) -> list[str]:
-        print(f"Generating {len(generation_examples)} {label}-model answers ...", flush=True)
-        return samples.generate_texts(
-            loaded.causal_lm,
-            chat_template,
-            generation_examples,
-            config.samples.max_new_tokens,
-            batch_size=config.samples.batch_size,
-        )
-
-    base_answers = answer("base")
-
-    total_steps = trainer.total_train_steps(len(train_encoded), config)
+    # Optimizer, and the checkpoint to resume from.
+    total_steps = loop.total_train_steps(len(train_encoded), config)
     tuner = trainer.Trainer(
         loaded.causal_lm,
         optimizer.make(config.train, total_steps),
         config.train.grad_clip_norm,
         max_targets_per_row=batching.max_targets_per_row(train_encoded + val_encoded),
     )
+    resume_state = None
+    if resuming:
+        checkpoint.remove_partial(run_path)
+        latest = checkpoint.latest(run_path)
+        if latest:
+            resume_state = checkpoint.restore(latest, tuner)
+            print(f"Resuming from {latest} (step {tuner.step} of {total_steps})", flush=True)
+        run_dir.truncate_metrics(run_path, tuner.step if latest else -1)
+
+    # The loop.
     metrics_log = run_dir.MetricsLog(run_path, config.train.tensorboard)
     print(
         f"Training {total_steps} steps on {len(train_encoded)} examples "
@@ -146,38 +173,27 @@ def run(config, workdir: str) -> str:
         flush=True,
     )
     try:
-        final = trainer.fit(
-            tuner, train_encoded, val_encoded, config, chat_template.pad_id, metrics_log
+        final = loop.fit(
+            tuner,
+            train_encoded,
+            val_encoded,
+            config,
+            chat_template.pad_id,
+            metrics_log,
+            run_path=run_path,
+            resume_state=resume_state,
         )
     finally:
         metrics_log.close()
 
+    # Results: adapter, tuned answers, comparison and report.
     adapters.save(
         loaded.causal_lm,
         f"{run_path}/adapter",
         {"base_preset": loaded.preset, "rank": config.lora.rank, "targets": ["query", "value"]},
     )
-    tuned_answers = answer("tuned")
-    count = config.samples.count
-    with open(f"{run_path}/samples.md", "w") as f:
-        f.write(
-            samples.to_markdown(
-                f"{config.experiment}: base vs tuned",
-                generation_examples[:count],
-                base_answers[:count],
-                tuned_answers[:count],
-            )
-        )
-    if val_kept and config.eval.limit:
-        limit = config.eval.limit
-        comparison = evaluate.compare(
-            generation_examples[:limit], base_answers[:limit], tuned_answers[:limit]
-        )
-        run_dir.write_json(run_path, "comparison.json", comparison.to_dict())
-        with open(f"{run_path}/comparison.md", "w") as f:
-            f.write(comparison.markdown(f"{config.experiment}: base vs tuned on held-out data"))
-        print(comparison.table(), flush=True)
-        final = {**final, "base": comparison.base_mean, "tuned": comparison.tuned_mean}
+    evaluation.answer(evaluate.TUNED)
+    final = evaluation.finish(run_path, final)
     result = {
         **final,
         "parameters_total": total,
@@ -185,11 +201,12 @@ def run(config, workdir: str) -> str:
         "wall_seconds": time.perf_counter() - started,
     }
     run_dir.write_json(run_path, "result.json", result)
-    for name in ("val_loss", "val_accuracy", "val_perplexity"):
-        if name in final:
-            before = final.get(f"base_{name}")
-            was = f" (base model: {before:.4f})" if before is not None else ""
-            print(f"{name}: {final[name]:.4f}{was}")
+    if not evaluation.eval_examples:  # Otherwise the comparison table showed them.
+        for name in ("val_loss", "val_accuracy", "val_perplexity"):
+            if name in final:
+                before = final.get(f"base_{name}")
+                was = f" (base model: {before:.4f})" if before is not None else ""
+                print(f"{name}: {final[name]:.4f}{was}")
     print(f"Run directory: {run_path}", flush=True)
     return run_path
 
@@ -198,26 +215,39 @@ def main(argv) -> int:
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.experiment:
-        raise app.UsageError("--experiment is required (--experiment=list shows them)")
     if FLAGS.experiment == "list":
         print(config_lib.describe_experiments())
         return 0
+    if bool(FLAGS.experiment) == bool(FLAGS.resume):
+        raise app.UsageError(
+            "give --experiment=NAME (--experiment=list shows them) or --resume=RUN_DIR"
+        )
     try:
-        config = config_lib.load(FLAGS.experiment, FLAGS.set)
-    except ValueError as error:
+        if FLAGS.resume:
+            if FLAGS.set:
+                raise ValueError("--resume continues a run as it was configured; drop --set")
+            config = config_lib.from_run(FLAGS.resume)
+        else:
+            config = config_lib.load(FLAGS.experiment, FLAGS.set)
+    except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if FLAGS.print_config:
         print(config_lib.to_json(config))
         return 0
-    from gemma_tune import run_dir, trainer
+    from gemma_tune import loop, run_dir
     from gemma_tune.data import example
 
-    workdir = FLAGS.workdir or run_dir.default_path(config.experiment)
+    workdir = FLAGS.resume or FLAGS.workdir or run_dir.default_path(config.experiment)
     try:
-        run(config, workdir)
-    except (example.DataError, FileExistsError, OSError, trainer.NonFiniteLossError) as error:
+        run(config, workdir, overwrite=FLAGS.overwrite)
+    except loop.Interrupted as stop:
+        print(
+            f"Interrupted: {stop}. Rerun the same command (or --resume={workdir}) to continue.",
+            file=sys.stderr,
+        )
+        return 128 + stop.signal_number
+    except (example.DataError, FileExistsError, OSError, loop.NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

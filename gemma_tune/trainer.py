@@ -1,5 +1,5 @@
-"""The training loop: one compiled JAX step (forward, masked loss, gradient accumulation,
-clipping, AdamW), validation, progress and metrics.
+"""The tuning state and its one compiled JAX step (forward, masked loss, gradient
+accumulation, clipping, AdamW), and validation; the loop around it is `gemma_tune.loop`.
 
 The step is a pure function of (trainable weights, optimizer state, batch) built on Keras'
 `stateless_call`/`stateless_apply`, so the whole update compiles once with XLA and runs
@@ -9,18 +9,12 @@ unchanged on CPU, GPU and TPU. Frozen weights are passed in, never copied out.
 from __future__ import annotations
 
 import math
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from gemma_tune import batching, loss
-
-
-class NonFiniteLossError(ArithmeticError):
-    """The loss became NaN or infinite; the message names the step and the batch."""
 
 
 class Trainer:
@@ -171,6 +165,17 @@ class Trainer:
             "target_tokens": weight_sum,
         }
 
+    def set_state(self, trainable, optimizer_state, step: int) -> None:
+        """Replaces the tuning state (from a checkpoint), keeping each array's dtype."""
+        self.trainable = [
+            jnp.asarray(a, c.dtype) for a, c in zip(trainable, self.trainable, strict=True)
+        ]
+        self.optimizer_state = [
+            jnp.asarray(a, c.dtype)
+            for a, c in zip(optimizer_state, self.optimizer_state, strict=True)
+        ]
+        self.step = int(step)
+
     def learning_rate(self) -> float:
         """The learning rate the next step will use."""
         if callable(self.schedule):
@@ -192,97 +197,3 @@ def eval_batches(encoded, batch_size: int, sequence_length: int, pad_id: int, li
         yield batching.pack(
             encoded[start : start + batch_size], sequence_length, pad_id, batch_size
         )
-
-
-def fit(trainer: Trainer, train_encoded, validation_encoded, config, pad_id: int, log) -> dict:
-    """Runs the configured epochs (or `max_steps`) and returns the final metrics.
-
-    Args:
-      trainer: the Trainer to update.
-      train_encoded / validation_encoded: lists of `template.Encoded`.
-      config: the resolved experiment config (uses `train.*`, `sequence_length`, `seed`).
-      pad_id: the tokenizer's padding id.
-      log: a callable receiving one metrics dict per logged step or validation.
-    """
-    train = config.train
-    length = config.sequence_length
-    per_step = train.batch_size * train.grad_accum_steps
-    steps_in_epoch = batching.steps_per_epoch(len(train_encoded), per_step)
-    total_steps = total_train_steps(len(train_encoded), config)
-
-    def validate(step: int) -> dict:
-        batches = eval_batches(
-            validation_encoded, train.eval_batch_size, length, pad_id, train.eval_batches
-        )
-        result = {f"val_{k}": v for k, v in trainer.evaluate(batches).items()}
-        log({"step": step, **result})
-        return result
-
-    last_validation = {}
-    base_validation = {}
-    if validation_encoded and train.eval_at_start:
-        base_validation = {f"base_{k}": v for k, v in validate(0).items()}
-    step = 0
-    tokens_seen = 0.0
-    started = time.perf_counter()
-    progress = tqdm.tqdm(total=total_steps, desc="train", unit="step", dynamic_ncols=True)
-    for epoch in range(train.epochs):
-        order = batching.epoch_order(len(train_encoded), config.seed, epoch, train.shuffle)
-        for step_in_epoch in range(steps_in_epoch):
-            if step >= total_steps:
-                break
-            batch = batching.train_batch(
-                train_encoded,
-                order,
-                step_in_epoch,
-                train.batch_size,
-                train.grad_accum_steps,
-                length,
-                pad_id,
-            )
-            learning_rate = trainer.learning_rate()
-            metrics = trainer.train_step(batch)
-            step += 1
-            if not math.isfinite(metrics["loss"]):
-                progress.close()
-                raise NonFiniteLossError(
-                    f"loss became {metrics['loss']} at step {step} (epoch {epoch}, batch "
-                    f"{step_in_epoch}); lower train.learning_rate or set train.grad_clip_norm"
-                )
-            tokens_seen += float(batch["padding_mask"].sum())
-            elapsed = time.perf_counter() - started
-            tokens_per_s = tokens_seen / max(elapsed, 1e-9)
-            progress.update(1)
-            progress.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{tokens_per_s:.0f}")
-            if step % train.log_every == 0 or step == total_steps:
-                log(
-                    {
-                        "step": step,
-                        "epoch": epoch,
-                        "learning_rate": learning_rate,
-                        "tokens_per_s": tokens_per_s,
-                        "elapsed_s": elapsed,
-                        **metrics,
-                    }
-                )
-            if validation_encoded and train.eval_every and step % train.eval_every == 0:
-                last_validation = validate(step)
-    progress.close()
-    if validation_encoded and (not train.eval_every or step % train.eval_every):
-        last_validation = validate(step)
-    trainer.sync_to_model()
-    return {
-        "steps": step,
-        "train_seconds": time.perf_counter() - started,
-        **base_validation,
-        **last_validation,
-    }
-
-
-def total_train_steps(train_count: int, config) -> int:
-    """Optimizer steps in the run: epochs x steps per epoch, capped by `train.max_steps`."""
-    train = config.train
-    steps = train.epochs * batching.steps_per_epoch(
-        train_count, train.batch_size * train.grad_accum_steps
-    )
-    return min(steps, train.max_steps) if train.max_steps > 0 else steps

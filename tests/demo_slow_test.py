@@ -17,8 +17,9 @@ def test_short_demo_run_beats_the_base_model(tmp_path):
     with open(f"{run_path}/comparison.json") as f:
         comparison = json.load(f)
     assert comparison["count"] == 16
-    assert comparison["tuned"]["token_f1"] > comparison["base"]["token_f1"] + 0.2
-    assert comparison["tuned"]["length_words"] < comparison["base"]["length_words"]
+    means = comparison["means"]
+    assert means["tuned"]["token_f1"] > means["base"]["token_f1"] + 0.2
+    assert means["tuned"]["length_words"] < means["base"]["length_words"]
     with open(f"{run_path}/result.json") as f:
         result = json.load(f)
     assert result["val_loss"] < result["base_val_loss"]

@@ -67,10 +67,12 @@ def test_bad_data_stops_before_the_model_and_writes_nothing(tmp_path):
 def test_refuses_a_directory_holding_another_run(tmp_path):
     run_path = tmp_path / "run"
     run_path.mkdir()
-    (run_path / "config.json").write_text("{}")
+    (run_path / "config.json").write_text('{"seed": 1, "model": {"preset": "tiny:gemma2"}}')
     result = _train("--experiment=tiny", f"--workdir={run_path}", timeout=120)
     assert result.returncode == 1
-    assert "already holds a run" in result.stderr
+    assert "holds an unfinished run of another config" in result.stderr
+    assert "differs in" in result.stderr
+    assert "--overwrite" in result.stderr
 
 
 def test_a_diverging_run_stops_naming_the_step(tmp_path):

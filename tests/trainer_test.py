@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gemma_tune import batching, model, optimizer, template, trainer
+from gemma_tune import batching, loop, model, optimizer, template, trainer
 from gemma_tune import config as config_lib
 from gemma_tune.data import example as ex
 
@@ -35,7 +35,7 @@ def _train(architecture, overrides, examples, steps):
         loaded.causal_lm, optimizer.make(config.train, steps), config.train.grad_clip_norm
     )
     logged = []
-    trainer.fit(tuner, encoded, [], config, chat_template.pad_id, logged.append)
+    loop.fit(tuner, encoded, [], config, chat_template.pad_id, logged.append)
     return [r["loss"] for r in logged if "loss" in r], tuner, loaded
 
 
