@@ -8,9 +8,9 @@
 This is the "with retrieved context" half of tuning on Q&A pairs with and without context: each
 example's prompt (its first user turn) is the query, and the top passages become its `context`,
 which `gemma_tune.template` places in the first user turn. Scoring is BM25 from the `bm25s`
-library over lowercased words with English stopwords removed and no stemming; a passage's
+library over lowercased, Snowball-stemmed words with English stopwords removed; a passage's
 title is indexed with its text. On the bundled handbook (40 sections) the rag_validation
-questions find their section first 80% of the time and in the top 3 92% of the time
+questions find their section first 89% of the time and in the top 3 96% of the time
 (tests/retrieval_test.py checks this).
 """
 
@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 import bm25s
+import Stemmer
 
 from gemma_tune import corpus
 from gemma_tune.data import example as example_lib
@@ -28,15 +29,20 @@ from gemma_tune.data import example as example_lib
 STOPWORDS = "en_plus"
 
 
+def english_stemmer() -> Callable[[str], str]:
+    """The Snowball English stemmer (PyStemmer, the stemmer bm25s is designed to use)."""
+    return Stemmer.Stemmer("english").stemWord
+
+
 class Retriever:
     """A BM25 index over passages, built once, searched many times.
 
     Args:
       passages: the corpus, e.g. from `corpus.load_corpus`; must not be empty.
       stopwords: a `bm25s` stopword list name ("en", "en_plus"), a list of words, or None.
-      stemmer: maps a lowercased word to its stem, or None for no stemming. bm25s ships no
-        stemmer; `Stemmer.Stemmer("english").stemWord` from PyStemmer (not a dependency) lifts
-        hit@1 on the bundled handbook questions from about 0.80 to 0.89.
+      stemmer: maps a lowercased word to its stem; "english" (the default) is Snowball's
+        English stemmer, None turns stemming off. On the bundled handbook questions stemming
+        lifts hit@1 from 0.80 to 0.89.
     """
 
     def __init__(
@@ -44,11 +50,13 @@ class Retriever:
         passages: Sequence[corpus.Passage],
         *,
         stopwords: str | Sequence[str] | None = STOPWORDS,
-        stemmer: Callable[[str], str] | None = None,
+        stemmer: Callable[[str], str] | str | None = "english",
     ):
         self.passages = list(passages)
         if not self.passages:
             raise ValueError("cannot build a retriever over an empty corpus")
+        if stemmer == "english":
+            stemmer = english_stemmer()
         self._tokenizer = bm25s.tokenization.Tokenizer(stopwords=stopwords, stemmer=stemmer)
         tokens = self._tokenizer.tokenize(
             [f"{p.title}\n{p.text}" for p in self.passages],
