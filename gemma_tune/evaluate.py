@@ -110,7 +110,7 @@ def loss_record(result: dict, prefix: str = "") -> dict:
 
 class RunEvaluation:
     """The evaluation a training run does: base answers before the first update, tuned answers
-    after the last, then `comparison.json`, the report and `samples.md`.
+    after the last, then `comparison.json` and `samples.md`.
 
     Args:
       loaded: the model being tuned (LoRA enabled; its answers change as it trains).
@@ -173,8 +173,9 @@ class RunEvaluation:
             run_dir.write_json(run_path, self.BASE_ANSWERS_FILE, record)
 
     def finish(self, run_path: str, final: dict) -> dict:
-        """Writes `samples.md`, and with held-out examples `comparison.json` and the report;
-        prints the comparison; returns `final` with the base and tuned means added."""
+        """Writes `samples.md`, and with held-out examples `comparison.json` (the report is
+        written once `result.json` exists); prints the comparison; returns `final` with the
+        base and tuned means added."""
         from gemma_tune import comparison, samples
 
         suffix = CONTEXT if CONTEXT in self.variants else ""
@@ -204,8 +205,9 @@ class RunEvaluation:
             qualitative=qualitative_records(list(self.config.eval.prompts), self.free_answers),
         )
         print(result.table(), flush=True)
-        html_path, _ = write(run_path, result)
-        print(f"Report: {html_path}", flush=True)
+        from gemma_tune import run_dir
+
+        run_dir.write_json(run_path, "comparison.json", result.to_dict())
         means = result.means()
         return {**final, "base": means[BASE], "tuned": means[TUNED]}
 

@@ -87,6 +87,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
         loop,
         model,
         optimizer,
+        report,
         run_dir,
         template,
         trainer,
@@ -201,6 +202,8 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
         "wall_seconds": time.perf_counter() - started,
     }
     run_dir.write_json(run_path, "result.json", result)
+    html_path, _ = report.write(run_path)
+    print(f"Report: {html_path}", flush=True)
     if not evaluation.eval_examples:  # Otherwise the comparison table showed them.
         for name in ("val_loss", "val_accuracy", "val_perplexity"):
             if name in final:
