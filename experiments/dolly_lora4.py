@@ -17,4 +17,9 @@ def get_config(arg=None):
     del arg
     config = config_lib.base_config()
     config.description = "Gemma-2B LoRA r4 on 1000 Dolly-15k examples (Google's tutorial)"
+    # The tutorial's own before/after prompts.
+    config.eval.prompts = [
+        "What should I do on a trip to Europe?",
+        "Explain the process of photosynthesis in a way that a child could understand.",
+    ]
     return config

@@ -21,4 +21,5 @@ def get_config(arg=None):
     config.train.epochs = 2
     config.train.learning_rate = 1e-4
     config.train.grad_clip_norm = 1.0
+    config.eval.prompts = ["Who are you and what can you help me with?"]
     return config

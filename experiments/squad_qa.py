@@ -23,4 +23,8 @@ def get_config(arg=None):
     config.train.schedule = "cosine"
     config.train.grad_clip_norm = 1.0
     config.samples.max_new_tokens = 32
+    config.eval.prompts = [
+        "Answer in a few words: what is the largest planet in the Solar System?",
+        "Write one sentence about the ocean.",  # does the tuned model still write freely?
+    ]
     return config

@@ -35,4 +35,5 @@ def get_config(arg=None):
     config.train.eval_every = 40
     config.samples.count = 3
     config.samples.max_new_tokens = 12
+    config.eval.prompts = ["Repeat after me: the cat likes red apples."]
     return config

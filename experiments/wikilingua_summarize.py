@@ -23,4 +23,10 @@ def get_config(arg=None):
     config.train.schedule = "cosine"
     config.train.grad_clip_norm = 1.0
     config.samples.max_new_tokens = 96
+    config.eval.primary_metric = "rougeL_f1"
+    config.eval.prompts = [
+        "Summarize the following text: To boil an egg, put it in a pot of cold water, bring "
+        "the water to a boil, then simmer for nine minutes and cool the egg in cold water.",
+        "What is the capital of Japan?",  # a question, not a summary: style should not leak
+    ]
     return config

@@ -171,3 +171,18 @@ def test_tensorboard_logs_when_asked(tmp_path):
     run_path = train.run(config, str(tmp_path / "run"))
     events = os.listdir(os.path.join(run_path, "tensorboard"))
     assert any(name.startswith("events.out.tfevents") for name in events)
+
+
+@pytest.mark.parametrize("variant", ["rag", "closed_book", "retrieved"])
+def test_demo_variants_on_a_tiny_model(tmp_path, variant):
+    settings = SMOKE + ["sequence_length=320", "eval.limit=3"]
+    config, summary = _run(f"demo:{variant}", tmp_path, settings)
+    assert summary["validation_count"] > 60  # of 71 or 79 (the tiny vocabulary is verbose)
+    with open(os.path.join(tmp_path, "run", "comparison.json")) as f:
+        comparison = json.load(f)
+    expected = ["base", "tuned"]
+    if variant == "retrieved":
+        expected = ["base", "base+context", "tuned", "tuned+context"]
+        assert "##" in comparison["examples"][0]["context"]  # a retrieved handbook section
+    assert comparison["systems"] == expected
+    assert len(comparison["qualitative"]) == len(config.eval.prompts) == 2
