@@ -198,3 +198,62 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_p
     np.testing.assert_array_equal(restored.trainable[0], np.full(4, 1.0, np.float32))
     checkpoint.remove_partial(run_path)
     assert os.listdir(root) == ["step-000001"]
+
+
+# Writes checkpoint 1, then fails to write a bigger checkpoint 2 under a file-size limit (the
+# same OSError path as a full disk).
+_LIMITED_WRITER = textwrap.dedent(
+    """
+    import resource, signal, sys, types
+    import numpy as np
+    from gemma_tune import checkpoint
+
+    class Variable:
+        def __init__(self, path):
+            self.path = path
+
+    state = types.SimpleNamespace(
+        backbone=types.SimpleNamespace(trainable_variables=[Variable("layer/lora_a")]),
+        optimizer=types.SimpleNamespace(variables=[Variable("adam/iteration")]),
+        trainable=[np.full(4, 1.0, np.float32)],
+        optimizer_state=[np.full(1, 1.0, np.float32)],
+        step=1,
+    )
+    checkpoint.save(sys.argv[1], state, {})
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+    state.trainable = [np.ones(1_000_000, np.float32)]
+    state.step = 2
+    try:
+        checkpoint.save(sys.argv[1], state, {})
+    except OSError as error:
+        print(error)
+    """
+)
+
+
+def test_a_failed_checkpoint_write_is_a_clear_error_and_leaves_no_partial(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", _LIMITED_WRITER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cannot write checkpoint" in result.stdout and "step-000002" in result.stdout
+    assert "File too large" in result.stdout
+    assert os.listdir(tmp_path / checkpoint.DIRECTORY) == ["step-000001"]
+
+
+def test_an_unwritable_run_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = subprocess.run(
+        [sys.executable, "-m", "gemma_tune.train", "--experiment=tiny", f"--workdir={blocker}/run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"error: cannot write the run directory {blocker}/run" in result.stderr
+    assert "Traceback" not in result.stderr
