@@ -89,6 +89,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
         optimizer,
         report,
         run_dir,
+        sharding,
         template,
         trainer,
     )
@@ -110,6 +111,9 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
             retrieval.attach_context(items, retriever, config.retrieval.top_k)
             for items in (train_examples, validation_examples)
         )
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+    sharding.check_batch_sizes(mesh, config.train.batch_size, config.train.eval_batch_size)
+    print(f"Devices: {sharding.describe(mesh)}", flush=True)
     resuming = run_dir.prepare(workdir, config.to_dict(), overwrite)
     run_path = workdir
     run_dir.write_json(run_path, "config.json", config.to_dict())
@@ -148,13 +152,14 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     )
     evaluation.answer(evaluate.BASE, run_path)
 
-    # Optimizer, and the checkpoint to resume from.
+    # Optimizer, devices, and the checkpoint to resume from.
     total_steps = loop.total_train_steps(len(train_encoded), config)
     tuner = trainer.Trainer(
         loaded.causal_lm,
         optimizer.make(config.train, total_steps),
         config.train.grad_clip_norm,
         max_targets_per_row=batching.max_targets_per_row(train_encoded + val_encoded),
+        mesh=mesh,
     )
     resume_state = None
     if resuming:
@@ -238,7 +243,7 @@ def main(argv) -> int:
     if FLAGS.print_config:
         print(config_lib.to_json(config))
         return 0
-    from gemma_tune import loop, run_dir
+    from gemma_tune import loop, run_dir, sharding
     from gemma_tune.data import example
 
     workdir = FLAGS.resume or FLAGS.workdir or run_dir.default_path(config.experiment)
@@ -250,7 +255,13 @@ def main(argv) -> int:
             file=sys.stderr,
         )
         return 128 + stop.signal_number
-    except (example.DataError, FileExistsError, OSError, loop.NonFiniteLossError) as error:
+    except (
+        example.DataError,
+        FileExistsError,
+        OSError,
+        loop.NonFiniteLossError,
+        sharding.MeshError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

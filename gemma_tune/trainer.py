@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma_tune import batching, loss
+from gemma_tune import batching, loss, sharding
 
 
 class Trainer:
@@ -25,6 +25,10 @@ class Trainer:
       optimizer: a Keras optimizer (see `gemma_tune.optimizer.make`); None for a Trainer that
         only evaluates.
       grad_clip_norm: clip the global gradient norm to this (0 disables clipping).
+      max_targets_per_row: the most loss-carrying tokens in any row (`batching`); the LM head
+        is computed for that many positions per row only. 0 computes it everywhere.
+      logits_chunk_size: positions per LM-head chunk.
+      mesh: a `sharding.make_mesh` mesh to split batches and weights over, or None.
     """
 
     def __init__(
@@ -34,10 +38,12 @@ class Trainer:
         grad_clip_norm: float = 0.0,
         max_targets_per_row: int = 0,
         logits_chunk_size: int = 256,
+        mesh=None,
     ):
         self.causal_lm = causal_lm
         self.backbone = causal_lm.backbone
         self.optimizer = optimizer
+        self.mesh = mesh
         self.step = 0
         self._max_targets_per_row = max_targets_per_row
         self._chunk_size = logits_chunk_size
@@ -45,7 +51,9 @@ class Trainer:
         if optimizer is not None:
             self.schedule = optimizer._learning_rate  # The schedule object, not its value.
             optimizer.build(self.backbone.trainable_variables)
-            self.optimizer_state = [jnp.array(v.value, copy=True) for v in optimizer.variables]
+            self.optimizer_state = sharding.place_weights(
+                [jnp.array(v.value, copy=True) for v in optimizer.variables], mesh
+            )
         self.load_from_model()
         self._embedding_slot = self._find_embeddings()
         self._grad_clip_norm = float(grad_clip_norm)
@@ -55,8 +63,12 @@ class Trainer:
     def load_from_model(self) -> None:
         """(Re)reads the weights from the Keras model, e.g. after loading an adapter into it."""
         # Copies: the step donates these buffers, which must not be the Keras variables' own.
-        self.trainable = [jnp.array(v.value, copy=True) for v in self.backbone.trainable_variables]
-        self.frozen = [v.value for v in self.backbone.non_trainable_variables]
+        self.trainable = sharding.place_weights(
+            [jnp.array(v.value, copy=True) for v in self.backbone.trainable_variables], self.mesh
+        )
+        self.frozen = sharding.place_weights(
+            [v.value for v in self.backbone.non_trainable_variables], self.mesh
+        )
 
     def _find_embeddings(self) -> tuple[str, int]:
         """Where the tied embedding matrix sits: ("trainable" | "frozen", index)."""
@@ -134,7 +146,10 @@ class Trainer:
         """Applies one optimizer update for a `[accumulation, batch, L]` batch; returns metrics."""
         self._check_target_budget(batch)
         self.trainable, self.optimizer_state, metrics = self._train_step(
-            self.trainable, self.optimizer_state, self.frozen, batch
+            self.trainable,
+            self.optimizer_state,
+            self.frozen,
+            sharding.place_batch(batch, self.mesh, batch_axis=1),
         )
         self.step += 1
         return {name: float(value) for name, value in metrics.items()}
@@ -153,7 +168,9 @@ class Trainer:
         loss_sum = weight_sum = correct = 0.0
         for batch in batches:
             self._check_target_budget(batch)
-            sums = self._eval_step(self.trainable, self.frozen, batch)
+            sums = self._eval_step(
+                self.trainable, self.frozen, sharding.place_batch(batch, self.mesh)
+            )
             loss_sum += float(sums[0])
             weight_sum += float(sums[1])
             correct += float(sums[2])
@@ -167,13 +184,17 @@ class Trainer:
 
     def set_state(self, trainable, optimizer_state, step: int) -> None:
         """Replaces the tuning state (from a checkpoint), keeping each array's dtype."""
-        self.trainable = [
-            jnp.asarray(a, c.dtype) for a, c in zip(trainable, self.trainable, strict=True)
-        ]
-        self.optimizer_state = [
-            jnp.asarray(a, c.dtype)
-            for a, c in zip(optimizer_state, self.optimizer_state, strict=True)
-        ]
+        self.trainable = sharding.place_weights(
+            [jnp.asarray(a, c.dtype) for a, c in zip(trainable, self.trainable, strict=True)],
+            self.mesh,
+        )
+        self.optimizer_state = sharding.place_weights(
+            [
+                jnp.asarray(a, c.dtype)
+                for a, c in zip(optimizer_state, self.optimizer_state, strict=True)
+            ],
+            self.mesh,
+        )
         self.step = int(step)
 
     def learning_rate(self) -> float:
@@ -183,11 +204,16 @@ class Trainer:
         return float(self.schedule)
 
     def sync_to_model(self) -> None:
-        """Writes the tuned weights back into the Keras model's variables."""
+        """Writes the tuned weights back into the Keras model's variables (gathered onto one
+        device when training was sharded, where the model's generation runs)."""
+
+        def gathered(value):
+            return np.asarray(value) if self.mesh is not None else value
+
         for variable, value in zip(self.backbone.trainable_variables, self.trainable, strict=True):
-            variable.assign(value)
+            variable.assign(gathered(value))
         for variable, value in zip(self.optimizer.variables, self.optimizer_state, strict=True):
-            variable.assign(value)
+            variable.assign(gathered(value))
 
 
 def eval_batches(encoded, batch_size: int, sequence_length: int, pad_id: int, limit: int = 0):
