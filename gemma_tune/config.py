@@ -90,10 +90,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.primary_metric = "token_f1"  # orders the report's per-example table
     config.eval.prompts = []  # fixed prompts always answered base vs tuned (qualitative check)
 
-    # Devices: a ("data", "model") mesh; -1 takes the devices the other axis leaves
-    # (`gemma_tune.sharding`). One device needs nothing.
+    # Devices: a ("data", "model") mesh (`gemma_tune.sharding`); 1 x 1 is one device, -1 on
+    # one axis takes all the devices the other leaves.
     config.mesh = ml_collections.ConfigDict()
-    config.mesh.data = -1  # batch split over this many devices
+    config.mesh.data = 1  # batches split over this many devices
     config.mesh.model = 1  # weights split over this many devices
 
     # Retrieved context (seed 000): passages from a document collection attached to prompts.

@@ -3,8 +3,8 @@
     python -m gemma_tune.train --experiment=dolly_lora4 --set mesh.model=4   # 8 devices: 2 x 4
     python -m gemma_tune.train --experiment=dolly_lora4 --set mesh.data=8    # pure data parallel
 
-The mesh has two axes, "data" and "model" (`mesh.data` x `mesh.model` devices; -1 takes all
-that are left). Batches are split along "data". Every weight larger than `MIN_SHARDED_SIZE`
+The mesh has two axes, "data" and "model" (`mesh.data` x `mesh.model` devices, default 1 x 1:
+one device; -1 on one axis takes all the devices the other leaves). Batches are split along "data". Every weight larger than `MIN_SHARDED_SIZE`
 elements is split along "model" on its largest dimension that the axis divides, and kept whole
 otherwise; the same rule places each optimizer slot like its weight (same shape, same
 layout). A rule on shapes rather than on layer names works for every Gemma generation,
@@ -32,8 +32,8 @@ class MeshError(ValueError):
     """The mesh does not fit the devices or the batch sizes; the message says how to fix it."""
 
 
-def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh | None:
-    """A ("data", "model") mesh over the devices, or None for a single device.
+def make_mesh(data: int = 1, model: int = 1, devices=None) -> Mesh | None:
+    """A ("data", "model") mesh over the first `data * model` devices, or None for one device.
 
     Args:
       data: devices along the data axis; -1 takes all devices not used by `model`.
@@ -41,7 +41,7 @@ def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh | None:
       devices: the devices to use (default: all of `jax.devices()`).
 
     Raises:
-      MeshError: when the axes do not multiply to the number of devices.
+      MeshError: when the axes need more devices than there are, or -1 does not divide them.
     """
     devices = list(devices if devices is not None else jax.devices())
     count = len(devices)
@@ -51,14 +51,14 @@ def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh | None:
         data = count // model if model > 0 and count % model == 0 else 0
     if model == -1:
         model = count // data if data > 0 and count % data == 0 else 0
-    if data < 1 or model < 1 or data * model != count:
+    if data < 1 or model < 1 or data * model > count:
         raise MeshError(
-            f"mesh.data x mesh.model must equal the {count} available devices "
-            f"(got {data} x {model}); e.g. --set mesh.data={count // max(model, 1) or 1}"
+            f"mesh.data x mesh.model must be at most the {count} available devices "
+            f"(got {data} x {model}); -1 on one axis takes the devices the other leaves"
         )
-    if count == 1:
+    if data * model == 1:
         return None
-    return Mesh(np.array(devices).reshape(data, model), (DATA, MODEL))
+    return Mesh(np.array(devices[: data * model]).reshape(data, model), (DATA, MODEL))
 
 
 def weight_spec(shape: tuple[int, ...], model_size: int) -> PartitionSpec:
@@ -125,9 +125,11 @@ def check_batch_sizes(mesh: Mesh | None, *batch_sizes: int) -> None:
 
 
 def describe(mesh: Mesh | None) -> str:
-    """One line for the run's log: the mesh, or "1 device"."""
+    """One line for the run's log: the mesh, or "1 device" (and how many are unused)."""
+    count = len(jax.devices())
     if mesh is None:
-        return f"1 device ({jax.devices()[0].platform})"
+        unused = f" of {count} (set mesh.data / mesh.model to use more)" if count > 1 else ""
+        return f"1 device{unused} ({jax.devices()[0].platform})"
     platform = mesh.devices.flat[0].platform
     axes = f"data {mesh.shape[DATA]} x model {mesh.shape[MODEL]}"
     return f"{mesh.devices.size} {platform} devices: {axes}"
