@@ -1,19 +1,21 @@
 """Data and model parallelism over a device mesh, for Gemma 1, 2 and 3 alike.
 
-    python -m gemma_tune.train --experiment=dolly_lora4 --set mesh.model=4   # 8 devices: 2 x 4
-    python -m gemma_tune.train --experiment=dolly_lora4 --set mesh.data=8    # pure data parallel
+    python -m gemma_tune.train --experiment=dolly_lora4 --set mesh.data=2 --set mesh.model=4 \
+        --set train.batch_size=2 --set train.eval_batch_size=2          # 8 devices: 2 x 4
+    python -m gemma_tune.train --experiment=dolly_lora4 --set mesh.model=-1   # model parallel
 
 The mesh has two axes, "data" and "model" (`mesh.data` x `mesh.model` devices, default 1 x 1:
-one device; -1 on one axis takes all the devices the other leaves). Batches are split along "data". Every weight larger than `MIN_SHARDED_SIZE`
-elements is split along "model" on its largest dimension that the axis divides, and kept whole
-otherwise; the same rule places each optimizer slot like its weight (same shape, same
-layout). A rule on shapes rather than on layer names works for every Gemma generation,
-including Gemma 3 (KerasHub has no layout for it), and the number of key/value heads never has
-to divide the model axis: attention kernels are split along their largest dimension, the
-hidden one (FFN kernels along the intermediate one, the embedding along the vocabulary).
-XLA's SPMD partitioner inserts the communication; the step's arithmetic is the same,
-so sharded and single-device runs give the same losses up to float rounding (tested on 8 fake
-CPU devices: `XLA_FLAGS=--xla_force_host_platform_device_count=8`).
+one device; -1 on one axis takes all the devices the other leaves). Batches are split along
+"data". Every weight larger than `MIN_SHARDED_SIZE` elements is split along "model" on its
+largest dimension that the axis divides, and kept whole otherwise; the same rule places each
+optimizer slot like its weight (same shape, same layout). A rule on shapes rather than on
+layer names works for every Gemma generation, including Gemma 3 (KerasHub has no layout for
+it), and the number of key/value heads never has to divide the model axis: attention kernels
+are split along their largest dimension, the hidden one (FFN kernels along the intermediate
+one, the embedding along the vocabulary). XLA's SPMD partitioner inserts the communication;
+the step's arithmetic is the same, so sharded and single-device runs give the same losses up
+to float rounding (tested on 8 fake CPU devices:
+`XLA_FLAGS=--xla_force_host_platform_device_count=8`).
 """
 
 from __future__ import annotations
