@@ -133,10 +133,10 @@ def test_finished_and_other_runs_are_refused_unless_overwritten(uninterrupted, t
     assert os.path.exists(os.path.join(other, "result.json"))
 
 
-# Writes checkpoint 1, then a huge checkpoint 2 that the test kills half-way.
-_WRITER = textwrap.dedent(
+# The start of a writer script: a stand-in for the Trainer's state (two tiny arrays, step 1).
+_STATE = textwrap.dedent(
     """
-    import sys, types
+    import resource, signal, sys, types
     import numpy as np
     from gemma_tune import checkpoint
 
@@ -151,6 +151,12 @@ _WRITER = textwrap.dedent(
         optimizer_state=[np.full(1, 1.0, np.float32)],
         step=1,
     )
+    """
+)
+
+# Writes checkpoint 1, then a huge checkpoint 2 that the test kills half-way.
+_WRITER = _STATE + textwrap.dedent(
+    """
     checkpoint.save(sys.argv[1], state, {"tokens_seen": 1.0})
     print("first", flush=True)
     state.trainable = [np.ones(150_000_000, np.float32)]
@@ -202,23 +208,8 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_p
 
 # Writes checkpoint 1, then fails to write a bigger checkpoint 2 under a file-size limit (the
 # same OSError path as a full disk).
-_LIMITED_WRITER = textwrap.dedent(
+_LIMITED_WRITER = _STATE + textwrap.dedent(
     """
-    import resource, signal, sys, types
-    import numpy as np
-    from gemma_tune import checkpoint
-
-    class Variable:
-        def __init__(self, path):
-            self.path = path
-
-    state = types.SimpleNamespace(
-        backbone=types.SimpleNamespace(trainable_variables=[Variable("layer/lora_a")]),
-        optimizer=types.SimpleNamespace(variables=[Variable("adam/iteration")]),
-        trainable=[np.full(4, 1.0, np.float32)],
-        optimizer_state=[np.full(1, 1.0, np.float32)],
-        step=1,
-    )
     checkpoint.save(sys.argv[1], state, {})
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
