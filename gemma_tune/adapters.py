@@ -36,6 +36,24 @@ def fingerprint(causal_lm) -> str:
     return digest.hexdigest()[:16]
 
 
+def lora_settings(causal_lm) -> dict:
+    """The model's LoRA rank, alpha and target layer names (e.g. "query", "value"), read from
+    its LoRA-enabled layers, for an adapter's metadata."""
+    ranks, alphas, targets = set(), set(), set()
+    for layer in causal_lm.backbone._flatten_layers(include_self=False):
+        if getattr(layer, "lora_enabled", False):
+            ranks.add(int(layer.lora_rank))
+            alphas.add(float(layer.lora_alpha))
+            targets.add(layer.name)
+    if not ranks:
+        return {}
+    return {
+        "rank": max(ranks),
+        "alpha": max(alphas),
+        "targets": sorted(targets),
+    }
+
+
 def save(causal_lm, directory: str, metadata: dict) -> str:
     """Writes the CausalLM's trainable variables (the LoRA factors) to `directory`.
 

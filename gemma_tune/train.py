@@ -196,7 +196,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     adapters.save(
         loaded.causal_lm,
         f"{run_path}/adapter",
-        {"base_preset": loaded.preset, "rank": config.lora.rank, "targets": ["query", "value"]},
+        {"base_preset": loaded.preset, **adapters.lora_settings(loaded.causal_lm)},
     )
     evaluation.answer(evaluate.TUNED)
     final = evaluation.finish(run_path, final)

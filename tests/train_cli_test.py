@@ -39,6 +39,8 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path, architecture):
 
     adapter = json.loads((run_path / "adapter" / "adapter.json").read_text())
     assert adapter["rank"] == 8 and adapter["base_preset"] == f"tiny:{architecture}"
+    assert adapter["alpha"] == 8.0 and adapter["targets"] == ["query", "value"]
+    assert adapter["gemma_tune_version"] and len(adapter["base_fingerprint"]) == 16
     assert all("lora" in path for path in adapter["weights"])
     samples = (run_path / "samples.md").read_text()
     assert "| base | tuned |" in samples and samples.count("## Example") == 3
