@@ -146,6 +146,23 @@ def test_hf_export_of_a_tuned_model_matches_its_logits(tmp_path, architecture, k
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
 
 
+def test_hf_export_in_bfloat16(tmp_path):
+    from safetensors import safe_open
+
+    from gemma_tune import hf_export
+
+    tuned = _tuned("gemma3")
+    token_ids = _token_ids()
+    expected = _keras_logits(tuned, token_ids)
+    hf_export.save(tuned, str(tmp_path), "bfloat16")
+    with safe_open(str(tmp_path / hf_export.WEIGHTS_FILE), "pt") as f:
+        assert {str(f.get_tensor(name).dtype) for name in f.keys()} == {"torch.bfloat16"}
+    assert json.loads((tmp_path / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    # Weights rounded once to bfloat16 (8 bits of mantissa), computed in float32.
+    logits = _hf_logits(_hf_load(tmp_path), token_ids)
+    assert np.abs(logits - expected).max() < 0.02 * np.abs(expected).max()
+
+
 def test_hf_configs_carry_each_generation_s_architecture():
     from gemma_tune import hf_export
 
