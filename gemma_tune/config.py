@@ -33,6 +33,10 @@ def base_config() -> ml_collections.ConfigDict:
 
     config.lora = ml_collections.ConfigDict()
     config.lora.rank = 4
+    config.lora.alpha = 0.0  # updates scaled by alpha / rank; 0: alpha = rank (scale 1)
+    # Layer names (query, key, value, attention_output, ffw_gating, ffw_gating_2, ffw_linear)
+    # or the shorthands attention, mlp, all. KerasHub's default: query and value.
+    config.lora.targets = ["query", "value"]
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "hf"  # hf | tfds | file | tiny

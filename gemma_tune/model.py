@@ -98,12 +98,75 @@ def load_tokenizer(preset: str) -> keras_hub.tokenizers.Tokenizer:
     return keras_hub.tokenizers.Tokenizer.from_preset(resolve_preset(preset))
 
 
-def enable_lora(model: LoadedModel, rank: int) -> None:
-    """Freezes the base weights and adds rank-`rank` LoRA to the query and value projections
-    (KerasHub's targets, as in Google's Gemma LoRA tutorial)."""
+# The projections of a Gemma decoder block that LoRA can adapt, by KerasHub layer name.
+LORA_TARGETS = (
+    "query",
+    "key",
+    "value",
+    "attention_output",
+    "ffw_gating",
+    "ffw_gating_2",
+    "ffw_linear",
+)
+# Shorthands accepted in `lora.targets`.
+LORA_TARGET_GROUPS = {
+    "attention": ("query", "key", "value", "attention_output"),
+    "mlp": ("ffw_gating", "ffw_gating_2", "ffw_linear"),
+    "all": LORA_TARGETS,
+}
+DEFAULT_LORA_TARGETS = ("query", "value")  # KerasHub's, as in Google's Gemma LoRA tutorial
+
+
+def lora_target_names(targets) -> list[str]:
+    """Expands `lora.targets` (layer names and the shorthands attention, mlp, all) into
+    layer names, in `LORA_TARGETS` order.
+
+    Raises:
+      ValueError: for an unknown name, listing the valid ones.
+    """
+    names = set()
+    for target in targets or DEFAULT_LORA_TARGETS:
+        if target in LORA_TARGET_GROUPS:
+            names.update(LORA_TARGET_GROUPS[target])
+        elif target in LORA_TARGETS:
+            names.add(target)
+        else:
+            valid = ", ".join(LORA_TARGETS + tuple(LORA_TARGET_GROUPS))
+            raise ValueError(f"lora.targets: unknown target {target!r}; choose from {valid}")
+    return [name for name in LORA_TARGETS if name in names]
+
+
+def enable_lora(model: LoadedModel, rank: int, alpha: float = 0.0, targets=None) -> None:
+    """Freezes the base weights and adds LoRA to the target projections of every block.
+
+    Args:
+      model: the loaded model (changed in place).
+      rank: LoRA rank r.
+      alpha: the update is scaled by alpha / r; 0 means alpha = r (scale 1, KerasHub's default).
+      targets: layer names or shorthands (see `lora_target_names`); default query and value,
+        KerasHub's targets, as in Google's Gemma LoRA tutorial.
+    """
     if rank <= 0:
         raise ValueError(f"lora.rank must be positive, got {rank}")
-    model.backbone.enable_lora(rank=rank)
+    if alpha < 0:
+        raise ValueError(f"lora.alpha must be positive (or 0 for alpha = rank), got {alpha}")
+    names = set(lora_target_names(targets))
+    backbone = model.backbone
+    backbone.trainable = True
+    layers = [layer for layer in backbone._flatten_layers(include_self=False) if layer.weights]
+    for layer in backbone._flatten_layers(include_self=False):
+        layer.trainable = False
+    enabled = []
+    for index, layer in enumerate(layers):
+        if layer.name in names and hasattr(layer, "enable_lora"):
+            layer.trainable = True
+            layer.enable_lora(rank, lora_alpha=alpha or rank)
+            enabled.append(index)
+    if not enabled:
+        raise ValueError(f"no layer of this model is named like lora.targets {sorted(names)}")
+    # What KerasHub's own `enable_lora` records, for its save/load helpers.
+    backbone._lora_enabled_layers = enabled
+    backbone._lora_rank = rank
 
 
 def parameter_counts(model: LoadedModel) -> tuple[int, int]:

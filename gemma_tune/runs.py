@@ -2,7 +2,7 @@
 
 Every tool that starts from `--run=RUN_DIR` (sample, evaluate, export) goes through here, so
 they all rebuild the model the same way the run did: same preset, same seed (tiny models are
-drawn from it), LoRA at the adapter's rank, then the adapter's weights.
+drawn from it), LoRA as the adapter was trained (rank, alpha, targets), then its weights.
 """
 
 from __future__ import annotations
@@ -50,12 +50,17 @@ def adapter_path(run_path: str) -> str:
 
 
 def load_base(preset: str, adapter_dir: str, dtype: str = "auto", seed: int = 0):
-    """Loads `preset` with LoRA enabled at the adapter's rank but the adapter not applied
-    (LoRA's B factors start at zero, so this is exactly the base model)."""
+    """Loads `preset` with LoRA enabled as the adapter was trained (rank, alpha, targets) but
+    the adapter not applied (LoRA's B factors start at zero, so this is exactly the base)."""
     with open(os.path.join(adapter_dir, adapters.METADATA_FILE)) as f:
-        rank = json.load(f)["rank"]
+        metadata = json.load(f)
     loaded = model.load(preset, dtype, seed=seed)
-    model.enable_lora(loaded, rank)
+    model.enable_lora(
+        loaded,
+        metadata["rank"],
+        alpha=metadata.get("alpha", 0.0),
+        targets=metadata.get("targets") or None,
+    )
     return loaded
 
 

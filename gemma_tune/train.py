@@ -133,11 +133,12 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     # LoRA. Seed right before its factors are drawn, so a run's initialisation does not depend
     # on what loading happened to draw (a first-time GGUF conversion builds a model too).
     keras.utils.set_random_seed(config.seed)
-    model.enable_lora(loaded, config.lora.rank)
+    model.enable_lora(loaded, config.lora.rank, config.lora.alpha, list(config.lora.targets))
     total, trainable = model.parameter_counts(loaded)
     print(
         f"Model {loaded.preset}: {total:,} parameters, {trainable:,} trainable "
-        f"({100 * trainable / total:.3f}%) with LoRA rank {config.lora.rank}",
+        f"({100 * trainable / total:.3f}%) with LoRA rank {config.lora.rank} on "
+        f"{', '.join(model.lora_target_names(config.lora.targets))}",
         flush=True,
     )
 
@@ -243,6 +244,13 @@ def main(argv) -> int:
     if FLAGS.print_config:
         print(config_lib.to_json(config))
         return 0
+    from gemma_tune import model
+
+    try:
+        model.lora_target_names(config.lora.targets)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from gemma_tune import loop, run_dir, sharding
     from gemma_tune.data import example
 

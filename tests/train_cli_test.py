@@ -89,3 +89,16 @@ def test_a_diverging_run_stops_naming_the_step(tmp_path):
     )
     assert result.returncode == 1
     assert "loss became" in result.stderr and "at step" in result.stderr
+
+
+def test_an_unknown_lora_target_stops_before_any_work(tmp_path):
+    result = _train(
+        "--experiment=tiny",
+        f"--workdir={tmp_path / 'run'}",
+        "--set",
+        'lora.targets=["q_proj"]',
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "lora.targets: unknown target 'q_proj'" in result.stderr
+    assert not (tmp_path / "run").exists()
