@@ -281,6 +281,9 @@ def build(run_path: str) -> report_html.Page:
     page.systems, page.baseline = comparison["systems"], baseline
     page.metrics_header, page.metrics_rows = _metrics_table(comparison)
     page.qualitative = comparison.get("qualitative") or []
+    answered = {name for q in page.qualitative for name in q.get("answers", {})}
+    # Qualitative prompts are answered without retrieved context: only those systems' columns.
+    page.qualitative_systems = [name for name in page.systems if name in answered]
     page.primary_metric = metric = comparison["primary_metric"]
     page.examples, page.outcome = _examples(comparison)
     means = comparison.get("means", {})
@@ -330,10 +333,10 @@ def markdown(page: report_html.Page, image_name: str = "loss_curves.png") -> str
         lines += ["## Qualitative prompts", ""]
         rows = [
             [_md_text(q.get("prompt"))]
-            + [_md_text(q.get("answers", {}).get(s)) for s in page.systems]
+            + [_md_text(q.get("answers", {}).get(s)) for s in page.qualitative_systems]
             for q in page.qualitative
         ]
-        lines += _md_table(["prompt", *page.systems], rows)
+        lines += _md_table(["prompt", *page.qualitative_systems], rows)
     if page.examples:
         lines += ["## Held-out examples", "", page.outcome + ".", ""]
         lines += ["Sorted by gain, biggest first; context and long answers are folded.", ""]

@@ -58,6 +58,7 @@ class Page:
     metrics_rows: list[list[tuple[str, str]]] = dataclasses.field(default_factory=list)
     metrics_note: str = ""
     qualitative: list[dict] = dataclasses.field(default_factory=list)
+    qualitative_systems: list[str] = dataclasses.field(default_factory=list)
     primary_metric: str = ""
     examples: list[ExampleRow] = dataclasses.field(default_factory=list)
     outcome: str = ""
@@ -217,19 +218,25 @@ def _metrics(page, colors) -> str:
 def _qualitative(page, colors) -> str:
     if not page.qualitative:
         return ""
-    header = "<th>prompt</th>" + "".join(_system_th(s, colors) for s in page.systems)
+    systems = page.qualitative_systems
+    header = "<th>prompt</th>" + "".join(_system_th(s, colors) for s in systems)
     rows = []
     for item in page.qualitative:
         answers = item.get("answers", {})
         cells = "".join(
-            f'<td style="background: {colors[s]}">{fold(answers.get(s))}</td>' for s in page.systems
+            f'<td style="background: {colors[s]}">{fold(answers.get(s))}</td>' for s in systems
         )
         rows.append(f"<tr><td>{fold(item.get('prompt'))}</td>{cells}</tr>")
     return (
         "<h2>Qualitative prompts</h2>"
-        '<p class="muted">Fixed prompts without a reference answer, answered by every system.</p>'
-        + _table([], rows, "wide qualitative", header)
+        '<p class="muted">Fixed prompts without a reference answer (and without retrieved '
+        "context), answered by each model.</p>" + _table([], rows, "wide qualitative", header)
     )
+
+
+def _short(source: str) -> str:
+    """A source without its directories ("closed_validation.jsonl:7"); the title has it all."""
+    return source.rsplit("/", 1)[-1]
 
 
 def _examples(page, colors) -> str:
@@ -249,7 +256,7 @@ def _examples(page, colors) -> str:
         )
         rows.append(
             f'<tr class="{row.tone}"><td class="number">{row.number}'
-            f'<span class="source">{_e(row.source)}</span></td>'
+            f'<span class="source" title="{_e(row.source)}">{_e(_short(row.source))}</span></td>'
             f"<td>{fold(row.prompt)}{_context(row.context)}</td><td>{fold(row.reference)}</td>"
             f'{answers}<td class="gaincell {row.tone}">{_e(row.gain)}</td></tr>'
         )

@@ -76,7 +76,9 @@ def _fixture_run(path, systems=("base", "tuned"), comparison=True, records=True)
     }
     losses = {baseline: {"loss": 7.2, "perplexity": 1339.4, "accuracy": 0.0}}
     losses |= {others[-1]: {"loss": 3.4, "perplexity": 29.96, "accuracy": 0.5}}
-    qualitative = [{"prompt": "Say hi <b>", "answers": {s: f"hi from {s}" for s in systems}}]
+    # As training writes them: qualitative prompts are answered without retrieved context.
+    answered = [s for s in systems if "+" not in s]
+    qualitative = [{"prompt": "Say hi <b>", "answers": {s: f"hi from {s}" for s in answered}}]
     payload = {
         "version": 2,
         "count": len(examples),
@@ -276,6 +278,7 @@ def test_gains_and_regressions_marked_and_text_escaped(fixture_path):
     assert "<b>" not in text and "&lt;b&gt;" in text  # the qualitative prompt, escaped
     qualitative = next(t for t in tree.tables if t[0][0] == "prompt")
     assert qualitative[1][0] == "Say hi <b>" and qualitative[1][-1].startswith("hi from tuned")
+    assert qualitative[0] == ["prompt", "base", "tuned"]  # no empty +context columns
 
 
 def test_long_text_is_folded_not_cut(fixture_path):
