@@ -248,3 +248,39 @@ def test_an_unwritable_run_directory_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert f"error: cannot write the run directory {blocker}/run" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_nan_loss_stops_naming_step_and_batch_and_keeps_the_last_good_checkpoint(tmp_path):
+    from gemma_tune import loop, model, optimizer, template, testing, trainer
+    from gemma_tune.data import example
+
+    config = config_lib.load("tiny", ["train.max_steps=8", "train.log_every=1"])
+    config.unlock()
+    config.train.checkpoint_every = 3
+    loaded = model.load("tiny:gemma1", "float32")
+    model.enable_lora(loaded, 4)
+    chat = template.ChatTemplate(loaded.tokenizer)
+    encoded = [
+        chat.encode(
+            example.Example(
+                turns=(
+                    example.Turn(example.USER, row["instruction"]),
+                    example.Turn(example.MODEL, row["response"]),
+                )
+            ),
+            config.sequence_length,
+        )
+        for row in testing.tiny_conversations(16)
+    ]
+    tuner = trainer.Trainer(loaded.causal_lm, optimizer.make(config.train, 8))
+
+    def log(record):  # Corrupts the weights after step 4 is logged, as an overflow would.
+        if record.get("step") == 4 and "loss" in record:
+            tuner.trainable = [value * np.float32("nan") for value in tuner.trainable]
+
+    with pytest.raises(loop.NonFiniteLossError) as stop:
+        loop.fit(tuner, encoded, [], config, chat.pad_id, log, run_path=str(tmp_path))
+    message = str(stop.value)
+    assert "loss became nan at step 5 (epoch 0, batch 4)" in message
+    assert f"the last good checkpoint is {tmp_path}/checkpoints/step-000003" in message
+    assert [os.path.basename(p) for p in checkpoint.list_complete(str(tmp_path))] == ["step-000003"]
