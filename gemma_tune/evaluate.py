@@ -14,7 +14,8 @@ prompts, and writes `comparison.json`, `report.html` and `report.md` to `--out` 
 `RUN_DIR/evaluations/<timestamp>`). With `retrieval.corpus` set in the run's experiment, each
 model also answers with retrieved passages: base, base+context, tuned, tuned+context.
 
-Training runs the same evaluation at its end (`eval.limit` > 0), from the same functions.
+Training runs the same evaluation at its end (`eval.limit` > 0), from the same functions. From
+Python (a notebook): `evaluate.evaluate("runs/demo-...", data="more.jsonl")`.
 """
 
 from __future__ import annotations
@@ -29,15 +30,21 @@ from absl import app, flags, logging
 import gemma_tune  # noqa: F401  (selects the JAX backend)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "A run directory: its model, adapter, data and settings.")
-flags.DEFINE_string("model", None, "A preset, preset directory, .gguf or tiny:ARCH (no --run).")
-flags.DEFINE_string("adapter", None, "An adapter directory to compare against the base model.")
-flags.DEFINE_string("data", None, "A JSONL or CSV file to evaluate on instead of the run's data.")
-flags.DEFINE_string("format", "auto", "The --data file's format (see `gemma_tune.data check`).")
-flags.DEFINE_enum("split", "validation", ["validation", "train"], "Which split of the run's data.")
-flags.DEFINE_integer("limit", None, "Evaluate the first N examples (default: eval.limit).")
-flags.DEFINE_integer("max_new_tokens", None, "Longest answer (default: samples.max_new_tokens).")
-flags.DEFINE_string("out", None, "Output directory (default RUN_DIR/evaluations/<timestamp>).")
+
+
+def define_flags() -> None:
+    """Defines the CLI's flags; only when run as a program, so that importing this module
+    (training does) next to other entry points does not redefine their flags."""
+    flags.DEFINE_string("run", None, "A run directory: its model, adapter, data and settings.")
+    flags.DEFINE_string("model", None, "A preset, preset dir, .gguf or tiny:ARCH (no --run).")
+    flags.DEFINE_string("adapter", None, "An adapter directory to compare with the base model.")
+    flags.DEFINE_string("data", None, "A JSONL or CSV file to evaluate on instead of the run's.")
+    flags.DEFINE_string("format", "auto", "The --data file's format (see gemma_tune.data).")
+    flags.DEFINE_enum("split", "validation", ["validation", "train"], "The run's split to use.")
+    flags.DEFINE_integer("limit", None, "Evaluate the first N examples (default: eval.limit).")
+    flags.DEFINE_integer("max_new_tokens", None, "Longest answer (default: the run's).")
+    flags.DEFINE_string("out", None, "Output directory (default RUN_DIR/evaluations/<time>).")
+
 
 BASE, TUNED, CONTEXT = "base", "tuned", "+context"
 
@@ -220,17 +227,17 @@ def write(out_path: str, comparison) -> tuple[str, str]:
     return report.write(out_path)
 
 
-def _examples(config: dict, limit: int):
-    """The examples to evaluate: --data, or the run's configured split."""
+def _examples(config: dict, limit: int, data: str | None, data_format: str, split: str):
+    """The examples to evaluate: the `data` file, or the run's configured split."""
     from gemma_tune.data import sources
 
-    if FLAGS.data:
-        examples = sources.read_file(FLAGS.data, format=FLAGS.format, keep_context=True).examples
+    if data:
+        examples = sources.read_file(data, format=data_format, keep_context=True).examples
     else:
         train, validation, _ = sources.load(_config_dict(config["data"]))
-        examples = validation if FLAGS.split == "validation" else train
+        examples = validation if split == "validation" else train
         if not examples:
-            raise ValueError(f"the run's data has no {FLAGS.split} examples; give --data=FILE")
+            raise ValueError(f"the run's data has no {split} examples; give a data file")
     return examples[:limit] if limit > 0 else examples
 
 
@@ -240,44 +247,67 @@ def _config_dict(section: dict):
     return ml_collections.ConfigDict(section)
 
 
-def _setup():
-    """Resolves flags to (config dict, preset, adapter_dir, seed, out_path)."""
-    from gemma_tune import config as config_lib
-    from gemma_tune import runs
+def evaluate(
+    run_path: str | None = None,
+    *,
+    model_name: str | None = None,
+    adapter: str | None = None,
+    data: str | None = None,
+    data_format: str = "auto",
+    split: str = "validation",
+    limit: int | None = None,
+    max_new_tokens: int | None = None,
+    out: str | None = None,
+) -> str:
+    """Answers, scores and reports the base model (and the tuned one, when there is an
+    adapter) on a run's data or a file; returns the output directory.
 
-    if FLAGS.run:
-        config = runs.read_config(FLAGS.run)
-        adapter_dir = FLAGS.adapter or runs.adapter_path(FLAGS.run)
-        preset = FLAGS.model or config["model"]["preset"]
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = FLAGS.out or os.path.join(FLAGS.run, "evaluations", stamp)
-        return config, preset, adapter_dir, config.get("seed", 0), out
-    if not FLAGS.model or not FLAGS.data:
-        raise app.UsageError("give --run=RUN_DIR, or --model=PRESET with --data=FILE")
-    if not FLAGS.out:
-        raise app.UsageError("without --run, give --out=DIR for the results")
-    config = config_lib.base_config().to_dict()
-    config["experiment"] = f"evaluate {os.path.basename(FLAGS.data)}"
-    config["model"]["preset"] = FLAGS.model
-    return config, FLAGS.model, FLAGS.adapter, 0, FLAGS.out
+    Args:
+      run_path: a run directory (its model, adapter, seed, data and settings), or None with
+        `model_name` and `data`.
+      model_name: a preset to load instead of the run's (required without `run_path`).
+      adapter: an adapter directory (default: the run's).
+      data / data_format: a JSONL or CSV file to evaluate on instead of the run's data.
+      split: without `data`, the run's "validation" or "train" examples.
+      limit: the first N examples (default: the run's `eval.limit`; 0 = all).
+      max_new_tokens: the longest answer (default: the run's `samples.max_new_tokens`).
+      out: the output directory (default `RUN_DIR/evaluations/<timestamp>`; required without
+        `run_path`).
 
-
-def evaluate(config: dict, preset: str, adapter_dir, seed: int, out_path: str) -> str:
-    """Answers, scores and reports the base model (and the adapter, when given) on the
-    configured examples; returns the output directory."""
+    Raises:
+      ValueError: for a missing model, data or output directory.
+      example.DataError: for bad rows in `data`, before anything is loaded or written.
+    """
     from gemma_tune import adapters, comparison, model, reference_loss, run_dir, runs, template
+    from gemma_tune import config as config_lib
 
-    limit = FLAGS.limit if FLAGS.limit is not None else config["eval"]["limit"]
-    max_new_tokens = FLAGS.max_new_tokens or config["samples"]["max_new_tokens"]
+    if run_path:
+        config = runs.read_config(run_path)
+        adapter = adapter or runs.adapter_path(run_path)
+        preset = model_name or config["model"]["preset"]
+        seed = config.get("seed", 0)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = out or os.path.join(run_path, "evaluations", stamp)
+    else:
+        if not model_name or not data:
+            raise ValueError("give a run directory, or a model with a data file")
+        if not out:
+            raise ValueError("without a run directory, give an output directory (--out)")
+        config = config_lib.base_config().to_dict()
+        config["experiment"] = f"evaluate {os.path.basename(data)}"
+        config["model"]["preset"] = preset = model_name
+        seed = 0
+    limit = config["eval"]["limit"] if limit is None else limit
+    max_new_tokens = max_new_tokens or config["samples"]["max_new_tokens"]
     batch_size = config["samples"]["batch_size"]
     print("Reading the evaluation data ...", flush=True)
-    examples = _examples(config, limit)
+    examples = _examples(config, limit, data, data_format, split)
     index = retriever(config.get("retrieval"))
     prompt_variants = variants(examples, index, config.get("retrieval", {}).get("top_k", 0))
-    run_dir.create(out_path)
-    run_dir.write_json(out_path, "config.json", config)
-    if adapter_dir:
-        loaded = runs.load_base(preset, adapter_dir, config["model"]["dtype"], seed=seed)
+    run_dir.create(out)
+    run_dir.write_json(out, "config.json", config)
+    if adapter:
+        loaded = runs.load_base(preset, adapter, config["model"]["dtype"], seed=seed)
     else:
         loaded = model.load(preset, config["model"]["dtype"], seed=seed)
     chat_template = template.ChatTemplate(loaded.tokenizer)
@@ -298,8 +328,8 @@ def evaluate(config: dict, preset: str, adapter_dir, seed: int, out_path: str) -
         return answers, losses, {label: free}
 
     answers, losses, free_answers = measure(BASE)
-    if adapter_dir:
-        adapters.load(loaded.causal_lm, adapter_dir)
+    if adapter:
+        adapters.load(loaded.causal_lm, adapter)
         scorer.reload()
         more = measure(TUNED)
         answers, losses, free_answers = (
@@ -316,10 +346,10 @@ def evaluate(config: dict, preset: str, adapter_dir, seed: int, out_path: str) -
         qualitative=qualitative_records(prompts, free_answers),
     )
     print(result.table(), flush=True)
-    html_path, _ = write(out_path, result)
+    html_path, _ = write(out, result)
     print(f"Report: {html_path}")
-    print(f"Evaluation directory: {out_path}", flush=True)
-    return out_path
+    print(f"Evaluation directory: {out}", flush=True)
+    return out
 
 
 def examples_for_scoring(prompt_variants: dict[str, list]) -> list:
@@ -348,8 +378,17 @@ def main(argv) -> int:
     from gemma_tune.data import example
 
     try:
-        config, preset, adapter_dir, seed, out_path = _setup()
-        evaluate(config, preset, adapter_dir, seed, out_path)
+        evaluate(
+            FLAGS.run,
+            model_name=FLAGS.model,
+            adapter=FLAGS.adapter,
+            data=FLAGS.data,
+            data_format=FLAGS.format,
+            split=FLAGS.split,
+            limit=FLAGS.limit,
+            max_new_tokens=FLAGS.max_new_tokens,
+            out=FLAGS.out,
+        )
     except (example.DataError, FileExistsError, FileNotFoundError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -357,4 +396,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(lambda argv: sys.exit(main(argv)))

@@ -33,31 +33,33 @@ flags.DEFINE_float("temperature", 0.0, "0 is greedy (deterministic); higher samp
 flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens (0: all).")
 flags.DEFINE_float("top_p", 1.0, "Sample among the most likely tokens up to this mass.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_string("dtype", None, "float32, bfloat16 or auto (default: the run's, else auto).")
 
 
 def _resolve(run: str | None, model_name: str | None, adapter: str | None):
-    """Returns `(preset, adapter_dir, seed)` from --run or --model/--adapter."""
+    """Returns `(preset, adapter_dir, seed, dtype)` from --run or --model/--adapter."""
     from gemma_tune import runs
 
     if run:
         config = runs.read_config(run)
         adapter_dir = adapter or runs.adapter_path(run)
-        return model_name or config["model"]["preset"], adapter_dir, config.get("seed", 0)
+        preset = model_name or config["model"]["preset"]
+        return preset, adapter_dir, config.get("seed", 0), config["model"]["dtype"]
     if not model_name:
         raise app.UsageError("give --run=RUN_DIR or --model=PRESET")
-    return model_name, adapter, 0
+    return model_name, adapter, 0, "auto"
 
 
 class Chat:
     """A loaded model (and optional adapter) that streams answers to prompts."""
 
-    def __init__(self, preset: str, adapter_dir: str | None, seed: int = 0):
+    def __init__(self, preset: str, adapter_dir: str | None, seed: int = 0, dtype: str = "auto"):
         from gemma_tune import adapters, generate, model, runs, template
 
         if adapter_dir:
-            self.loaded = runs.load_base(preset, adapter_dir, "auto", seed=seed)
+            self.loaded = runs.load_base(preset, adapter_dir, dtype, seed=seed)
         else:
-            self.loaded = model.load(preset, "auto", seed=seed)
+            self.loaded = model.load(preset, dtype, seed=seed)
         self.template = template.ChatTemplate(self.loaded.tokenizer)
         self.tuned_weights = None
         self.stream = generate.TokenStream(self.loaded.causal_lm)
@@ -116,10 +118,10 @@ def _respond(chat: Chat, text: str) -> None:
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    preset, adapter_dir, seed = _resolve(FLAGS.run, FLAGS.model, FLAGS.adapter)
+    preset, adapter_dir, seed, dtype = _resolve(FLAGS.run, FLAGS.model, FLAGS.adapter)
     if FLAGS.compare_base and not adapter_dir:
         raise app.UsageError("--compare_base needs a tuned model: give --run or --adapter")
-    chat = Chat(preset, adapter_dir, seed)
+    chat = Chat(preset, adapter_dir, seed, FLAGS.dtype or dtype)
     if FLAGS.prompt is not None:
         _respond(chat, FLAGS.prompt)
         return

@@ -115,3 +115,20 @@ def test_retrieval_runs_the_four_way_comparison(tmp_path):
     assert set(comparison["losses"]) == {"base+context", "tuned+context"}
     report = open(os.path.join(run_path, "report.md")).read()
     assert "tuned+context" in report
+
+
+def test_python_api_evaluates_a_base_model_on_a_file(tmp_path):
+    from gemma_tune import evaluate
+
+    data = tmp_path / "qa.csv"
+    data.write_text(
+        "input,output\nRepeat after me: a dog sees blue boxes.,a dog sees blue boxes.\n"
+    )
+    with pytest.raises(ValueError, match="output directory"):
+        evaluate.evaluate(model_name="tiny:gemma1", data=str(data))
+    out = evaluate.evaluate(
+        model_name="tiny:gemma1", data=str(data), out=str(tmp_path / "out"), max_new_tokens=4
+    )
+    comparison = _json(os.path.join(out, "comparison.json"))
+    assert comparison["systems"] == ["base"] and comparison["count"] == 1
+    assert "tuned" not in comparison["losses"] and comparison["losses"]["base"]["loss"] > 0
