@@ -88,7 +88,7 @@ class Comparison:
     def table(self) -> str:
         """The headline metrics as an aligned text table, one column per system."""
         means = self.means()
-        width = max(8, *(len(name) for name in self.systems))
+        width = max(10, *(len(name) for name in self.systems))
         header = "".join(f" {name:>{width}s}" for name in self.systems)
         lines = [f"Held-out comparison ({len(self.examples)} examples)", f"{'metric':16s}{header}"]
         for key in HEADLINE:
