@@ -241,15 +241,7 @@ def test_hf_chat_template_matches_ours(tmp_path):
     assert ids == template.ChatTemplate(tokenizer).encode_prompt(item).tolist()
 
 
-ALL_TARGETS = [
-    "query",
-    "key",
-    "value",
-    "attention_output",
-    "ffw_gating",
-    "ffw_gating_2",
-    "ffw_linear",
-]
+ALL_TARGETS = list(model.LORA_TARGETS)
 
 
 def _peft_logits(base_dir, adapter_dir, token_ids):
