@@ -149,7 +149,11 @@ class Ours:
         # The program the step runs, as XLA counts it.
         start = time.perf_counter()
         lowered = self.tuner._train_step.lower(
-            self.tuner.trainable, self.tuner.optimizer_state, self.tuner.frozen, self.batch
+            self.tuner.trainable,
+            self.tuner.optimizer_state,
+            self.tuner.frozen,
+            self.batch,
+            np.int32(0),
         )
         cost = lowered.compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost

@@ -39,23 +39,27 @@ def fingerprint(causal_lm) -> str:
 def lora_settings(causal_lm) -> dict:
     """The model's LoRA rank, alpha and target layer names (e.g. "query", "value"), read from
     its LoRA-enabled layers, for an adapter's metadata."""
-    ranks, alphas, targets = set(), set(), set()
+    ranks, alphas, targets, dora = set(), set(), set(), False
     for layer in causal_lm.backbone._flatten_layers(include_self=False):
         if getattr(layer, "lora_enabled", False):
             ranks.add(int(layer.lora_rank))
             alphas.add(float(layer.lora_alpha))
             targets.add(layer.name)
+            dora = dora or getattr(layer, "lora_dora", False)
     if not ranks:
         return {}
     return {
         "rank": max(ranks),
         "alpha": max(alphas),
         "targets": sorted(targets),
+        "dora": dora,
     }
 
 
 def save(causal_lm, directory: str, metadata: dict) -> str:
-    """Writes the CausalLM's trainable variables (the LoRA factors) to `directory`.
+    """Writes the CausalLM's trainable variables (the LoRA/DoRA factors; every weight after
+    full fine-tuning) to `directory`. `metadata["base_fingerprint"]`, when given, is the
+    fingerprint taken before quantizing and tuning (required after full fine-tuning).
 
     Returns:
       The path of the weights file.
@@ -68,7 +72,7 @@ def save(causal_lm, directory: str, metadata: dict) -> str:
     os.replace(tmp_path, weights_path)
     full_metadata = {
         **metadata,
-        "base_fingerprint": fingerprint(causal_lm),
+        "base_fingerprint": metadata.get("base_fingerprint") or fingerprint(causal_lm),
         "gemma_tune_version": gemma_tune.__version__,
         "weights": {path: list(array.shape) for path, array in arrays.items()},
     }
@@ -77,8 +81,10 @@ def save(causal_lm, directory: str, metadata: dict) -> str:
     return weights_path
 
 
-def load(causal_lm, directory: str) -> dict:
-    """Loads adapter weights into a CausalLM that has LoRA enabled with the same targets.
+def load(causal_lm, directory: str, base_fingerprint: str = "") -> dict:
+    """Loads adapter weights into a CausalLM prepared like the trained one (same method and
+    targets). `base_fingerprint` is the base's fingerprint taken before it was quantized
+    (`model.LoadedModel.base_fingerprint`); by default it is computed from `causal_lm`.
 
     Raises:
       ValueError: when a variable is missing on either side or its shape differs, naming it.
@@ -89,7 +95,7 @@ def load(causal_lm, directory: str) -> dict:
     with open(os.path.join(directory, METADATA_FILE)) as f:
         metadata = json.load(f)
     expected = metadata.get("base_fingerprint")
-    if expected and expected != fingerprint(causal_lm):
+    if expected and expected != (base_fingerprint or fingerprint(causal_lm)):
         raise ValueError(
             f"adapter in {directory} was trained on {metadata.get('base_preset')!r} "
             f"(fingerprint {expected}); the model it is being loaded onto has other base weights"

@@ -30,6 +30,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.preset = "gemma_2b_en"
     config.model.dtype = "auto"  # bfloat16 on GPU/TPU, float32 on CPU.
+    # The frozen base stored as none | int8 | int4 (QLoRA; `gemma_tune.quantize`).
+    config.model.quantize = "none"
+
+    # lora: LoRA on the targets below; dora: weight-decomposed LoRA (a learned magnitude per
+    # output unit) on the same targets; full: every weight (no adapter; for small models).
+    config.method = "lora"
 
     config.lora = ml_collections.ConfigDict()
     config.lora.rank = 4
@@ -37,6 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Layer names (query, key, value, attention_output, ffw_gating, ffw_gating_2, ffw_linear)
     # or the shorthands attention, mlp, all. KerasHub's default: query and value.
     config.lora.targets = ["query", "value"]
+    config.lora.dropout = 0.0  # dropout on the adapters' inputs while training
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "hf"  # hf | tfds | file | tiny
@@ -83,6 +90,9 @@ def base_config() -> ml_collections.ConfigDict:
         100  # steps; also at the end and on Ctrl-C/SIGTERM; 0: only those
     )
     config.train.keep_checkpoints = 2  # the newest N are kept
+    # Recompute each decoder block's activations in the backward pass instead of keeping them
+    # (gradient checkpointing): less memory, about one more forward pass of time.
+    config.train.remat = False
 
     config.samples = ml_collections.ConfigDict()
     config.samples.count = 4  # validation prompts shown side by side in samples.md

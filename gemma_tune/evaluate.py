@@ -329,7 +329,7 @@ def evaluate(
 
     answers, losses, free_answers = measure(BASE)
     if adapter:
-        adapters.load(loaded.causal_lm, adapter)
+        adapters.load(loaded.causal_lm, adapter, loaded.base_fingerprint)
         scorer.reload()
         more = measure(TUNED)
         answers, losses, free_answers = (

@@ -45,6 +45,7 @@ def head_sums(
     target_ids,
     target_weights,
     *,
+    embedding_scale=None,
     soft_cap: float | None = None,
     max_targets: int = 0,
     chunk_size: int = 256,
@@ -58,7 +59,9 @@ def head_sums(
 
     Args:
       hidden: `[B, L, H]` final (normed) hidden states.
-      embeddings: `[vocab, H]` token embedding matrix (the tied head).
+      embeddings: `[vocab, H]` token embedding matrix (the tied head); int8 when quantized.
+      embedding_scale: `[vocab]` per-token scales of an int8 `embeddings` (the float matrix is
+        `embeddings / scale[:, None]`), or None for a float matrix.
       target_ids / target_weights: `[B, L]`.
       soft_cap: Gemma 2's final logit soft cap (`tanh(logits / cap) * cap`), or None.
       max_targets: how many weighted positions to keep; must be at least the number of
@@ -88,8 +91,13 @@ def head_sums(
     @jax.checkpoint
     def chunk_sums(chunk_hidden, chunk_ids, chunk_weights):
         logits = jnp.einsum(
-            "th,vh->tv", chunk_hidden, embeddings, preferred_element_type=jnp.float32
+            "th,vh->tv",
+            chunk_hidden,
+            embeddings.astype(chunk_hidden.dtype),
+            preferred_element_type=jnp.float32,
         )
+        if embedding_scale is not None:
+            logits = logits / embedding_scale.astype(jnp.float32)
         if soft_cap:
             logits = jnp.tanh(logits / soft_cap) * soft_cap
         return jnp.stack(weighted_sums(logits, chunk_ids, chunk_weights))

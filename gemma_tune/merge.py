@@ -1,4 +1,4 @@
-"""Fold LoRA into the base kernels and save the result as a plain KerasHub preset.
+"""Fold LoRA or DoRA into the base kernels and save the result as a plain KerasHub preset.
 
     python -m gemma_tune.export --run=RUN_DIR --to=keras --out=DIR
 
@@ -8,7 +8,9 @@ layer computes `einsum(x, kernel) + (lora_alpha / rank) * einsum(x, lora_kernel_
 so the merged kernel is `kernel + (lora_alpha / rank) * lora_kernel_a @ lora_kernel_b` (a matmul
 over the last axis of A; for Gemma's query kernel `(heads, hidden, head_dim)` that makes A
 per-head and B shared by all heads). The merged model is a fresh backbone built from the same
-config, so it has no LoRA variables at all and loads anywhere a base preset does.
+config, so it has no LoRA variables at all and loads anywhere a base preset does. A DoRA
+kernel is also rescaled per output unit (`gemma_tune.lora.merged_kernel`), and a quantized
+base (QLoRA) is dequantized first, so the merged model is float.
 
     from gemma_tune import merge, runs
     tuned = runs.load_tuned(RUN_DIR, "float32")
@@ -20,10 +22,11 @@ from __future__ import annotations
 
 import os
 
+import keras
 import keras_hub
 import numpy as np
 
-from gemma_tune import model
+from gemma_tune import lora, model
 
 
 def lora_layers(backbone) -> list:
@@ -43,7 +46,7 @@ def has_lora(backbone) -> bool:
 
 def lora_scale(layer) -> float:
     """The factor KerasHub's LoRA multiplies `lora_kernel_a @ lora_kernel_b` by."""
-    return float(layer.lora_alpha) / float(layer.lora_rank)
+    return lora.scale(layer)
 
 
 def lora_delta(layer) -> np.ndarray:
@@ -60,23 +63,38 @@ def lora_delta(layer) -> np.ndarray:
     return lora_scale(layer) * np.matmul(a, b)
 
 
-def merged_values(backbone) -> dict[str, np.ndarray]:
-    """Every base variable of `backbone` by path, in float32, with LoRA folded into its kernel.
+# Variables that describe how a weight is stored (quantization scales), not a weight.
+_QUANTIZATION_AUX = ("kernel_scale", "kernel_zero", "g_idx", "embeddings_scale")
 
-    LoRA variables themselves are left out: the result describes a plain model.
+
+def merged_values(backbone) -> dict[str, np.ndarray]:
+    """Every base variable of `backbone` by path, in float32, with LoRA or DoRA folded into its
+    kernel (`lora.merged_kernel`) and int8/int4 weights dequantized.
+
+    Adapter and quantization-scale variables are left out: the result describes a plain model.
     """
-    # `layer.kernel` is a property that already adds LoRA; `_kernel` is the stored variable.
-    deltas = {layer._kernel.path: lora_delta(layer) for layer in lora_layers(backbone)}
+    kernels = {}
+    for layer in backbone._flatten_layers(include_self=False):
+        if getattr(layer, "lora_enabled", False):
+            kernels[layer._kernel.path] = lora.merged_kernel(layer)
+        elif isinstance(layer, keras.layers.EinsumDense) and layer.quantization_mode:
+            kernels[layer._kernel.path] = np.asarray(lora.float_kernel(layer), np.float32)
+    embedding = backbone.token_embedding
+    if embedding.quantization_mode == "int8":
+        scale = np.asarray(embedding.embeddings_scale.numpy(), np.float32)
+        rows = np.asarray(embedding._embeddings.numpy(), np.float32)
+        kernels[embedding._embeddings.path] = rows / scale[:, None]
     values = {}
     for variable in backbone.weights:
-        if "lora_kernel" in variable.path:
+        name = variable.path.rsplit("/", 1)[-1]
+        if name.startswith("lora_") or name in _QUANTIZATION_AUX:
             continue
-        value = np.asarray(variable.numpy(), np.float32)
-        if variable.path in deltas:
-            value = value + deltas.pop(variable.path)
-        values[variable.path] = value
-    if deltas:
-        raise ValueError(f"LoRA on kernels that were not found by path: {sorted(deltas)}")
+        if variable.path in kernels:
+            values[variable.path] = kernels.pop(variable.path)
+        else:
+            values[variable.path] = np.asarray(variable.numpy(), np.float32)
+    if kernels:
+        raise ValueError(f"adapted kernels that were not found by path: {sorted(kernels)}")
     return values
 
 
@@ -97,8 +115,8 @@ def merge_lora(loaded: model.LoadedModel, dtype: str | None = None) -> model.Loa
     backbone = loaded.backbone
     values = merged_values(backbone)
     config = backbone.get_config()
-    if dtype is not None:
-        config["dtype"] = dtype
+    # A quantized backbone's config maps its layers to quantized policies: the merge is float.
+    config["dtype"] = dtype or backbone.dtype_policy.name
     plain = type(backbone).from_config(config)
     paths = {variable.path for variable in plain.weights}
     if paths != set(values):

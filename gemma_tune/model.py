@@ -18,7 +18,7 @@ import math
 
 import keras_hub
 
-from gemma_tune import testing
+from gemma_tune import lora, testing
 
 TINY_PREFIX = "tiny:"
 
@@ -31,6 +31,8 @@ class LoadedModel:
     causal_lm: keras_hub.models.CausalLM
     tokenizer: keras_hub.tokenizers.Tokenizer
     preset: str
+    # `adapters.fingerprint` of the float base weights, taken before quantizing or tuning.
+    base_fingerprint: str = ""
 
     @property
     def backbone(self):
@@ -136,15 +138,28 @@ def lora_target_names(targets) -> list[str]:
     return [name for name in LORA_TARGETS if name in names]
 
 
-def enable_lora(model: LoadedModel, rank: int, alpha: float = 0.0, targets=None) -> None:
-    """Freezes the base weights and adds LoRA to the target projections of every block.
+METHODS = ("lora", "dora", "full")
+
+
+def enable_lora(
+    model: LoadedModel,
+    rank: int,
+    alpha: float = 0.0,
+    targets=None,
+    dora: bool = False,
+    dropout: float = 0.0,
+) -> None:
+    """Freezes the base weights and adds LoRA (or DoRA) to the target projections of every
+    block (`gemma_tune.lora`).
 
     Args:
-      model: the loaded model (changed in place).
+      model: the loaded model (changed in place; may be quantized, see `gemma_tune.quantize`).
       rank: LoRA rank r.
       alpha: the update is scaled by alpha / r; 0 means alpha = r (scale 1, KerasHub's default).
       targets: layer names or shorthands (see `lora_target_names`); default query and value,
         KerasHub's targets, as in Google's Gemma LoRA tutorial.
+      dora: weight-decomposed LoRA (a learned magnitude per output unit).
+      dropout: dropout on the adapters' inputs while training.
     """
     if rank <= 0:
         raise ValueError(f"lora.rank must be positive, got {rank}")
@@ -160,13 +175,87 @@ def enable_lora(model: LoadedModel, rank: int, alpha: float = 0.0, targets=None)
     for index, layer in enumerate(layers):
         if layer.name in names and hasattr(layer, "enable_lora"):
             layer.trainable = True
-            layer.enable_lora(rank, lora_alpha=alpha or rank)
+            lora.adapt(layer, rank, alpha or rank, dora, dropout, layer_id=index)
             enabled.append(index)
     if not enabled:
         raise ValueError(f"no layer of this model is named like lora.targets {sorted(names)}")
     # What KerasHub's own `enable_lora` records, for its save/load helpers.
     backbone._lora_enabled_layers = enabled
     backbone._lora_rank = rank
+
+
+def enable_full(model: LoadedModel) -> None:
+    """Makes every weight trainable (full fine-tuning; for small models: AdamW keeps two more
+    copies of every weight)."""
+    if any(getattr(v, "dtype", "") in ("int8", "uint8") for v in model.backbone.weights):
+        raise ValueError("full fine-tuning needs float weights; set model.quantize=none")
+    model.backbone.trainable = True
+    for layer in model.backbone._flatten_layers(include_self=True):
+        layer.trainable = True
+
+
+def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
+    """Prepares `model` for the tuning `method` ("lora", "dora" or "full") with the experiment's
+    `lora` settings (rank, alpha, targets, dropout)."""
+    if method == "full":
+        enable_full(model)
+    elif method in ("lora", "dora"):
+        enable_lora(
+            model,
+            lora_config.rank,
+            lora_config.alpha,
+            list(lora_config.targets),
+            dora=method == "dora",
+            dropout=lora_config.dropout,
+        )
+    else:
+        raise ValueError(f"method: unknown {method!r}; choose from {', '.join(METHODS)}")
+
+
+def check_tuning(config) -> None:
+    """Checks an experiment's method, LoRA and quantization settings before any work.
+
+    Raises:
+      ValueError: naming the bad setting and the valid choices.
+    """
+    from gemma_tune import quantize
+
+    if config.method not in METHODS:
+        raise ValueError(f"method: unknown {config.method!r}; choose from {', '.join(METHODS)}")
+    if config.model.quantize not in quantize.MODES:
+        modes = ", ".join(quantize.MODES)
+        raise ValueError(f"model.quantize: unknown {config.model.quantize!r}; choose from {modes}")
+    if config.method == "full" and config.model.quantize != "none":
+        raise ValueError(
+            "method=full trains every weight, which cannot be int8/int4: use "
+            "model.quantize=none (or method=lora/dora for QLoRA)"
+        )
+    if not 0.0 <= config.lora.dropout < 1.0:
+        raise ValueError(f"lora.dropout must be in [0, 1), got {config.lora.dropout}")
+    lora_target_names(config.lora.targets)
+
+
+def describe_tuning(config) -> str:
+    """One line saying what is trained, e.g. "DoRA rank 4 on query, value (int4 base)"."""
+    if config.method == "full":
+        return "full fine-tuning (every weight)"
+    name = {"lora": "LoRA", "dora": "DoRA"}[config.method]
+    targets = ", ".join(lora_target_names(config.lora.targets))
+    text = f"{name} rank {config.lora.rank} on {targets}"
+    if config.lora.dropout:
+        text += f", dropout {config.lora.dropout:g}"
+    if config.model.quantize != "none":
+        text += f" ({config.model.quantize} base)"
+    return text
+
+
+def enable_remat(model: LoadedModel) -> None:
+    """Recomputes each decoder block's activations in the backward pass instead of keeping
+    them (gradient checkpointing, `train.remat`)."""
+    import keras
+
+    for block in model.backbone.transformer_layers:
+        block._remat_mode = keras.RematScope(mode="full")
 
 
 def parameter_counts(model: LoadedModel) -> tuple[int, int]:

@@ -114,6 +114,10 @@ def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict,
         lora_a, lora_b = peft_factors(layer)
         tensors[f"base_model.model.{module}.lora_A.weight"] = lora_a
         tensors[f"base_model.model.{module}.lora_B.weight"] = lora_b
+        if getattr(layer, "lora_dora", False):
+            # DoRA's magnitude per output unit; our output axes flatten in HF's out order.
+            magnitude = np.asarray(layer.lora_magnitude.numpy(), np.float32).reshape(-1)
+            tensors[f"base_model.model.{module}.lora_magnitude_vector"] = magnitude
         ranks.setdefault(module.rsplit(".", 1)[-1], set()).add(lora_a.shape[0])
     for target, values in ranks.items():
         if len(values) != 1:
@@ -134,7 +138,7 @@ def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict,
         "bias": "none",
         "fan_in_fan_out": False,
         "use_rslora": False,
-        "use_dora": False,
+        "use_dora": any(getattr(layer, "lora_dora", False) for layer in layers),
         "init_lora_weights": True,
         "inference_mode": True,
         "modules_to_save": None,

@@ -2,7 +2,8 @@
 
 Every tool that starts from `--run=RUN_DIR` (sample, evaluate, export) goes through here, so
 they all rebuild the model the same way the run did: same preset, same seed (tiny models are
-drawn from it), LoRA as the adapter was trained (rank, alpha, targets), then its weights.
+drawn from it), quantized and adapted as the adapter was trained (method, rank, alpha,
+targets), then its weights.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 import json
 import os
 
-from gemma_tune import adapters, model
+from gemma_tune import adapters, model, quantize
 
 CONFIG_FILE = "config.json"
 ADAPTER_DIR = "adapter"
@@ -50,16 +51,24 @@ def adapter_path(run_path: str) -> str:
 
 
 def load_base(preset: str, adapter_dir: str, dtype: str = "auto", seed: int = 0):
-    """Loads `preset` with LoRA enabled as the adapter was trained (rank, alpha, targets) but
-    the adapter not applied (LoRA's B factors start at zero, so this is exactly the base)."""
+    """Loads `preset` prepared as the adapter was trained (quantization; LoRA/DoRA rank, alpha
+    and targets, or every weight trainable for full fine-tuning) but the adapter not applied
+    (LoRA's B factors start at zero and DoRA's magnitudes at the base's norms, so this is
+    exactly the base). The float base's fingerprint is kept for `adapters.load`'s check."""
     with open(os.path.join(adapter_dir, adapters.METADATA_FILE)) as f:
         metadata = json.load(f)
     loaded = model.load(preset, dtype, seed=seed)
+    loaded.base_fingerprint = adapters.fingerprint(loaded.causal_lm)
+    quantize.quantize(loaded.backbone, metadata.get("quantize", "none"))
+    if metadata.get("method") == "full":
+        model.enable_full(loaded)
+        return loaded
     model.enable_lora(
         loaded,
         metadata["rank"],
         alpha=metadata.get("alpha", 0.0),
         targets=metadata.get("targets") or None,
+        dora=metadata.get("dora", False),
     )
     return loaded
 
@@ -79,5 +88,5 @@ def load_tuned(run_path: str, dtype: str | None = None) -> TunedRun:
         dtype or config["model"]["dtype"],
         seed=config.get("seed", 0),
     )
-    metadata = adapters.load(loaded.causal_lm, adapter_dir)
+    metadata = adapters.load(loaded.causal_lm, adapter_dir, loaded.base_fingerprint)
     return TunedRun(run_path, config, loaded, metadata)

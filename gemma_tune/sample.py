@@ -65,7 +65,7 @@ class Chat:
         self.stream = generate.TokenStream(self.loaded.causal_lm)
         self.base_weights = self.stream.current_weights()  # LoRA factors B are zero: the base
         if adapter_dir:
-            adapters.load(self.loaded.causal_lm, adapter_dir)
+            adapters.load(self.loaded.causal_lm, adapter_dir, self.loaded.base_fingerprint)
             self.tuned_weights = self.stream.current_weights()
 
     def prompt_ids(self, text: str, system=None, context=None, raw=False):

@@ -79,8 +79,10 @@ def tiny_backbone(
     seed: int = 0,
     dtype: str | None = None,
     num_key_value_heads: int = 2,
+    num_layers: int = 2,
 ):
-    """Builds a randomly initialised two-layer Gemma backbone of the given architecture.
+    """Builds a randomly initialised (by default two-layer) Gemma backbone of the given
+    architecture.
 
     Args:
       architecture: "gemma1" (several kv heads, to exercise grouped attention), "gemma2"
@@ -96,7 +98,7 @@ def tiny_backbone(
     keras.utils.set_random_seed(seed)
     common = dict(
         vocabulary_size=vocabulary_size,
-        num_layers=2,
+        num_layers=num_layers,
         num_query_heads=4,
         num_key_value_heads=num_key_value_heads,
         hidden_dim=32,

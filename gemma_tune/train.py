@@ -87,6 +87,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
         loop,
         model,
         optimizer,
+        quantize,
         report,
         run_dir,
         sharding,
@@ -130,15 +131,21 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     run_dir.write_json(run_path, "data_summary.json", summary.to_dict())
     print(summary.format(), flush=True)
 
-    # LoRA. Seed right before its factors are drawn, so a run's initialisation does not depend
-    # on what loading happened to draw (a first-time GGUF conversion builds a model too).
+    # The tuning method: LoRA/DoRA adapters (on a float or quantized base) or every weight.
+    # Seed right before adapters are drawn, so a run's initialisation does not depend on what
+    # loading happened to draw (a first-time GGUF conversion builds a model too).
+    base_fingerprint = adapters.fingerprint(loaded.causal_lm)
+    base_parameters, _ = model.parameter_counts(loaded)
+    quantize.quantize(loaded.backbone, config.model.quantize)
     keras.utils.set_random_seed(config.seed)
-    model.enable_lora(loaded, config.lora.rank, config.lora.alpha, list(config.lora.targets))
-    total, trainable = model.parameter_counts(loaded)
+    model.enable_tuning(loaded, config.method, config.lora)
+    if config.train.remat:
+        model.enable_remat(loaded)
+    _, trainable = model.parameter_counts(loaded)
+    total = base_parameters + (trainable if config.method != "full" else 0)
     print(
         f"Model {loaded.preset}: {total:,} parameters, {trainable:,} trainable "
-        f"({100 * trainable / total:.3f}%) with LoRA rank {config.lora.rank} on "
-        f"{', '.join(model.lora_target_names(config.lora.targets))}",
+        f"({100 * trainable / total:.3f}%): {model.describe_tuning(config)}",
         flush=True,
     )
 
@@ -197,7 +204,13 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     adapters.save(
         loaded.causal_lm,
         f"{run_path}/adapter",
-        {"base_preset": loaded.preset, **adapters.lora_settings(loaded.causal_lm)},
+        {
+            "base_preset": loaded.preset,
+            "base_fingerprint": base_fingerprint,
+            "method": config.method,
+            "quantize": config.model.quantize,
+            **adapters.lora_settings(loaded.causal_lm),
+        },
     )
     evaluation.answer(evaluate.TUNED)
     final = evaluation.finish(run_path, final)
@@ -247,7 +260,7 @@ def main(argv) -> int:
     from gemma_tune import model
 
     try:
-        model.lora_target_names(config.lora.targets)
+        model.check_tuning(config)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma_tune import batching, loss, sharding
+from gemma_tune import batching, lora, loss, sharding
 
 
 class Trainer:
@@ -56,6 +56,12 @@ class Trainer:
             )
         self.load_from_model()
         self._embedding_slot = self._find_embeddings()
+        self._embedding_scale_slot = self._find_embedding_scale()
+        self._dropout_seeds = [
+            index
+            for index, variable in enumerate(self.backbone.non_trainable_variables)
+            if variable.path.endswith(lora.DROPOUT_SEED)
+        ]
         self._grad_clip_norm = float(grad_clip_norm)
         self._train_step = jax.jit(self._step, donate_argnums=(0, 1))
         self._eval_step = jax.jit(lambda t, f, b: self._sums(t, f, b, training=False))
@@ -82,7 +88,17 @@ class Trainer:
                     return group, index
         raise RuntimeError("the backbone's token embedding matrix was not found")
 
-    def _sums(self, trainable, frozen, batch, training=True):
+    def _find_embedding_scale(self) -> int | None:
+        """The frozen index of an int8 embedding's per-token scale (`gemma_tune.quantize`)."""
+        scale = getattr(self.backbone.token_embedding, "embeddings_scale", None)
+        if scale is None:
+            return None
+        paths = [v.path for v in self.backbone.non_trainable_variables]
+        return paths.index(scale.path)
+
+    def _sums(self, trainable, frozen, batch, training=True, counter=None):
+        if training and counter is not None:
+            frozen = lora.set_dropout_counter(frozen, self._dropout_seeds, counter)
         hidden, _ = self.backbone.stateless_call(
             trainable,
             frozen,
@@ -91,28 +107,34 @@ class Trainer:
         )
         group, index = self._embedding_slot
         embeddings = (trainable if group == "trainable" else frozen)[index]
+        scale_slot = self._embedding_scale_slot
         rows = batch["token_ids"].shape[0]
         return loss.head_sums(
             hidden,
             embeddings,
             batch["target_ids"],
             batch["target_weights"],
+            embedding_scale=None if scale_slot is None else frozen[scale_slot],
             soft_cap=self.backbone.token_embedding.logit_soft_cap,
             max_targets=rows * self._max_targets_per_row,
             chunk_size=self._chunk_size,
         )
 
-    def _step(self, trainable, optimizer_state, frozen, batch):
-        def loss_sum_fn(weights, micro_batch):
-            loss_sum, weight_sum, correct = self._sums(weights, frozen, micro_batch)
+    def _step(self, trainable, optimizer_state, frozen, batch, step):
+        def loss_sum_fn(weights, micro_batch, counter):
+            loss_sum, weight_sum, correct = self._sums(
+                weights, frozen, micro_batch, counter=counter
+            )
             return loss_sum, (weight_sum, correct)
 
         grad_fn = jax.value_and_grad(loss_sum_fn, has_aux=True)
+        micro_batches = batch["token_ids"].shape[0]
 
-        def accumulate(carry, micro_batch):
+        def accumulate(carry, inputs):
+            micro_batch, micro_index = inputs
             grads, loss_sum, weight_sum, correct = carry
             (micro_loss, (micro_weight, micro_correct)), micro_grads = grad_fn(
-                trainable, micro_batch
+                trainable, micro_batch, step * micro_batches + micro_index
             )
             grads = jax.tree.map(jnp.add, grads, micro_grads)
             return (
@@ -124,7 +146,9 @@ class Trainer:
 
         zero = jnp.zeros((), jnp.float32)
         start = (jax.tree.map(jnp.zeros_like, trainable), zero, zero, zero)
-        (grads, loss_sum, weight_sum, correct), _ = jax.lax.scan(accumulate, start, batch)
+        (grads, loss_sum, weight_sum, correct), _ = jax.lax.scan(
+            accumulate, start, (batch, jnp.arange(micro_batches, dtype=jnp.int32))
+        )
         denominator = jnp.maximum(weight_sum, 1.0)
         grads = jax.tree.map(lambda g: g / denominator.astype(g.dtype), grads)
         grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in grads))
@@ -150,6 +174,7 @@ class Trainer:
             self.optimizer_state,
             self.frozen,
             sharding.place_batch(batch, self.mesh, batch_axis=1),
+            jnp.asarray(self.step, jnp.int32),
         )
         self.step += 1
         return {name: float(value) for name, value in metrics.items()}

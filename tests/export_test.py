@@ -39,13 +39,17 @@ def _base(architecture, num_key_value_heads=2, seed=0):
     return model.LoadedModel(causal_lm, tokenizer, f"tiny:{architecture}")
 
 
-def _tuned(architecture, num_key_value_heads=2, rank=4):
-    """A tiny model with LoRA whose factors are all random and nonzero."""
+def _tuned(architecture, num_key_value_heads=2, rank=4, dora=False):
+    """A tiny model with LoRA (or DoRA) whose factors are all random and nonzero."""
     loaded = _base(architecture, num_key_value_heads)
-    model.enable_lora(loaded, rank)
+    model.enable_lora(loaded, rank, dora=dora)
     rng = np.random.default_rng(1)
     for variable in loaded.causal_lm.trainable_variables:
-        variable.assign(rng.normal(0, 0.2, variable.shape).astype(np.float32))
+        if variable.path.endswith("lora_magnitude"):
+            scale = rng.uniform(0.5, 1.5, variable.shape)
+            variable.assign((np.asarray(variable.numpy()) * scale).astype(np.float32))
+        else:
+            variable.assign(rng.normal(0, 0.2, variable.shape).astype(np.float32))
     return loaded
 
 
@@ -264,6 +268,24 @@ def test_peft_adapter_on_the_exported_base_matches_the_tuned_logits(
     peft_export.save(tuned, str(tmp_path / "adapter"), str(tmp_path / "base"))
     logits = _peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
     print(f"{architecture} kv={kv_heads}: max |PEFT - Keras| {np.abs(logits - expected).max():.2e}")
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("architecture,kv_heads", [("gemma1", 2), ("gemma3", 1)])
+def test_dora_exports_to_hf_and_peft_with_the_tuned_logits(tmp_path, architecture, kv_heads):
+    from gemma_tune import hf_export, peft_export
+
+    tuned = _tuned(architecture, kv_heads, dora=True)
+    token_ids = _token_ids()
+    expected = _keras_logits(tuned, token_ids)
+    hf_export.save(tuned, str(tmp_path / "merged"))
+    merged = _hf_logits(_hf_load(tmp_path / "merged"), token_ids)
+    np.testing.assert_allclose(merged, expected, atol=1e-4, rtol=0)
+    hf_export.save(_base(architecture, kv_heads), str(tmp_path / "base"))
+    peft_export.save(tuned, str(tmp_path / "adapter"), str(tmp_path / "base"))
+    config = json.loads((tmp_path / "adapter" / peft_export.CONFIG_FILE).read_text())
+    assert config["use_dora"] is True
+    logits = _peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
 
 

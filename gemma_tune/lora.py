@@ -1,0 +1,204 @@
+"""LoRA and DoRA on Gemma's projections, with dropout, on float or quantized base weights.
+
+KerasHub's `enable_lora` (Keras `EinsumDense.enable_lora`) takes only a rank and adds
+`lora_kernel_a` (the kernel's shape with its last axis replaced by the rank) and `lora_kernel_b`
+(`(rank, last axis)`). We keep those variables, so adapters, merging and export read every
+adapted layer the same way, and replace the layer's forward pass with our own:
+
+    y = x @ W0 + (alpha / r) * (dropout(x) @ A) @ B                        (LoRA)
+    y = m / stop_gradient(||W0 + (alpha / r) A B||) * (x @ W0 + (alpha / r) (dropout(x) @ A) @ B)
+                                                                          (DoRA, Liu et al. 2024)
+
+where `W0` is the frozen kernel (dequantized on the fly when the base is int8 or int4:
+QLoRA), `||.||` is the norm of each output unit's column over the kernel's input axes, and `m`
+(`lora_magnitude`, one value per output unit) starts at `||W0||`, so a fresh adapter is exactly
+the base model. The norm is treated as a constant in the backward pass, as the DoRA paper
+(section 4.3) and Hugging Face PEFT do, which saves keeping the merged kernel for the gradient.
+
+The update runs on activations, not on a merged kernel: Keras' own LoRA forms `W0 + A B` every
+step, so its backward pass computes the full kernel's gradient before reducing it to A and B;
+here the backward pass only touches `x`, A and B.
+
+Dropout needs fresh randomness at every step inside a compiled, stateless step: each adapted
+layer holds a `lora_dropout_seed` pair (layer id, counter) that the trainer overwrites with
+the step counter (`set_dropout_counter`), so a resumed run draws the same masks.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from keras import ops
+
+DROPOUT_SEED = "lora_dropout_seed"
+
+
+def _equation_axes(equation: str) -> tuple[str, str, str, str]:
+    """Splits an EinsumDense equation into (input, kernel, output, kernel's output letters)."""
+    inputs, rest = equation.split(",")
+    kernel, output = rest.split("->")
+    return inputs, kernel, output, "".join(c for c in kernel if c not in inputs)
+
+
+def input_axes(layer) -> tuple[int, ...]:
+    """The kernel axes that are contracted with the input (the norm axes of DoRA)."""
+    inputs, kernel, _, _ = _equation_axes(layer.equation)
+    return tuple(i for i, c in enumerate(kernel) if c in inputs)
+
+
+def float_kernel(layer):
+    """The layer's frozen kernel in its compute dtype, dequantized when the layer is int8 or
+    int4 (per-channel or grouped), in the layer's original kernel shape."""
+    mode = layer.quantization_mode
+    if mode is None:
+        return ops.cast(layer._kernel, layer.compute_dtype)
+    if mode == "int8":
+        scale = layer._adjust_scale_for_dequant(layer.kernel_scale)
+        return ops.cast(ops.divide(ops.cast(layer._kernel, "float32"), scale), layer.compute_dtype)
+    if mode == "int4":
+        from keras.src import quantizers
+        from keras.src.quantizers.quantizers import dequantize_with_sz_map
+
+        unpacked = quantizers.unpack_int4(layer._kernel, layer._int4_unpacked_column_size, axis=-1)
+        block_size = getattr(layer, "_int4_block_size", None)
+        if block_size is not None and block_size != -1:
+            kernel = dequantize_with_sz_map(
+                unpacked, layer.kernel_scale, layer.kernel_zero, layer.g_idx, group_axis=0
+            )
+        else:
+            kernel = ops.divide(ops.cast(unpacked, "float32"), layer.kernel_scale)
+        return ops.cast(ops.reshape(kernel, layer.original_kernel_shape), layer.compute_dtype)
+    raise ValueError(f"{layer.path}: LoRA on a {mode} base is not supported (int8 or int4)")
+
+
+def scale(layer) -> float:
+    """The factor the low-rank update `A @ B` is multiplied by: alpha / rank."""
+    return float(layer.lora_alpha) / float(layer.lora_rank)
+
+
+def _column_norm(kernel, axes):
+    return ops.sqrt(ops.sum(ops.square(ops.cast(kernel, "float32")), axis=axes))
+
+
+def _update(layer):
+    return scale(layer) * ops.matmul(
+        ops.cast(layer.lora_kernel_a, "float32"), ops.cast(layer.lora_kernel_b, "float32")
+    )
+
+
+def _dropout(layer, inputs):
+    seed = ops.convert_to_tensor(layer.lora_dropout_seed)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(0), seed[0]), seed[1])
+    keep = jax.random.bernoulli(key, 1.0 - layer.lora_dropout, inputs.shape)
+    return jnp.where(keep, inputs / (1.0 - layer.lora_dropout), 0).astype(inputs.dtype)
+
+
+def kernel_shape(layer) -> tuple[int, ...]:
+    """The kernel's logical shape (int4 stores it packed)."""
+    return tuple(getattr(layer, "original_kernel_shape", None) or layer._kernel.shape)
+
+
+def _output_broadcast(layer, per_unit):
+    """Reshapes a vector over the kernel's output axes so it broadcasts over the output."""
+    _, kernel, output, kernel_out = _equation_axes(layer.equation)
+    ordered = "".join(c for c in output if c in kernel_out)
+    per_unit = ops.einsum(f"{kernel_out}->{ordered}", per_unit)
+    sizes = dict(zip(kernel, kernel_shape(layer), strict=True))
+    return ops.reshape(per_unit, [sizes[c] if c in kernel_out else 1 for c in output])
+
+
+class AdaptedEinsumDense(keras.layers.EinsumDense):
+    """A Keras `EinsumDense` whose forward pass adds LoRA or DoRA (see the module docstring).
+
+    `adapt` turns an existing, built EinsumDense into one in place (its class is swapped, its
+    weights and place in the model kept), because KerasHub's attention and MLP blocks hold their
+    projections as attributes.
+    """
+
+    def call(self, inputs, training=None):
+        x = ops.einsum(self.equation, inputs, float_kernel(self))
+        lora_inputs = inputs
+        if training and self.lora_dropout > 0:
+            lora_inputs = _dropout(self, inputs)
+        low_rank = ops.einsum(
+            self.equation, lora_inputs, ops.cast(self.lora_kernel_a, self.compute_dtype)
+        )
+        low_rank = ops.matmul(low_rank, ops.cast(self.lora_kernel_b, self.compute_dtype))
+        x = ops.add(x, ops.cast(scale(self), self.compute_dtype) * low_rank)
+        if self.lora_dora:
+            merged = ops.add(ops.cast(float_kernel(self), "float32"), _update(self))
+            norm = jax.lax.stop_gradient(_column_norm(merged, input_axes(self)))
+            factor = ops.divide(ops.cast(self.lora_magnitude, "float32"), norm)
+            x = ops.multiply(x, ops.cast(_output_broadcast(self, factor), x.dtype))
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def quantized_call(self, inputs, training=None):
+        return self.call(inputs, training=training)
+
+
+def adapt(layer, rank: int, alpha: float, dora: bool, dropout: float, layer_id: int) -> None:
+    """Adds LoRA (or DoRA) factors to a built `keras.layers.EinsumDense`, in place.
+
+    Args:
+      layer: the projection (frozen weights, possibly quantized).
+      rank / alpha: the update is `(alpha / rank) * A @ B`; B starts at zero.
+      dora: also learn a magnitude per output unit (DoRA), initialised to `||W0||`.
+      dropout: dropout on the adapter's input during training (0 disables it).
+      layer_id: distinguishes this layer's dropout masks from the other layers'.
+    """
+    if type(layer) is not keras.layers.EinsumDense:
+        raise ValueError(f"{layer.path}: LoRA needs a keras EinsumDense, got {type(layer)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"lora.dropout must be in [0, 1), got {dropout}")
+    layer.enable_lora(rank, lora_alpha=alpha)
+    layer.__class__ = AdaptedEinsumDense
+    layer.lora_dora = bool(dora)
+    layer.lora_dropout = float(dropout)
+    layer._tracker.unlock()
+    if dora:
+        norm = _column_norm(float_kernel(layer), input_axes(layer))
+        layer.lora_magnitude = layer.add_weight(
+            name="lora_magnitude",
+            shape=tuple(norm.shape),
+            initializer=keras.initializers.Constant(np.asarray(norm)),
+            dtype="float32",
+        )
+    if dropout > 0:
+        layer.lora_dropout_seed = layer.add_weight(
+            name=DROPOUT_SEED,
+            shape=(2,),
+            initializer=keras.initializers.Constant([layer_id, 0]),
+            dtype="int32",
+            trainable=False,
+        )
+    layer._tracker.lock()
+
+
+def set_dropout_counter(values, seed_indices, counter):
+    """Returns `values` (a list of variable values) with every dropout seed's counter set to
+    `counter`, so each step (and micro-batch) draws new masks, reproducibly."""
+    if not seed_indices:
+        return values
+    values = list(values)
+    for index in seed_indices:
+        values[index] = values[index].at[1].set(counter.astype(values[index].dtype))
+    return values
+
+
+def merged_kernel(layer) -> np.ndarray:
+    """The float32 kernel that computes what the adapted layer computes (dropout off):
+    `W0 + (alpha / r) A B` for LoRA, `m * (W0 + (alpha / r) A B) / ||W0 + (alpha / r) A B||` for
+    DoRA, with `W0` dequantized for a quantized base."""
+    merged = np.asarray(float_kernel(layer), np.float32) + np.asarray(_update(layer))
+    if getattr(layer, "lora_dora", False):
+        axes = input_axes(layer)
+        norm = np.sqrt(np.sum(np.square(merged), axis=axes, keepdims=True))
+        magnitude = np.expand_dims(np.asarray(layer.lora_magnitude.numpy(), np.float32), axes)
+        merged = merged * (magnitude / norm)
+    return merged

@@ -1,0 +1,59 @@
+"""QLoRA's frozen base: Gemma's projections stored in int8 or int4, the tied embedding in int8.
+
+    python -m gemma_tune.train --experiment=demo --set model.quantize=int4
+
+Keras' `backbone.quantize("int8")` also quantizes the *activations* entering every projection
+and the tied LM head with a rounding quantizer, whose gradient is zero: LoRA on such a model
+barely learns (the "int8 embedding problem"). Here quantization is weight-only, as in QLoRA:
+the weights are stored in 8 or 4 bits and dequantized on the fly, activations stay in float,
+so gradients reach the adapters through the whole network and the LM head.
+
+- `int8`: every decoder projection and the embedding, one scale per output unit (per token row
+  for the embedding).
+- `int4`: every decoder projection in 4 bits with one scale and zero point per 128 inputs
+  (Keras' grouped int4); the embedding in int8 per row. Gemma's embedding is also its output
+  layer (Gemma 3 270M: 168M of its 268M weights, for 262,144 tokens); QLoRA keeps embeddings
+  and the LM head in 16 bits, we keep them in 8.
+"""
+
+from __future__ import annotations
+
+import keras
+
+MODES = ("none", "int8", "int4")
+INT4_BLOCK_SIZE = 128
+
+
+def quantize(backbone, mode: str) -> None:
+    """Stores `backbone`'s decoder projections and embedding quantized (see the module
+    docstring), in place; `mode` "none" leaves it as it is."""
+    from keras.quantizers import Int4QuantizationConfig, Int8QuantizationConfig
+
+    if mode not in MODES:
+        raise ValueError(f"model.quantize: unknown {mode!r}; choose from {', '.join(MODES)}")
+    if mode == "none":
+        return
+    weight_only_int8 = Int8QuantizationConfig(activation_quantizer=None)
+    projections = (
+        weight_only_int8
+        if mode == "int8"
+        else Int4QuantizationConfig(block_size=INT4_BLOCK_SIZE, activation_quantizer=None)
+    )
+    backbone.quantize(
+        config=projections, filters=lambda layer: isinstance(layer, keras.layers.EinsumDense)
+    )
+    backbone.quantize(
+        config=weight_only_int8, filters=lambda layer: layer is backbone.token_embedding
+    )
+
+
+def mode_of(backbone) -> str:
+    """The quantization `quantize` applied to `backbone` ("none", "int8" or "int4")."""
+    modes = {
+        layer.quantization_mode
+        for layer in backbone._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.EinsumDense)
+    }
+    if "int4" in modes:
+        return "int4"
+    return "int8" if "int8" in modes else "none"
