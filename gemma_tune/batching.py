@@ -1,8 +1,11 @@
-"""Fixed-shape batches from encoded examples, so the compiled train step never retraces.
+"""Batches from encoded examples in a few fixed shapes, so the compiled train step seldom
+retraces.
 
-Every batch has the same shape: `[accumulation_steps, batch_size, sequence_length]`. A short
-last batch is filled with empty rows whose targets weigh nothing, so no example is dropped and
-no new shape is compiled.
+Every batch is `[accumulation_steps, batch_size, L]`. With `train.length_bucket = b > 0`, L is
+the batch's longest row rounded up to a multiple of b (at most `sequence_length`), so short
+examples do not pay for padding up to the full length: one compiled step per bucket width
+(`sequence_length / b` of them at most). With b = 0 every batch is `sequence_length` wide. A
+short last batch is filled with empty rows whose targets weigh nothing, so no example is dropped.
 """
 
 from __future__ import annotations
@@ -51,6 +54,17 @@ def steps_per_epoch(count: int, examples_per_step: int) -> int:
     return -(-count // examples_per_step)
 
 
+def bucket_width(
+    encoded: list[template.Encoded], sequence_length: int, length_bucket: int
+) -> int:
+    """The input width for a batch of `encoded`: its longest row's inputs rounded up to a
+    multiple of `length_bucket`, capped at `sequence_length` (0 buckets: `sequence_length`)."""
+    if length_bucket <= 0 or not encoded:
+        return sequence_length
+    longest = max(len(item.token_ids) for item in encoded) - 1  # inputs are tokens[:-1]
+    return min(sequence_length, max(length_bucket, -(-longest // length_bucket) * length_bucket))
+
+
 def train_batch(
     encoded: list[template.Encoded],
     order: np.ndarray,
@@ -59,11 +73,15 @@ def train_batch(
     accumulation_steps: int,
     sequence_length: int,
     pad_id: int,
+    length_bucket: int = 0,
 ) -> dict[str, np.ndarray]:
-    """The `[accumulation_steps, batch_size, L]` batch for one optimizer step of an epoch."""
+    """The `[accumulation_steps, batch_size, L]` batch for one optimizer step of an epoch (L:
+    `bucket_width`)."""
     per_step = batch_size * accumulation_steps
     indices = order[step_in_epoch * per_step : (step_in_epoch + 1) * per_step]
-    flat = pack([encoded[i] for i in indices], sequence_length, pad_id, per_step)
+    chosen = [encoded[i] for i in indices]
+    width = bucket_width(chosen, sequence_length, length_bucket)
+    flat = pack(chosen, width, pad_id, per_step)
     return {
         key: value.reshape((accumulation_steps, batch_size) + value.shape[1:])
         for key, value in flat.items()

@@ -70,6 +70,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.epochs = 1
     config.train.batch_size = 1
     config.train.grad_accum_steps = 1
+    # Pad each batch only to its longest row, rounded up to a multiple of this (one compiled
+    # step per width); 0 pads every batch to sequence_length (one compiled step).
+    config.train.length_bucket = 0
     config.train.max_steps = 0  # 0: no cap.
     config.train.shuffle = True
     config.train.learning_rate = 5e-5

@@ -167,6 +167,7 @@ def fit(
                     train.grad_accum_steps,
                     length,
                     pad_id,
+                    train.length_bucket,
                 )
                 learning_rate = tuner.learning_rate()
                 metrics = tuner.train_step(batch)

@@ -109,6 +109,19 @@ def _output_broadcast(layer, per_unit):
     return ops.reshape(per_unit, [sizes[c] if c in kernel_out else 1 for c in output])
 
 
+def _dequantized_einsum(layer, inputs):
+    """`inputs` times the dequantized kernel, rematerialized: the backward pass dequantizes
+    again instead of keeping a float copy of every quantized kernel alive between the forward
+    and the backward pass (which would cost what quantizing saved). The stored int8/int4
+    kernel and its scales, read inside, are what the backward pass keeps."""
+
+    @jax.checkpoint
+    def product(inputs):
+        return ops.einsum(layer.equation, inputs, float_kernel(layer))
+
+    return product(inputs)
+
+
 class AdaptedEinsumDense(keras.layers.EinsumDense):
     """A Keras `EinsumDense` whose forward pass adds LoRA or DoRA (see the module docstring).
 
@@ -118,7 +131,10 @@ class AdaptedEinsumDense(keras.layers.EinsumDense):
     """
 
     def call(self, inputs, training=None):
-        x = ops.einsum(self.equation, inputs, float_kernel(self))
+        if self.quantization_mode is None:
+            x = ops.einsum(self.equation, inputs, float_kernel(self))
+        else:
+            x = _dequantized_einsum(self, inputs)
         lora_inputs = inputs
         if training and self.lora_dropout > 0:
             lora_inputs = _dropout(self, inputs)

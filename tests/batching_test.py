@@ -1,4 +1,5 @@
-"""Batches have one fixed shape; filler rows carry no weight; epochs are seeded permutations."""
+"""Batches have fixed shapes (one, or one per length bucket); filler rows carry no weight;
+epochs are seeded permutations."""
 
 import numpy as np
 
@@ -33,3 +34,16 @@ def test_epoch_order_is_seeded():
     np.testing.assert_array_equal(a, batching.epoch_order(50, seed=1, epoch=0))
     assert not np.array_equal(a, batching.epoch_order(50, seed=1, epoch=1))
     assert not np.array_equal(a, batching.epoch_order(50, seed=2, epoch=0))
+
+
+def test_length_buckets_pad_to_the_longest_row_rounded_up():
+    rows = [_encoded(n) for n in (10, 30, 5, 7)]
+    assert batching.bucket_width(rows[:1], 64, 16) == 16  # 9 inputs -> 16
+    assert batching.bucket_width(rows[:2], 64, 16) == 32  # 29 inputs -> 32
+    assert batching.bucket_width(rows[2:], 64, 16) == 16
+    assert batching.bucket_width(rows, 20, 16) == 20  # capped at sequence_length
+    assert batching.bucket_width(rows, 64, 0) == 64  # buckets off
+    order = np.arange(4)
+    batch = batching.train_batch(rows, order, 1, 2, 1, 64, 0, length_bucket=16)
+    assert batch["token_ids"].shape == (1, 2, 16)
+    assert batch["target_weights"].sum() == 4 + 6  # every target of rows 2 and 3 kept

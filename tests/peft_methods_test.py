@@ -144,7 +144,7 @@ def _fit(overrides, steps=30, examples=None):
             *overrides,
         ],
     )
-    loaded = model.load(config.model.preset, "float32", seed=config.seed)
+    loaded = model.load(config.model.preset, config.model.dtype, seed=config.seed)
     quantize.quantize(loaded.backbone, config.model.quantize)
     keras.utils.set_random_seed(config.seed)
     model.enable_tuning(loaded, config.method, config.lora)
@@ -170,8 +170,9 @@ def _fit(overrides, steps=30, examples=None):
         ["model.quantize=int8"],
         ["model.quantize=int4", "method=dora"],
         ["method=full", "train.learning_rate=0.003"],
+        ["model.dtype=bfloat16", "method=dora", "train.remat=true"],
     ],
-    ids=["lora-dropout", "dora", "qlora-int8", "qdora-int4", "full"],
+    ids=["lora-dropout", "dora", "qlora-int8", "qdora-int4", "full", "bf16-dora-remat"],
 )
 def test_each_method_learns(overrides):
     losses, tuner = _fit(overrides)
