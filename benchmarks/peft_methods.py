@@ -67,7 +67,7 @@ def _follow(process, log) -> float:
     seen = b""
     training_peak = None
     started = False
-    while chunk := process.stdout.read(4096):
+    while chunk := os.read(process.stdout.fileno(), 4096):  # whatever has arrived
         log.write(chunk)
         seen = (seen + chunk)[-4096:]
         if not started and TRAINING_STARTS in seen:
