@@ -130,9 +130,9 @@ def run_ours(
 ) -> dict:
     import jax
     import jax.numpy as jnp
+    import keras_hub
 
     import gemma_tune  # noqa: F401  (selects the JAX backend)
-    import keras_hub
     from gemma_tune import config, model, optimizer, quantize, trainer
 
     method, rank, quantization = SETUPS[setup]
@@ -166,7 +166,7 @@ def run_ours(
             "target_weights": np.ones((batch, length), np.float32),
         }
         stacked = {key: value[None] for key, value in flat.items()}  # [accum=1, B, L]
-        timing = _time_steps(lambda: tuner.train_step(stacked)["loss"], steps)
+        timing = _time_steps(lambda batch=stacked: tuner.train_step(batch)["loss"], steps)
         timing["peak_gib"] = _jax_memory(device, "peak_bytes_in_use")
         if analyze:  # XLA's own account of the step's buffers (compiles the step again)
             compiled = tuner._train_step.lower(
@@ -272,7 +272,7 @@ def run_peft(setup: str, arch: str, batch_sizes: list[int], length: int, steps: 
         )
         inputs = rows[:, :-1].contiguous().to(device)
 
-        def step():
+        def step(inputs=inputs):
             # The usual recipe: labels = inputs, shifted inside (L - 1 positions carry loss).
             loss = tuned(input_ids=inputs, labels=inputs).loss
             loss.backward()
