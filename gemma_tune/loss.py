@@ -8,8 +8,11 @@ because sums, not means, are accumulated.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def weighted_sums(logits, target_ids, target_weights):
@@ -49,13 +52,17 @@ def head_sums(
     soft_cap: float | None = None,
     max_targets: int = 0,
     chunk_size: int = 256,
+    embedding_grad: bool = False,
 ):
     """`weighted_sums` computed from final hidden states, without full `[B, L, vocab]` logits.
 
     Gemma's tied LM head (`hidden @ embeddings.T`) dominates a small model's step: Gemma 3 has
     a 262,144-token vocabulary. Only positions that carry loss need logits, so this gathers
     at most `max_targets` weighted positions and computes their logits `chunk_size` at a time,
-    rematerialized in the backward pass, so memory stays at one chunk's logits.
+    so memory stays at one chunk's logits. Under differentiation each chunk's gradient is
+    computed in the forward pass, while its logits are at hand (`_fused_head`): the head costs
+    two vocabulary-sized matmuls per chunk (logits, input gradient) instead of the three of a
+    rematerialized backward pass (logits, logits again, input gradient).
 
     Args:
       hidden: `[B, L, H]` final (normed) hidden states.
@@ -67,6 +74,8 @@ def head_sums(
       max_targets: how many weighted positions to keep; must be at least the number of
         positions with non-zero weight (the caller guarantees it). 0 keeps every position.
       chunk_size: positions per logits chunk.
+      embedding_grad: whether the embedding matrix is trained (full fine-tuning); its
+        gradient costs a third matmul per chunk, so it is only computed when asked for.
 
     Returns:
       `(loss_sum, weight_sum, correct_sum)` exactly as `weighted_sums` would on full logits.
@@ -84,34 +93,101 @@ def head_sums(
     count = flat_hidden.shape[0]
     chunks = -(-count // chunk_size)
     pad = chunks * chunk_size - count
-    flat_hidden = jnp.pad(flat_hidden, ((0, pad), (0, 0)))
-    flat_ids = jnp.pad(flat_ids, (0, pad))
-    flat_weights = jnp.pad(flat_weights, (0, pad))
-
-    @jax.checkpoint
-    def chunk_sums(chunk_hidden, chunk_ids, chunk_weights):
-        logits = jnp.einsum(
-            "th,vh->tv",
-            chunk_hidden,
-            embeddings.astype(chunk_hidden.dtype),
-            preferred_element_type=jnp.float32,
-        )
-        if embedding_scale is not None:
-            logits = logits / embedding_scale.astype(jnp.float32)
-        if soft_cap:
-            logits = jnp.tanh(logits / soft_cap) * soft_cap
-        return jnp.stack(weighted_sums(logits, chunk_ids, chunk_weights))
-
-    def body(total, chunk):
-        return total + chunk_sums(*chunk), None
-
-    totals, _ = jax.lax.scan(
-        body,
-        jnp.zeros(3, jnp.float32),
-        (
-            flat_hidden.reshape(chunks, chunk_size, width),
-            flat_ids.reshape(chunks, chunk_size),
-            flat_weights.reshape(chunks, chunk_size),
-        ),
+    totals = _fused_head(
+        jnp.pad(flat_hidden, ((0, pad), (0, 0))).reshape(chunks, chunk_size, width),
+        embeddings,
+        embedding_scale,
+        jnp.pad(flat_ids, (0, pad)).reshape(chunks, chunk_size),
+        jnp.pad(flat_weights, (0, pad)).reshape(chunks, chunk_size),
+        soft_cap or 0.0,
+        bool(embedding_grad),
     )
     return totals[0], totals[1], totals[2]
+
+
+def _chunk(chunk_hidden, table, scale, chunk_ids, chunk_weights, soft_cap, with_grads):
+    """One chunk's `(loss_sum, weight_sum, correct_sum)` and, `with_grads`, the gradient of its
+    loss sum with respect to its logits before the soft cap and the scale (`[T, vocab]`)."""
+    raw = jnp.einsum("th,vh->tv", chunk_hidden, table, preferred_element_type=jnp.float32)
+    if scale is not None:
+        raw = raw / scale.astype(jnp.float32)
+    capped = jnp.tanh(raw / soft_cap) if soft_cap else None
+    logits = capped * soft_cap if soft_cap else raw
+    log_normalizer = jax.nn.logsumexp(logits, axis=-1)
+    target_logits = jnp.take_along_axis(logits, chunk_ids[:, None], axis=-1)[:, 0]
+    sums = jnp.stack(
+        [
+            jnp.sum((log_normalizer - target_logits) * chunk_weights),
+            jnp.sum(chunk_weights),
+            jnp.sum((jnp.argmax(logits, axis=-1) == chunk_ids) * chunk_weights),
+        ]
+    )
+    if not with_grads:
+        return sums, None
+    # d(sum w * (logsumexp - logit[target])) / d logits = w * (softmax - onehot(target)).
+    probabilities = jnp.exp(logits - log_normalizer[:, None])
+    targets = jax.nn.one_hot(chunk_ids, logits.shape[-1], dtype=jnp.float32)
+    d_raw = (probabilities - targets) * chunk_weights[:, None]
+    if soft_cap:
+        d_raw = d_raw * (1.0 - capped * capped)
+    if scale is not None:
+        d_raw = d_raw / scale.astype(jnp.float32)
+    return sums, d_raw
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _fused_head(hidden, embeddings, scale, ids, weights, soft_cap, embedding_grad):
+    """Sums over `[chunks, T, H]` hidden states, one chunk of logits at a time (a scan)."""
+    table = embeddings.astype(hidden.dtype)
+
+    def body(total, chunk):
+        sums, _ = _chunk(chunk[0], table, scale, chunk[1], chunk[2], soft_cap, False)
+        return total + sums, None
+
+    totals, _ = jax.lax.scan(body, jnp.zeros(3, jnp.float32), (hidden, ids, weights))
+    return totals
+
+
+def _fused_head_forward(hidden, embeddings, scale, ids, weights, soft_cap, embedding_grad):
+    table = embeddings.astype(hidden.dtype)
+
+    def body(carry, chunk):
+        total, d_table = carry
+        chunk_hidden, chunk_ids, chunk_weights = chunk
+        sums, d_raw = _chunk(chunk_hidden, table, scale, chunk_ids, chunk_weights, soft_cap, True)
+        d_raw = d_raw.astype(table.dtype)
+        d_hidden = jnp.einsum("tv,vh->th", d_raw, table, preferred_element_type=jnp.float32)
+        if embedding_grad:
+            d_table = d_table + jnp.einsum(
+                "tv,th->vh", d_raw, chunk_hidden, preferred_element_type=jnp.float32
+            )
+        return (total + sums, d_table), d_hidden
+
+    d_table = jnp.zeros(table.shape, jnp.float32) if embedding_grad else None
+    (totals, d_table), d_hidden = jax.lax.scan(
+        body, (jnp.zeros(3, jnp.float32), d_table), (hidden, ids, weights)
+    )
+    residuals = (d_hidden.astype(hidden.dtype), d_table, embeddings, scale, ids, weights)
+    return totals, residuals
+
+
+def _fused_head_backward(soft_cap, embedding_grad, residuals, cotangent):
+    d_hidden, d_table, embeddings, scale, ids, weights = residuals
+    # Only the loss sum has a gradient; the weight and hit counts are piecewise constant.
+    g = cotangent[0]
+    if embedding_grad:
+        d_embeddings = (d_table * g).astype(embeddings.dtype)
+    elif jnp.issubdtype(embeddings.dtype, jnp.integer):
+        d_embeddings = np.zeros(embeddings.shape, jax.dtypes.float0)
+    else:
+        d_embeddings = jnp.zeros_like(embeddings)
+    return (
+        (d_hidden * g).astype(d_hidden.dtype),
+        d_embeddings,
+        None if scale is None else jnp.zeros_like(scale),
+        np.zeros(ids.shape, jax.dtypes.float0),
+        jnp.zeros_like(weights),
+    )
+
+
+_fused_head.defvjp(_fused_head_forward, _fused_head_backward)

@@ -122,6 +122,7 @@ class Trainer:
             soft_cap=self.backbone.token_embedding.logit_soft_cap,
             max_targets=rows * self._max_targets_per_row,
             chunk_size=self._chunk_size,
+            embedding_grad=group == "trainable",
         )
 
     def _step(self, trainable, optimizer_state, frozen, batch, step):
