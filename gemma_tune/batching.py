@@ -54,9 +54,7 @@ def steps_per_epoch(count: int, examples_per_step: int) -> int:
     return -(-count // examples_per_step)
 
 
-def bucket_width(
-    encoded: list[template.Encoded], sequence_length: int, length_bucket: int
-) -> int:
+def bucket_width(encoded: list[template.Encoded], sequence_length: int, length_bucket: int) -> int:
     """The input width for a batch of `encoded`: its longest row's inputs rounded up to a
     multiple of `length_bucket`, capped at `sequence_length` (0 buckets: `sequence_length`)."""
     if length_bucket <= 0 or not encoded:

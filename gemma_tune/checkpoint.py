@@ -20,6 +20,7 @@ import shutil
 import numpy as np
 
 import gemma_tune
+from gemma_tune import multihost
 
 DIRECTORY = "checkpoints"
 PREFIX = "step-"
@@ -54,11 +55,14 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
     trainable_paths = [v.path for v in trainer.backbone.trainable_variables]
     optimizer_paths = [v.path for v in trainer.optimizer.variables]
     arrays = {
-        f"trainable/{path}": np.asarray(array)
+        f"trainable/{path}": multihost.to_host(array)
         for path, array in zip(trainable_paths, trainer.trainable, strict=True)
     }
     arrays.update(
-        {f"optimizer/{i:05d}": np.asarray(a) for i, a in enumerate(trainer.optimizer_state)}
+        {
+            f"optimizer/{i:05d}": multihost.to_host(a)
+            for i, a in enumerate(trainer.optimizer_state)
+        }
     )
     record = {
         **state,

@@ -32,6 +32,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.dtype = "auto"  # bfloat16 on GPU/TPU, float32 on CPU.
     # The frozen base stored as none | int8 | int4 (QLoRA; `gemma_tune.quantize`).
     config.model.quantize = "none"
+    # int4: one scale and zero point per this many inputs of each output unit.
+    config.model.int4_block_size = 128
 
     # lora: LoRA on the targets below; dora: weight-decomposed LoRA (a learned magnitude per
     # output unit) on the same targets; full: every weight (no adapter; for small models).
@@ -112,6 +114,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.mesh = ml_collections.ConfigDict()
     config.mesh.data = 1  # batches split over this many devices
     config.mesh.model = 1  # weights split over this many devices
+    # Several hosts (`gemma_tune.multihost`): start jax.distributed; the mesh then spans every
+    # host's devices. Coordinator "host:port", process count and id: from the environment on
+    # Cloud TPU, SLURM and Open MPI, else set here (one process per host).
+    config.mesh.distributed = False
+    config.mesh.coordinator = ""
+    config.mesh.num_processes = 0
+    config.mesh.process_id = -1
 
     # Retrieved context (seed 000): passages from a document collection attached to prompts.
     config.retrieval = ml_collections.ConfigDict()

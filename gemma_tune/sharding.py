@@ -79,6 +79,8 @@ def place_weights(arrays, mesh: Mesh | None):
     """Puts each array on the mesh with `weight_spec`'s layout (unchanged without a mesh)."""
     if mesh is None:
         return list(arrays)
+    if jax.process_count() > 1:  # every process places its devices' parts of the same values
+        arrays = [np.asarray(array) for array in arrays]
     model_size = mesh.shape[MODEL]
     return [
         jax.device_put(array, NamedSharding(mesh, weight_spec(tuple(array.shape), model_size)))

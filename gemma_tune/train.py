@@ -86,6 +86,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
         evaluate,
         loop,
         model,
+        multihost,
         optimizer,
         quantize,
         report,
@@ -98,6 +99,8 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
 
     # Setup: data first (bad rows stop the run before anything is written), then the run dir.
     started = time.perf_counter()
+    multihost.initialize(config.mesh)  # before any JAX work
+    workdir = multihost.run_path(workdir)
     print(f"gemma_tune {gemma_tune.__version__}: experiment {config.experiment}", flush=True)
     if config.train.tensorboard:
         run_dir.check_tensorboard()
@@ -136,7 +139,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     # loading happened to draw (a first-time GGUF conversion builds a model too).
     base_fingerprint = adapters.fingerprint(loaded.causal_lm)
     base_parameters, _ = model.parameter_counts(loaded)
-    quantize.quantize(loaded.backbone, config.model.quantize)
+    quantize.quantize(loaded.backbone, config.model.quantize, config.model.int4_block_size)
     keras.utils.set_random_seed(config.seed)
     model.enable_tuning(loaded, config.method, config.lora)
     if config.train.remat:
@@ -209,6 +212,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
             "base_fingerprint": base_fingerprint,
             "method": config.method,
             "quantize": config.model.quantize,
+            "int4_block_size": config.model.int4_block_size,
             **adapters.lora_settings(loaded.causal_lm),
         },
     )

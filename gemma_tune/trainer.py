@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma_tune import batching, lora, loss, sharding
+from gemma_tune import batching, lora, loss, multihost, sharding
 
 
 class Trainer:
@@ -214,17 +214,15 @@ class Trainer:
 
     def set_state(self, trainable, optimizer_state, step: int) -> None:
         """Replaces the tuning state (from a checkpoint), keeping each array's dtype."""
-        self.trainable = sharding.place_weights(
-            [jnp.asarray(a, c.dtype) for a, c in zip(trainable, self.trainable, strict=True)],
-            self.mesh,
-        )
-        self.optimizer_state = sharding.place_weights(
-            [
-                jnp.asarray(a, c.dtype)
-                for a, c in zip(optimizer_state, self.optimizer_state, strict=True)
-            ],
-            self.mesh,
-        )
+
+        def placed(values, current):
+            arrays = [np.asarray(a, c.dtype) for a, c in zip(values, current, strict=True)]
+            if self.mesh is None:
+                return [jnp.asarray(a) for a in arrays]
+            return sharding.place_weights(arrays, self.mesh)
+
+        self.trainable = placed(trainable, self.trainable)
+        self.optimizer_state = placed(optimizer_state, self.optimizer_state)
         self.step = int(step)
 
     def learning_rate(self) -> float:
@@ -238,7 +236,7 @@ class Trainer:
         device when training was sharded, where the model's generation runs)."""
 
         def gathered(value):
-            return np.asarray(value) if self.mesh is not None else value
+            return multihost.to_host(value) if self.mesh is not None else value
 
         for variable, value in zip(self.backbone.trainable_variables, self.trainable, strict=True):
             variable.assign(gathered(value))
