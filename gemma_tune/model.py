@@ -225,6 +225,10 @@ def check_tuning(config) -> None:
     if config.model.quantize not in quantize.MODES:
         modes = ", ".join(quantize.MODES)
         raise ValueError(f"model.quantize: unknown {config.model.quantize!r}; choose from {modes}")
+    if config.model.int4_block_size <= 0:
+        raise ValueError(
+            f"model.int4_block_size must be positive, got {config.model.int4_block_size}"
+        )
     if config.method == "full" and config.model.quantize != "none":
         raise ValueError(
             "method=full trains every weight, which cannot be int8/int4: use "

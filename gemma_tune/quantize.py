@@ -24,9 +24,10 @@ MODES = ("none", "int8", "int4")
 INT4_BLOCK_SIZE = 128
 
 
-def quantize(backbone, mode: str) -> None:
+def quantize(backbone, mode: str, int4_block_size: int = INT4_BLOCK_SIZE) -> None:
     """Stores `backbone`'s decoder projections and embedding quantized (see the module
-    docstring), in place; `mode` "none" leaves it as it is."""
+    docstring), in place; `mode` "none" leaves it as it is. `int4_block_size`: inputs per
+    int4 scale and zero point (smaller groups: less rounding error, more scales)."""
     from keras.quantizers import Int4QuantizationConfig, Int8QuantizationConfig
 
     if mode not in MODES:
@@ -37,7 +38,7 @@ def quantize(backbone, mode: str) -> None:
     projections = (
         weight_only_int8
         if mode == "int8"
-        else Int4QuantizationConfig(block_size=INT4_BLOCK_SIZE, activation_quantizer=None)
+        else Int4QuantizationConfig(block_size=int4_block_size, activation_quantizer=None)
     )
     backbone.quantize(
         config=projections, filters=lambda layer: isinstance(layer, keras.layers.EinsumDense)

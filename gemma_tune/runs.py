@@ -59,7 +59,11 @@ def load_base(preset: str, adapter_dir: str, dtype: str = "auto", seed: int = 0)
         metadata = json.load(f)
     loaded = model.load(preset, dtype, seed=seed)
     loaded.base_fingerprint = adapters.fingerprint(loaded.causal_lm)
-    quantize.quantize(loaded.backbone, metadata.get("quantize", "none"))
+    quantize.quantize(
+        loaded.backbone,
+        metadata.get("quantize", "none"),
+        metadata.get("int4_block_size", quantize.INT4_BLOCK_SIZE),
+    )
     if metadata.get("method") == "full":
         model.enable_full(loaded)
         return loaded
