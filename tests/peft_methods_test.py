@@ -261,7 +261,10 @@ def test_remat_recomputes_the_blocks_and_gives_the_same_step():
 
 @pytest.mark.parametrize(
     "overrides",
-    [["method=dora", "model.quantize=int4", "lora.dropout=0.1"], ["method=full"]],
+    [
+        ["method=dora", "model.quantize=int4", "model.int4_block_size=16", "lora.dropout=0.1"],
+        ["method=full"],
+    ],
     ids=["qdora-int4-dropout", "full"],
 )
 def test_runs_save_reload_and_resume_exactly(overrides, tmp_path):
@@ -305,6 +308,12 @@ def test_runs_save_reload_and_resume_exactly(overrides, tmp_path):
     assert metadata["method"] == config.method
     assert metadata["quantize"] == config.model.quantize
     assert metadata.get("dora", False) == (config.method == "dora")
+    if config.model.quantize == "int4":  # rebuilt with the run's groups (16 of the 32 inputs)
+        assert metadata["int4_block_size"] == 16
+        query = [
+            layer for layer in tuned.loaded.backbone._flatten_layers() if layer.name == "query"
+        ]
+        assert query and all(layer._int4_block_size == 16 for layer in query)
     base = runs.load_base(tuned.config["model"]["preset"], runs.adapter_path(finished), "float32")
     tuned_logits = np.asarray(tuned.loaded.causal_lm(_inputs()))
     base_logits = np.asarray(base.causal_lm(_inputs()))
