@@ -42,6 +42,7 @@ import sys
 import time
 
 import numpy as np
+from train_speed import matmul_rate  # benchmarks/ is the script's directory
 
 # KerasHub's gemma_2b_en config; the FFN's `intermediate_dim` counts gate + up (2 x 16384).
 ARCHS = {
@@ -190,17 +191,7 @@ def _jax_memory(device, field: str) -> float:
 def _jax_matmul_tflops(jax, jnp) -> float:
     a = jnp.ones((MATMUL_SIZE, MATMUL_SIZE), jnp.bfloat16)
     matmul = jax.jit(jnp.matmul)
-    return _best_rate(lambda: matmul(a, a).block_until_ready())
-
-
-def _best_rate(run, repeats: int = 5) -> float:
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return 2 * MATMUL_SIZE**3 / best / 1e12
+    return matmul_rate(lambda: matmul(a, a).block_until_ready(), 5, MATMUL_SIZE) / 1e12
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +255,7 @@ def run_peft(setup: str, arch: str, batch_sizes: list[int], length: int, steps: 
             torch.matmul(a, a)
             torch.cuda.synchronize()
 
-        result["matmul_tflops"] = _best_rate(matmul)
+        result["matmul_tflops"] = matmul_rate(matmul, 5, MATMUL_SIZE) / 1e12
         del a
     for batch in batch_sizes:
         rows = torch.from_numpy(
