@@ -16,7 +16,7 @@ Methods (all on query and value, alpha = rank, except full):
   lora_r4, lora_r16       LoRA (lr 3e-3, the demo's)
   dora_r4                 DoRA, rank 4
   qlora_int8, qlora_int4  LoRA rank 4 on an int8 / int4 base (`model.quantize`)
-  qlora_int4_g64, _g32    int4 with 64 / 32 inputs per scale (`model.int4_block_size`; 128
+  qlora_int4_g64, _g128   int4 with 64 / 128 inputs per scale (`model.int4_block_size`; 32
                           by default)
   lora_r4_remat           LoRA rank 4 with `train.remat=true` (the memory switch)
   lora_r4_buckets         LoRA rank 4 with `train.length_bucket=32` (batches padded to their
@@ -44,7 +44,7 @@ METHODS = {
     "qlora_int8": ["lora.rank=4", "model.quantize=int8"],
     "qlora_int4": ["lora.rank=4", "model.quantize=int4"],
     "qlora_int4_g64": ["lora.rank=4", "model.quantize=int4", "model.int4_block_size=64"],
-    "qlora_int4_g32": ["lora.rank=4", "model.quantize=int4", "model.int4_block_size=32"],
+    "qlora_int4_g128": ["lora.rank=4", "model.quantize=int4", "model.int4_block_size=128"],
     "lora_r4_remat": ["lora.rank=4", "train.remat=true"],
     "lora_r4_buckets": ["lora.rank=4", "train.length_bucket=32"],
     "full": ["method=full", "train.learning_rate=1e-4"],

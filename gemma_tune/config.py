@@ -32,8 +32,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.dtype = "auto"  # bfloat16 on GPU/TPU, float32 on CPU.
     # The frozen base stored as none | int8 | int4 (QLoRA; `gemma_tune.quantize`).
     config.model.quantize = "none"
-    # int4: one scale and zero point per this many inputs of each output unit.
-    config.model.int4_block_size = 128
+    # int4: one scale and zero point per this many inputs of each output unit (5.25 bits per
+    # weight at 32; 128 stores 4.31 but loses more: benchmarks/RESULTS.md, Tuning methods).
+    config.model.int4_block_size = 32
 
     # lora: LoRA on the targets below; dora: weight-decomposed LoRA (a learned magnitude per
     # output unit) on the same targets; full: every weight (no adapter; for small models).

@@ -10,8 +10,8 @@ so gradients reach the adapters through the whole network and the LM head.
 
 - `int8`: every decoder projection and the embedding, one scale per output unit (per token row
   for the embedding).
-- `int4`: every decoder projection in 4 bits with one scale and zero point per 128 inputs
-  (Keras' grouped int4); the embedding in int8 per row. Gemma's embedding is also its output
+- `int4`: every decoder projection in 4 bits with one scale and zero point per 32 inputs
+  (`model.int4_block_size`; Keras' grouped int4); the embedding in int8 per row. Gemma's embedding is also its output
   layer (Gemma 3 270M: 168M of its 268M weights, for 262,144 tokens); QLoRA keeps embeddings
   and the LM head in 16 bits, we keep them in 8.
 """
@@ -21,7 +21,9 @@ from __future__ import annotations
 import keras
 
 MODES = ("none", "int8", "int4")
-INT4_BLOCK_SIZE = 128
+INT4_BLOCK_SIZE = 32
+# What adapters saved before `model.int4_block_size` existed were quantized with.
+LEGACY_INT4_BLOCK_SIZE = 128
 
 
 def quantize(backbone, mode: str, int4_block_size: int = INT4_BLOCK_SIZE) -> None:

@@ -62,7 +62,7 @@ def load_base(preset: str, adapter_dir: str, dtype: str = "auto", seed: int = 0)
     quantize.quantize(
         loaded.backbone,
         metadata.get("quantize", "none"),
-        metadata.get("int4_block_size", quantize.INT4_BLOCK_SIZE),
+        metadata.get("int4_block_size", quantize.LEGACY_INT4_BLOCK_SIZE),
     )
     if metadata.get("method") == "full":
         model.enable_full(loaded)
