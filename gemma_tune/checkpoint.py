@@ -59,10 +59,7 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
         for path, array in zip(trainable_paths, trainer.trainable, strict=True)
     }
     arrays.update(
-        {
-            f"optimizer/{i:05d}": multihost.to_host(a)
-            for i, a in enumerate(trainer.optimizer_state)
-        }
+        {f"optimizer/{i:05d}": multihost.to_host(a) for i, a in enumerate(trainer.optimizer_state)}
     )
     record = {
         **state,

@@ -24,9 +24,21 @@ import numpy as np
 def initialize(mesh_config) -> None:
     """Starts `jax.distributed` when `mesh.distributed` is set; must run before any JAX
     computation. Coordinator, process count and id come from the config where given, else
-    from the environment (Cloud TPU, SLURM, Open MPI)."""
+    from the environment (Cloud TPU, SLURM, Open MPI).
+
+    Raises:
+      sharding.MeshError: when the mesh is one device (nothing would be shared).
+    """
     if not mesh_config.distributed:
         return
+    if mesh_config.data == 1 and mesh_config.model == 1:
+        from gemma_tune import sharding
+
+        raise sharding.MeshError(
+            "mesh.distributed=true with a one-device mesh would train the same model on every "
+            "host separately; set mesh.data=-1 (data parallel over all hosts' devices) or "
+            "mesh.model"
+        )
     # CPU-only processes (tests, a CPU cluster) need a collectives library across processes.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(

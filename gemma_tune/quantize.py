@@ -11,9 +11,9 @@ so gradients reach the adapters through the whole network and the LM head.
 - `int8`: every decoder projection and the embedding, one scale per output unit (per token row
   for the embedding).
 - `int4`: every decoder projection in 4 bits with one scale and zero point per 32 inputs
-  (`model.int4_block_size`; Keras' grouped int4); the embedding in int8 per row. Gemma's embedding is also its output
-  layer (Gemma 3 270M: 168M of its 268M weights, for 262,144 tokens); QLoRA keeps embeddings
-  and the LM head in 16 bits, we keep them in 8.
+  (`model.int4_block_size`; Keras' grouped int4); the embedding in int8 per row. Gemma's
+  embedding is also its output layer (Gemma 3 270M: 168M of its 268M weights, for 262,144
+  tokens); QLoRA keeps embeddings and the LM head in 16 bits, we keep them in 8.
 """
 
 from __future__ import annotations

@@ -115,3 +115,24 @@ def test_every_process_saves_the_gathered_adapter_and_checkpoints(runs):
             np.testing.assert_allclose(adapter[name], expected[name], rtol=1e-4, atol=1e-6)
         checkpoints = sorted(p.name for p in (run_path / "checkpoints").iterdir())
         assert checkpoints == ["step-000002", "step-000004"]
+
+
+def test_distributed_with_a_one_device_mesh_is_refused(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gemma_tune.train",
+            "--experiment=tiny",
+            f"--workdir={tmp_path / 'run'}",
+            "--set",
+            "mesh.distributed=true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "mesh.distributed=true with a one-device mesh" in result.stderr
+    assert "mesh.data=-1" in result.stderr
+    assert not (tmp_path / "run").exists()
