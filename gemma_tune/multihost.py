@@ -20,6 +20,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from gemma_tune import sharding
+
 
 def initialize(mesh_config) -> None:
     """Starts `jax.distributed` when `mesh.distributed` is set; must run before any JAX
@@ -32,8 +34,6 @@ def initialize(mesh_config) -> None:
     if not mesh_config.distributed:
         return
     if mesh_config.data == 1 and mesh_config.model == 1:
-        from gemma_tune import sharding
-
         raise sharding.MeshError(
             "mesh.distributed=true with a one-device mesh would train the same model on every "
             "host separately; set mesh.data=-1 (data parallel over all hosts' devices) or "

@@ -214,15 +214,17 @@ class Trainer:
 
     def set_state(self, trainable, optimizer_state, step: int) -> None:
         """Replaces the tuning state (from a checkpoint), keeping each array's dtype."""
-
-        def placed(values, current):
-            arrays = [np.asarray(a, c.dtype) for a, c in zip(values, current, strict=True)]
-            if self.mesh is None:
-                return [jnp.asarray(a) for a in arrays]
-            return sharding.place_weights(arrays, self.mesh)
-
-        self.trainable = placed(trainable, self.trainable)
-        self.optimizer_state = placed(optimizer_state, self.optimizer_state)
+        self.trainable = sharding.place_weights(
+            [jnp.asarray(a, c.dtype) for a, c in zip(trainable, self.trainable, strict=True)],
+            self.mesh,
+        )
+        self.optimizer_state = sharding.place_weights(
+            [
+                jnp.asarray(a, c.dtype)
+                for a, c in zip(optimizer_state, self.optimizer_state, strict=True)
+            ],
+            self.mesh,
+        )
         self.step = int(step)
 
     def learning_rate(self) -> float:
