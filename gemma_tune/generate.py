@@ -1,102 +1,42 @@
-"""Generation from token ids with KerasHub's compiled, KV-cached sampler loop.
+"""Generation from token ids: a KV-cached decoder that prefills only the prompts.
 
-Prompts are right-padded into a batch whose width is rounded up to a multiple of `bucket`, so
-a handful of compiled shapes serve every prompt length. Decoding stops at Gemma's stop tokens
-(`<end_of_turn>`, `<eos>`).
+One `Decoder` serves both batched generation (base vs tuned answers, evaluation) and streaming
+one prompt to a terminal. Prompts are right-padded to a width rounded up to a multiple of
+`bucket` and prefilled in one pass into a cache sized for prompt plus new tokens; then every
+row decodes from its own position (the one-token step is vmapped over rows, each with its own
+cache index), so a batch takes exactly as many decode steps as tokens it generates, whatever
+its prompt lengths. Decoding stops at Gemma's stop tokens (`<end_of_turn>`, `<eos>`).
 """
 
 from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
 
 import keras_hub
 import numpy as np
 import tqdm
 
 
-def make_sampler(temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0):
-    """Greedy decoding for temperature 0, else top-k / top-p / plain random sampling."""
-    if temperature <= 0:
-        return keras_hub.samplers.GreedySampler()
-    if top_k > 0:
-        return keras_hub.samplers.TopKSampler(k=top_k, seed=seed, temperature=temperature)
-    if top_p < 1.0:
-        return keras_hub.samplers.TopPSampler(p=top_p, seed=seed, temperature=temperature)
-    return keras_hub.samplers.RandomSampler(seed=seed, temperature=temperature)
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
-def generate_ids(
-    causal_lm,
-    prompts: list[np.ndarray],
-    max_new_tokens: int,
-    stop_token_ids: tuple[int, ...],
-    pad_id: int = 0,
-    batch_size: int = 8,
-    bucket: int = 32,
-    sampler=None,
-) -> list[np.ndarray]:
-    """Generates continuations for token-id prompts; returns only the new ids of each.
+class Decoder:
+    """Compiled prefill and decode step for a KerasHub Gemma/Gemma3 CausalLM.
+
+    Each is jit-compiled once per (batch, width); widths are multiples of `bucket`, so new
+    prompt lengths rarely recompile. The model's weights are passed in as values, so one
+    decoder serves the base model and a tuned one alike.
 
     Args:
-      causal_lm: a KerasHub CausalLM without a preprocessor.
-      prompts: one int array per prompt (BOS included).
-      max_new_tokens: the most tokens to generate per prompt.
-      stop_token_ids: ids that end a sequence.
-      pad_id: the padding id.
-      batch_size: prompts per compiled call.
-      bucket: batch widths are rounded up to a multiple of this to limit recompilation.
-      sampler: a KerasHub sampler (greedy by default).
-    """
-    # `compile` discards KerasHub's compiled generate function; keep it across calls (base then
-    # tuned answers reuse it: weights are passed in as state) unless the sampler changes.
-    if sampler is not None or not isinstance(
-        getattr(causal_lm, "sampler", None), keras_hub.samplers.GreedySampler
-    ):
-        causal_lm.compile(sampler=sampler or make_sampler())
-    # The compiled per-batch function that `CausalLM.generate` wraps; called directly because
-    # `generate`'s output normalisation fails on Gemma 3's image-free outputs without a
-    # preprocessor, and we tokenize ourselves anyway.
-    generate_function = causal_lm.make_generate_function()
-    # KerasHub decodes every row from the batch's shortest prompt to the full width, so
-    # batching prompts of similar length (and a modest bucket) saves most of the steps.
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    outputs: dict[int, np.ndarray] = {}
-    batches = range(0, len(order), batch_size)
-    for start in tqdm.tqdm(batches, desc="generate", unit="batch", disable=len(batches) < 2):
-        chunk_ids = order[start : start + batch_size]
-        chunk = [prompts[i] for i in chunk_ids]
-        longest = max(len(p) for p in chunk)
-        width = -(-(longest + max_new_tokens) // bucket) * bucket
-        token_ids = np.full((batch_size, width), pad_id, np.int32)
-        padding_mask = np.zeros((batch_size, width), bool)
-        for row in range(batch_size):
-            prompt = chunk[row] if row < len(chunk) else chunk[-1]
-            token_ids[row, : len(prompt)] = prompt
-            padding_mask[row, : len(prompt)] = True
-        result = generate_function(
-            {"token_ids": token_ids, "padding_mask": padding_mask},
-            stop_token_ids=tuple(stop_token_ids) or None,
-        )
-        generated = np.asarray(result["token_ids"])
-        for row, index in enumerate(chunk_ids):
-            begin = len(prompts[index])
-            outputs[index] = generated[row, begin : begin + max_new_tokens]
-    return [outputs[i] for i in range(len(prompts))]
-
-
-class TokenStream:
-    """Token-by-token generation for one prompt, for streaming to a terminal.
-
-    Prefill and each decode step are jit-compiled once per cache width; widths are rounded up
-    to a multiple of `bucket`, so new prompt lengths rarely recompile. The model's weights are
-    passed in as values (`weights`), so one compiled stream serves the base model and a tuned
-    one alike (`--compare_base`).
-
-    Args:
-      causal_lm: a KerasHub Gemma/Gemma3 CausalLM.
-      bucket: cache widths are multiples of this.
+      causal_lm: a KerasHub Gemma/Gemma3 CausalLM (any preprocessor is ignored).
+      bucket: prompt and cache widths are multiples of this.
     """
 
-    def __init__(self, causal_lm, bucket: int = 128):
+    def __init__(self, causal_lm, bucket: int = 32):
         import jax
+        import jax.numpy as jnp
         import keras
 
         self.causal_lm = causal_lm
@@ -108,27 +48,156 @@ class TokenStream:
                 state_mapping=list(zip(self.variables, weights, strict=True))
             )
 
-        def prefill(weights, token_ids, padding_mask):
+        def prefill(weights, token_ids, width):
+            # Right padding needs no padding mask: causal attention keeps every real token
+            # from seeing the pads after it, and each pad slot is overwritten when its row
+            # decodes there.
             with bind(weights):
-                _, cache = self._build_cache(token_ids, padding_mask)
+                shape = jax.ShapeDtypeStruct((token_ids.shape[0], width), "int32")
+                spec = jax.eval_shape(lambda ids: self._build_cache(ids)[1], shape)
+                cache = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), spec)
+                _, _, cache = causal_lm.call_with_cache(token_ids, cache, 0)
             return cache
 
-        def decode(weights, cache, token, index):
+        def step(weights, cache, tokens, indices):
+            def one_row(token, row_cache, index):
+                row_cache = jax.tree.map(lambda leaf: leaf[None], row_cache)
+                logits, _, row_cache = causal_lm.call_with_cache(
+                    token[None, None], row_cache, index
+                )
+                return logits[0, 0].astype("float32"), jax.tree.map(lambda x: x[0], row_cache)
+
             with bind(weights):
-                logits, _, cache = causal_lm.call_with_cache(token, cache, index)
-            return logits[:, 0].astype("float32"), cache
+                return jax.vmap(one_row)(tokens, cache, indices)
 
-        self._prefill = jax.jit(prefill)
-        self._decode = jax.jit(decode)
+        self._prefill = jax.jit(prefill, static_argnums=2)
+        self._step = jax.jit(step, donate_argnums=1)
 
-    def _build_cache(self, token_ids, padding_mask):
+    def _build_cache(self, token_ids):
         if isinstance(self.causal_lm, keras_hub.models.Gemma3CausalLM):
-            return self.causal_lm._build_cache(token_ids, None, None, padding_mask, None)
+            return self.causal_lm._build_cache(token_ids, None, None, None, None)
         return self.causal_lm._build_cache(token_ids)
 
     def current_weights(self) -> list:
-        """The model's current weight values (pass to `stream`)."""
+        """The model's current weight values (pass as `weights`)."""
         return [v.value for v in self.variables]
+
+    def steps(
+        self,
+        prompts: list,
+        max_new_tokens: int,
+        stop_token_ids: tuple[int, ...],
+        weights=None,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yields `(next_ids, stopped)` per step, one entry per prompt, until all have stopped.
+
+        A row is stopped from the step that produced its first stop token on (that token
+        included); at most `max_new_tokens` steps. Sampling is as in `pick_token`, one
+        generator seeded with `seed` for the whole batch.
+        """
+        weights = self.current_weights() if weights is None else weights
+        rng = np.random.default_rng(seed)
+        lengths = np.array([len(p) for p in prompts], np.int32)
+        longest = int(lengths.max())
+        token_ids = np.zeros((len(prompts), _round_up(longest, self.bucket)), np.int32)
+        for row, prompt in enumerate(prompts):
+            token_ids[row, : len(prompt)] = prompt
+        width = _round_up(longest + max_new_tokens, self.bucket)
+        cache = self._prefill(weights, token_ids, width)
+        # The first step re-reads each prompt's last token to get the logits after it.
+        tokens = token_ids[np.arange(len(prompts)), lengths - 1]
+        indices = lengths - 1
+        stopped = np.zeros(len(prompts), bool)
+        stops = np.array(stop_token_ids or (-1,), np.int32)
+        for _ in range(max_new_tokens):
+            logits, cache = self._step(weights, cache, tokens, indices)
+            logits = np.asarray(logits)
+            tokens = np.array(
+                [pick_token(row, temperature, top_k, top_p, rng) for row in logits], np.int32
+            )
+            stopped = stopped | np.isin(tokens, stops)
+            yield tokens, stopped
+            if stopped.all():
+                return
+            indices = indices + 1
+
+
+_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def decoder_for(causal_lm) -> Decoder:
+    """The model's `Decoder`, kept across calls so base and tuned answers share its compiled
+    functions; rebuilt when the model's variables changed (LoRA enabled, say)."""
+    decoder = _DECODERS.get(causal_lm)
+    variables = list(causal_lm.variables)
+    if decoder is None or list(map(id, decoder.variables)) != list(map(id, variables)):
+        decoder = _DECODERS[causal_lm] = Decoder(causal_lm)
+    return decoder
+
+
+def generate_ids(
+    causal_lm,
+    prompts: list[np.ndarray],
+    max_new_tokens: int,
+    stop_token_ids: tuple[int, ...],
+    batch_size: int = 8,
+    **sampling,
+) -> list[np.ndarray]:
+    """Generates continuations for token-id prompts; returns the new ids of each, stop excluded.
+
+    Args:
+      causal_lm: a KerasHub Gemma/Gemma3 CausalLM; its current weights are used.
+      prompts: one int array per prompt (BOS included).
+      max_new_tokens: the most tokens to generate per prompt.
+      stop_token_ids: ids that end a sequence.
+      batch_size: prompts per compiled call (the last batch is filled up with repeats, so one
+        compiled shape serves every batch).
+      **sampling: `temperature`, `top_k`, `top_p`, `seed` (greedy by default).
+    """
+    decoder = decoder_for(causal_lm)
+    weights = decoder.current_weights()
+    # Batching prompts of similar length keeps the padded prompt width small.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs: dict[int, np.ndarray] = {}
+    batches = range(0, len(order), batch_size)
+    for start in tqdm.tqdm(batches, desc="generate", unit="batch", disable=len(batches) < 2):
+        chunk_ids = order[start : start + batch_size]
+        chunk = [prompts[i] for i in chunk_ids]
+        chunk += [chunk[-1]] * (batch_size - len(chunk))
+        produced: list[list[int]] = [[] for _ in chunk_ids]
+        for tokens, stopped in decoder.steps(
+            chunk, max_new_tokens, stop_token_ids, weights, **sampling
+        ):
+            for row in range(len(chunk_ids)):
+                if not stopped[row]:
+                    produced[row].append(int(tokens[row]))
+        for row, index in enumerate(chunk_ids):
+            outputs[index] = np.array(produced[row], np.int32)
+    return [outputs[i] for i in range(len(prompts))]
+
+
+class TokenStream:
+    """Token-by-token generation for one prompt, for streaming to a terminal.
+
+    A `Decoder` with batch 1: prefill and each decode step are compiled once per cache width
+    (multiples of `bucket`). Weights are passed in as values, so one stream serves the base
+    model and a tuned one alike (`--compare_base`).
+
+    Args:
+      causal_lm: a KerasHub Gemma/Gemma3 CausalLM.
+      bucket: cache widths are multiples of this.
+    """
+
+    def __init__(self, causal_lm, bucket: int = 128):
+        self.decoder = Decoder(causal_lm, bucket)
+
+    def current_weights(self) -> list:
+        """The model's current weight values (pass to `stream`)."""
+        return self.decoder.current_weights()
 
     def stream(
         self,
@@ -147,24 +216,12 @@ class TokenStream:
         at that temperature, restricted to the `top_k` most likely tokens and/or the smallest
         set whose probability reaches `top_p`.
         """
-        weights = self.current_weights() if weights is None else weights
-        rng = np.random.default_rng(seed)
-        width = -(-(len(prompt) + max_new_tokens) // self.bucket) * self.bucket
-        token_ids = np.zeros((1, width), np.int32)
-        token_ids[0, : len(prompt)] = prompt
-        padding_mask = np.zeros((1, width), bool)
-        padding_mask[0, : len(prompt)] = True
-        cache = self._prefill(weights, token_ids, padding_mask)
-        index = len(prompt)
-        for _ in range(max_new_tokens):
-            token = token_ids[:, index - 1 : index]
-            logits, cache = self._decode(weights, cache, token, np.int32(index - 1))
-            next_id = pick_token(np.asarray(logits[0]), temperature, top_k, top_p, rng)
-            if next_id in stop_token_ids:
+        for tokens, stopped in self.decoder.steps(
+            [prompt], max_new_tokens, stop_token_ids, weights, temperature, top_k, top_p, seed
+        ):
+            if stopped[0]:
                 return
-            yield next_id
-            token_ids[0, index] = next_id
-            index += 1
+            yield int(tokens[0])
 
 
 def pick_token(

@@ -20,7 +20,6 @@ def generate_texts(
         prompts,
         max_new_tokens=max_new_tokens,
         stop_token_ids=chat_template.stop_token_ids,
-        pad_id=chat_template.pad_id,
         batch_size=batch_size,
     )
     return [chat_template.decode(ids) for ids in new_ids]
