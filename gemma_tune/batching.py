@@ -23,23 +23,29 @@ def pack(
     Returns:
       A dict with `token_ids` and `padding_mask` (the model's inputs, positions 0..L-1),
       `target_ids` (the next token at each position) and `target_weights` (its loss weight;
-      zero on padding, on prompt tokens unless trained on, and on filler rows).
+      zero on padding, on prompt tokens unless trained on, and on filler rows); with packed
+      rows (`packing`) also `segment_ids` of the inputs (0 on padding).
     """
     width = sequence_length + 1
     token_ids = np.full((rows, width), pad_id, np.int32)
     weights = np.zeros((rows, width), np.float32)
     mask = np.zeros((rows, width), bool)
+    segments = np.zeros((rows, width), np.int32)
     for row, item in enumerate(encoded):
         n = len(item.token_ids)
         token_ids[row, :n] = item.token_ids
         weights[row, :n] = item.target_weights
         mask[row, :n] = True
-    return {
+        segments[row, :n] = 1 if item.segment_ids is None else item.segment_ids
+    batch = {
         "token_ids": token_ids[:, :-1],
         "padding_mask": mask[:, :-1],
         "target_ids": token_ids[:, 1:],
         "target_weights": weights[:, 1:],
     }
+    if any(item.segment_ids is not None for item in encoded):
+        batch["segment_ids"] = segments[:, :-1]
+    return batch
 
 
 def epoch_order(count: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:

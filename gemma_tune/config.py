@@ -76,6 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Pad each batch only to its longest row, rounded up to a multiple of this (one compiled
     # step per width); 0 pads every batch to sequence_length (one compiled step).
     config.train.length_bucket = 0
+    # Pack several short training examples into each row (attention stays within each
+    # example), so padding costs no compute; steps then count packed rows, not examples.
+    config.train.packing = False
     config.train.max_steps = 0  # 0: no cap.
     config.train.shuffle = True
     config.train.learning_rate = 5e-5

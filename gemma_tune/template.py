@@ -36,11 +36,14 @@ class Encoded:
       target_weights: `[n]` float32; `target_weights[i]` is the loss weight of predicting
         `token_ids[i]` from the tokens before it (so `target_weights[0]`, BOS, is always 0).
       full_length: the length before truncation, for the data summary.
+      segment_ids: `[n]` int32 example numbers (1, 2, ...) when several examples are packed
+        into this row (`packing`); None for one example.
     """
 
     token_ids: np.ndarray
     target_weights: np.ndarray
     full_length: int
+    segment_ids: np.ndarray | None = None
 
     @property
     def truncated(self) -> bool:

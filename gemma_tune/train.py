@@ -88,6 +88,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
         model,
         multihost,
         optimizer,
+        packing,
         quantize,
         report,
         run_dir,
@@ -133,6 +134,15 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     )
     run_dir.write_json(run_path, "data_summary.json", summary.to_dict())
     print(summary.format(), flush=True)
+    if config.train.packing:
+        examples_count = len(train_encoded)
+        train_encoded = packing.combine(train_encoded, config.sequence_length)
+        filled = packing.fill(train_encoded, config.sequence_length)
+        print(
+            f"Packed {examples_count} training examples into {len(train_encoded)} rows of "
+            f"{config.sequence_length} tokens ({100 * filled:.0f}% of the slots hold tokens)",
+            flush=True,
+        )
 
     # The tuning method: LoRA/DoRA adapters (on a float or quantized base) or every weight.
     # Seed right before adapters are drawn, so a run's initialisation does not depend on what
@@ -184,7 +194,8 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     # The loop.
     metrics_log = run_dir.MetricsLog(run_path, config.train.tensorboard)
     print(
-        f"Training {total_steps} steps on {len(train_encoded)} examples "
+        f"Training {total_steps} steps on {len(train_encoded)} "
+        f"{'packed rows' if config.train.packing else 'examples'} "
         f"(batch {config.train.batch_size} x accumulation {config.train.grad_accum_steps}, "
         f"{config.sequence_length} tokens) ...",
         flush=True,

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma_tune import batching, lora, loss, multihost, sharding
+from gemma_tune import batching, lora, loss, multihost, packing, sharding
 
 
 class Trainer:
@@ -103,12 +103,13 @@ class Trainer:
     def _sums(self, trainable, frozen, batch, training=True, counter=None):
         if training and counter is not None:
             frozen = lora.set_dropout_counter(frozen, self._dropout_seeds, counter)
-        hidden, _ = self.backbone.stateless_call(
-            trainable,
-            frozen,
-            {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]},
-            training=training,
-        )
+        with packing.segment_attention(self.backbone, batch.get("segment_ids")):
+            hidden, _ = self.backbone.stateless_call(
+                trainable,
+                frozen,
+                {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]},
+                training=training,
+            )
         group, index = self._embedding_slot
         embeddings = (trainable if group == "trainable" else frozen)[index]
         scale_slot = self._embedding_scale_slot
