@@ -1,0 +1,126 @@
+"""What padding costs a training epoch, and what length buckets and packing save.
+
+    python benchmarks/packing_speed.py [--sequence_length=256] [--batch_size=4] [--steps=2]
+
+Gemma 3 270M (float32, LoRA rank 4 on query and value), the bundled demo training set
+(`rag_train.jsonl`, 309 questions with their passage) encoded at `--sequence_length` tokens,
+batches of `--batch_size` rows, three ways:
+
+  padded     every row padded to sequence_length (the default: one compiled step)
+  buckets    `train.length_bucket=32`: each batch padded to its longest row rounded up to 32
+  packed     `train.packing=true`: examples packed into full rows, attention kept per example
+
+Each mode gets its own `Trainer` (its LM-head target budget from its own rows, as a run sets
+it). For every batch width an epoch uses, the compiled `Trainer.train_step` is timed (`--steps`
+steps after one untimed compiling step, median); an epoch's compute time is the sum over its
+batches of their width's step time (compilation reported apart). Tokens per second counts the
+epoch's real (non-padding) input tokens, the same in all three. Prints a Markdown table and a
+JSON line; the results are in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import gemma_tune  # noqa: F401  (JAX backend)
+from gemma_tune import batching, bundled, config, model, optimizer, packing, template, trainer
+from gemma_tune.data import jsonl
+
+MODES = ("padded", "buckets", "packed")
+
+
+def epoch_batches(encoded, mode: str, sequence_length: int, batch_size: int) -> list[dict]:
+    """One epoch's batches (seed 0 order) as the training loop would build them."""
+    rows = packing.combine(encoded, sequence_length) if mode == "packed" else encoded
+    bucket = 32 if mode == "buckets" else 0
+    order = batching.epoch_order(len(rows), seed=0, epoch=0)
+    steps = batching.steps_per_epoch(len(rows), batch_size)
+    return [
+        batching.train_batch(rows, order, step, batch_size, 1, sequence_length, 0, bucket)
+        for step in range(steps)
+    ]
+
+
+def time_widths(tuner, batches: list[dict], steps: int) -> dict[int, dict[str, float]]:
+    """Compile time and median step time for each batch width among `batches`."""
+    first_of_width = {}
+    for batch in batches:
+        first_of_width.setdefault(batch["token_ids"].shape[-1], batch)
+    timings = {}
+    for width, batch in sorted(first_of_width.items()):
+        start = time.perf_counter()
+        tuner.train_step(batch)
+        compile_s = time.perf_counter() - start
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            tuner.train_step(batch)
+            times.append(time.perf_counter() - start)
+        timings[width] = {"compile_s": compile_s, "step_s": statistics.median(times)}
+        print(f"  width {width}: step {timings[width]['step_s']:.2f} s", flush=True)
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sequence_length", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=2)
+    args = parser.parse_args()
+
+    loaded = model.load("gemma3_270m", "float32")
+    chat_template = template.ChatTemplate(loaded.tokenizer)
+    examples = jsonl.read_jsonl(bundled.path("rag_train.jsonl"), keep_context=True).examples
+    encoded = [chat_template.encode(e, args.sequence_length) for e in examples]
+    model.enable_lora(loaded, 4)
+    settings = config.base_config().train
+    real_tokens = sum(len(e.token_ids) - 1 for e in encoded)
+    results = {}
+    for mode in MODES:
+        batches = epoch_batches(encoded, mode, args.sequence_length, args.batch_size)
+        print(f"{mode}: {len(batches)} steps per epoch", flush=True)
+        rows = packing.combine(encoded, args.sequence_length) if mode == "packed" else encoded
+        tuner = trainer.Trainer(  # the LM head's target budget as a run in this mode sets it
+            loaded.causal_lm,
+            optimizer.make(settings, 1000),
+            max_targets_per_row=batching.max_targets_per_row(rows),
+        )
+        timings = time_widths(tuner, batches, args.steps)
+        widths = collections.Counter(b["token_ids"].shape[-1] for b in batches)
+        epoch_s = sum(count * timings[w]["step_s"] for w, count in widths.items())
+        results[mode] = {
+            "steps": len(batches),
+            "widths": {str(w): count for w, count in sorted(widths.items())},
+            "step_s": {str(w): t["step_s"] for w, t in timings.items()},
+            "compile_s": sum(t["compile_s"] for t in timings.values()),
+            "epoch_s": epoch_s,
+            "tokens_per_s": real_tokens / epoch_s,
+            "slots_filled": real_tokens / sum(b["token_ids"].size for b in batches),
+        }
+
+    print(
+        f"\n{len(encoded)} examples, {real_tokens} real input tokens, "
+        f"{args.sequence_length}-token rows, batch {args.batch_size}; "
+        f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+        f"python {sys.version.split()[0]}"
+    )
+    print("| mode | steps/epoch | slots holding tokens | epoch compute | tokens/s | vs padded |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    base = results["padded"]["epoch_s"]
+    for mode, r in results.items():
+        print(
+            f"| {mode} | {r['steps']} | {100 * r['slots_filled']:.0f}% | {r['epoch_s']:.0f} s "
+            f"| {r['tokens_per_s']:.0f} | {base / r['epoch_s']:.2f}x |"
+        )
+    print(json.dumps({"args": vars(args), "results": results}))
+
+
+if __name__ == "__main__":
+    main()
