@@ -82,7 +82,9 @@ def _column_norm(kernel, axes):
     return ops.sqrt(ops.sum(ops.square(ops.cast(kernel, "float32")), axis=axes))
 
 
-def _update(layer):
+def update(layer):
+    """The float32 low-rank update LoRA adds to the layer's kernel: `(alpha / rank) * A @ B`
+    (kernel-shaped: KerasHub's A may keep the kernel's leading axes)."""
     return scale(layer) * ops.matmul(
         ops.cast(layer.lora_kernel_a, "float32"), ops.cast(layer.lora_kernel_b, "float32")
     )
@@ -144,7 +146,7 @@ class AdaptedEinsumDense(keras.layers.EinsumDense):
         low_rank = ops.matmul(low_rank, ops.cast(self.lora_kernel_b, self.compute_dtype))
         x = ops.add(x, ops.cast(scale(self), self.compute_dtype) * low_rank)
         if self.lora_dora:
-            merged = ops.add(ops.cast(float_kernel(self), "float32"), _update(self))
+            merged = ops.add(ops.cast(float_kernel(self), "float32"), update(self))
             norm = jax.lax.stop_gradient(_column_norm(merged, input_axes(self)))
             factor = ops.divide(ops.cast(self.lora_magnitude, "float32"), norm)
             x = ops.multiply(x, ops.cast(_output_broadcast(self, factor), x.dtype))
@@ -211,7 +213,7 @@ def merged_kernel(layer) -> np.ndarray:
     """The float32 kernel that computes what the adapted layer computes (dropout off):
     `W0 + (alpha / r) A B` for LoRA, `m * (W0 + (alpha / r) A B) / ||W0 + (alpha / r) A B||` for
     DoRA, with `W0` dequantized for a quantized base."""
-    merged = np.asarray(float_kernel(layer), np.float32) + np.asarray(_update(layer))
+    merged = np.asarray(float_kernel(layer), np.float32) + np.asarray(update(layer))
     if getattr(layer, "lora_dora", False):
         axes = input_axes(layer)
         norm = np.sqrt(np.sum(np.square(merged), axis=axes, keepdims=True))

@@ -44,25 +44,6 @@ def has_lora(backbone) -> bool:
     return bool(lora_layers(backbone))
 
 
-def lora_scale(layer) -> float:
-    """The factor KerasHub's LoRA multiplies `lora_kernel_a @ lora_kernel_b` by."""
-    return lora.scale(layer)
-
-
-def lora_delta(layer) -> np.ndarray:
-    """The float32 update LoRA adds to `layer.kernel`: `(alpha / rank) * A @ B`.
-
-    Args:
-      layer: a Keras `EinsumDense` with LoRA enabled.
-
-    Returns:
-      An array with the kernel's shape.
-    """
-    a = np.asarray(layer.lora_kernel_a.numpy(), np.float32)
-    b = np.asarray(layer.lora_kernel_b.numpy(), np.float32)
-    return lora_scale(layer) * np.matmul(a, b)
-
-
 # Variables that describe how a weight is stored (quantization scales), not a weight.
 _QUANTIZATION_AUX = ("kernel_scale", "kernel_zero", "g_idx", "embeddings_scale")
 

@@ -32,7 +32,7 @@ import re
 import numpy as np
 import safetensors.numpy
 
-from gemma_tune import merge
+from gemma_tune import lora, merge
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -73,7 +73,7 @@ def peft_factors(layer) -> tuple[np.ndarray, np.ndarray]:
       ordinary kernel and `heads * r` for a per-head attention kernel.
     """
     a = np.asarray(layer.lora_kernel_a.numpy(), np.float32)
-    b = np.asarray(layer.lora_kernel_b.numpy(), np.float32) * merge.lora_scale(layer)
+    b = np.asarray(layer.lora_kernel_b.numpy(), np.float32) * lora.scale(layer)
     rank = b.shape[0]
     name = _KERNEL_PATH.match(layer._kernel.path)
     heads_out = name is not None and _MODULES.get(name.group(2), ("", False))[1]

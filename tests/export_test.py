@@ -11,7 +11,7 @@ import keras_hub
 import numpy as np
 import pytest
 
-from gemma_tune import merge, model, testing
+from gemma_tune import lora, merge, model, testing
 
 # Longer than the tiny models' sliding window (16), so local attention is exercised.
 SEQUENCE_LENGTH = 24
@@ -83,14 +83,14 @@ def test_merged_model_has_no_lora_and_equal_logits(architecture, kv_heads):
     np.testing.assert_allclose(_keras_logits(merged, token_ids), expected, atol=2e-5, rtol=0)
 
 
-def test_lora_delta_follows_the_layer_forward_pass():
+def test_lora_update_follows_the_layer_forward_pass():
     tuned = _tuned("gemma1", rank=3)
     layer = tuned.backbone.get_layer("decoder_block_0").attention.query_dense
-    layer.lora_alpha = 6  # scale 2: the delta must follow alpha / rank
+    layer.lora_alpha = 6  # scale 2: the update must follow alpha / rank
     x = np.random.default_rng(0).normal(size=(1, 5, 32)).astype(np.float32)
     kernel = np.asarray(layer._kernel.numpy())
     expected = np.asarray(layer(x))
-    merged = np.einsum("btd,ndh->btnh", x, kernel + merge.lora_delta(layer))
+    merged = np.einsum("btd,ndh->btnh", x, kernel + np.asarray(lora.update(layer)))
     np.testing.assert_allclose(merged, expected, atol=1e-5, rtol=0)
     # KerasHub's LoRA on a (heads, hidden, head_dim) kernel is per head in A, shared in B.
     assert tuple(layer.lora_kernel_a.shape) == (4, 32, 3)
