@@ -200,24 +200,17 @@ class TokenStream:
         return self.decoder.current_weights()
 
     def stream(
-        self,
-        prompt: np.ndarray,
-        max_new_tokens: int,
-        stop_token_ids: tuple[int, ...],
-        weights=None,
-        temperature: float = 0.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        seed: int = 0,
+        self, prompt: np.ndarray, max_new_tokens: int, stop_token_ids, weights=None, **sampling
     ):
         """Yields generated token ids one at a time until a stop token or the length limit.
 
-        Decoding is greedy at `temperature=0` (deterministic), else samples from the softmax
-        at that temperature, restricted to the `top_k` most likely tokens and/or the smallest
-        set whose probability reaches `top_p`.
+        `sampling` (`temperature`, `top_k`, `top_p`, `seed`) is as in `Decoder.steps`: greedy
+        at temperature 0 (deterministic), else sampled from the softmax at that temperature,
+        restricted to the `top_k` most likely tokens and/or the smallest set whose
+        probability reaches `top_p`.
         """
         for tokens, stopped in self.decoder.steps(
-            [prompt], max_new_tokens, stop_token_ids, weights, temperature, top_k, top_p, seed
+            [prompt], max_new_tokens, stop_token_ids, weights, **sampling
         ):
             if stopped[0]:
                 return
