@@ -10,6 +10,12 @@ batches of `--batch_size` rows, three ways:
   buckets    `train.length_bucket=32`: each batch padded to its longest row rounded up to 32
   packed     `train.packing=true`: examples packed into full rows, attention kept per example
 
+and, with `--peer` (needs the `parity` extra and peft), transformers + PEFT (LoRA rank 4 on
+q_proj/v_proj, torch AdamW, the `Peer` of train_speed.py) on the same epoch batches padded as
+transformers' collators pad by default: each batch to its longest row (labels -100 where our
+target weights are 0). The peer's every step is run and timed (eager torch has nothing to
+compile), so its epoch time is measured, not summed from samples.
+
 Each mode gets its own `Trainer` (its LM-head target budget from its own rows, as a run sets
 it). For every batch width an epoch uses, the compiled `Trainer.train_step` is timed (`--steps`
 steps after one untimed compiling step, median); an epoch's compute time is the sum over its
@@ -28,6 +34,8 @@ import platform
 import statistics
 import sys
 import time
+
+import numpy as np
 
 import gemma_tune  # noqa: F401  (JAX backend)
 from gemma_tune import batching, bundled, config, model, optimizer, packing, template, trainer
@@ -56,16 +64,53 @@ def time_widths(tuner, batches: list[dict], steps: int) -> dict[int, dict[str, f
     timings = {}
     for width, batch in sorted(first_of_width.items()):
         start = time.perf_counter()
-        tuner.train_step(batch)
+        first_loss = tuner.train_step(batch)["loss"]
         compile_s = time.perf_counter() - start
         times = []
         for _ in range(steps):
             start = time.perf_counter()
             tuner.train_step(batch)
             times.append(time.perf_counter() - start)
-        timings[width] = {"compile_s": compile_s, "step_s": statistics.median(times)}
+        timings[width] = {
+            "compile_s": compile_s,
+            "step_s": statistics.median(times),
+            "first_loss": first_loss,
+        }
         print(f"  width {width}: step {timings[width]['step_s']:.2f} s", flush=True)
     return timings
+
+
+def peer_epoch(batches: list[dict]) -> dict:
+    """Runs transformers + PEFT over `batches`, each cut to its longest row; times each step."""
+    import torch
+    from train_speed import Peer  # benchmarks/ is the script's directory
+
+    peer = Peer()
+    times, losses = [], []
+    for batch in batches:
+        flat = {key: value[0] for key, value in batch.items()}  # [accumulation=1, B, L] -> [B, L]
+        width = int(flat["padding_mask"].sum(axis=1).max())
+        inputs = torch.from_numpy(flat["token_ids"][:, :width].astype(np.int64))
+        mask = torch.from_numpy(flat["padding_mask"][:, :width].astype(np.int64))
+        labels = np.where(
+            flat["target_weights"][:, :width] > 0, flat["target_ids"][:, :width], -100
+        )
+        labels = torch.from_numpy(labels.astype(np.int64))
+        start = time.perf_counter()
+        loss = peer.model(
+            input_ids=inputs, attention_mask=mask, labels=labels, shift_labels=labels
+        ).loss
+        loss.backward()
+        peer.optimizer.step()
+        peer.optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+        losses.append(loss.item())
+    return {
+        "steps": len(batches),
+        "epoch_s": sum(times),
+        "step_s_median": statistics.median(times),
+        "first_loss": losses[0],  # the same batch as ours' first padded step (same weights)
+    }
 
 
 def main() -> None:
@@ -73,6 +118,7 @@ def main() -> None:
     parser.add_argument("--sequence_length", type=int, default=256)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--peer", action="store_true", help="also time transformers + PEFT")
     args = parser.parse_args()
 
     loaded = model.load("gemma3_270m", "float32")
@@ -100,10 +146,18 @@ def main() -> None:
             "widths": {str(w): count for w, count in sorted(widths.items())},
             "step_s": {str(w): t["step_s"] for w, t in timings.items()},
             "compile_s": sum(t["compile_s"] for t in timings.values()),
+            "first_loss": {str(w): t["first_loss"] for w, t in timings.items()},
             "epoch_s": epoch_s,
             "tokens_per_s": real_tokens / epoch_s,
             "slots_filled": real_tokens / sum(b["token_ids"].size for b in batches),
         }
+
+    if args.peer:
+        dynamic = epoch_batches(encoded, "padded", args.sequence_length, args.batch_size)
+        print(f"transformers + PEFT: {len(dynamic)} steps, each batch cut to its longest row")
+        peer = peer_epoch(dynamic)
+        peer["tokens_per_s"] = real_tokens / peer["epoch_s"]
+        results["peer_dynamic_padding"] = peer
 
     print(
         f"\n{len(encoded)} examples, {real_tokens} real input tokens, "
@@ -115,10 +169,15 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     base = results["padded"]["epoch_s"]
     for mode, r in results.items():
+        filled = f"{100 * r['slots_filled']:.0f}%" if "slots_filled" in r else "-"
         print(
-            f"| {mode} | {r['steps']} | {100 * r['slots_filled']:.0f}% | {r['epoch_s']:.0f} s "
+            f"| {mode} | {r['steps']} | {filled} | {r['epoch_s']:.0f} s "
             f"| {r['tokens_per_s']:.0f} | {base / r['epoch_s']:.2f}x |"
         )
+    if args.peer:
+        peer_s = results["peer_dynamic_padding"]["epoch_s"]
+        for mode in MODES:
+            print(f"{mode} vs transformers + PEFT: {peer_s / results[mode]['epoch_s']:.2f}x")
     print(json.dumps({"args": vars(args), "results": results}))
 
 
