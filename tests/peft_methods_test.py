@@ -262,7 +262,11 @@ def test_remat_recomputes_the_blocks_and_gives_the_same_step():
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["method=dora", "model.quantize=int4", "model.int4_block_size=16", "lora.dropout=0.1"],
+        # The longest tiny-model test (~90 s): in the slow suite, which CI runs too.
+        pytest.param(
+            ["method=dora", "model.quantize=int4", "model.int4_block_size=16", "lora.dropout=0.1"],
+            marks=pytest.mark.slow,
+        ),
         ["method=full"],
     ],
     ids=["qdora-int4-dropout", "full"],
