@@ -83,7 +83,7 @@ def segment_attention(backbone, segment_ids):
     blocks = list(backbone.transformer_layers)
     for block in blocks:
         if not hasattr(block, "_compute_attention_mask"):
-            raise NotImplementedError(
+            raise TypeError(
                 f"train.packing needs KerasHub decoder blocks with _compute_attention_mask; "
                 f"{type(block).__name__} has none (set train.packing=false)"
             )
