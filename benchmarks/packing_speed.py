@@ -44,9 +44,9 @@ from gemma_tune.data import jsonl
 MODES = ("padded", "buckets", "packed")
 
 
-def epoch_batches(encoded, mode: str, sequence_length: int, batch_size: int) -> list[dict]:
-    """One epoch's batches (seed 0 order) as the training loop would build them."""
-    rows = packing.combine(encoded, sequence_length) if mode == "packed" else encoded
+def epoch_batches(rows, mode: str, sequence_length: int, batch_size: int) -> list[dict]:
+    """One epoch's batches of `rows` (examples, or packed rows) in seed-0 order, as the
+    training loop would build them."""
     bucket = 32 if mode == "buckets" else 0
     order = batching.epoch_order(len(rows), seed=0, epoch=0)
     steps = batching.steps_per_epoch(len(rows), batch_size)
@@ -130,9 +130,9 @@ def main() -> None:
     real_tokens = sum(len(e.token_ids) - 1 for e in encoded)
     results = {}
     for mode in MODES:
-        batches = epoch_batches(encoded, mode, args.sequence_length, args.batch_size)
-        print(f"{mode}: {len(batches)} steps per epoch", flush=True)
         rows = packing.combine(encoded, args.sequence_length) if mode == "packed" else encoded
+        batches = epoch_batches(rows, mode, args.sequence_length, args.batch_size)
+        print(f"{mode}: {len(batches)} steps per epoch", flush=True)
         tuner = trainer.Trainer(  # the LM head's target budget as a run in this mode sets it
             loaded.causal_lm,
             optimizer.make(settings, 1000),

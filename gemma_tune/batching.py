@@ -30,20 +30,22 @@ def pack(
     token_ids = np.full((rows, width), pad_id, np.int32)
     weights = np.zeros((rows, width), np.float32)
     mask = np.zeros((rows, width), bool)
-    segments = np.zeros((rows, width), np.int32)
+    packed = any(item.segment_ids is not None for item in encoded)
+    segments = np.zeros((rows, width), np.int32) if packed else None
     for row, item in enumerate(encoded):
         n = len(item.token_ids)
         token_ids[row, :n] = item.token_ids
         weights[row, :n] = item.target_weights
         mask[row, :n] = True
-        segments[row, :n] = 1 if item.segment_ids is None else item.segment_ids
+        if packed:
+            segments[row, :n] = 1 if item.segment_ids is None else item.segment_ids
     batch = {
         "token_ids": token_ids[:, :-1],
         "padding_mask": mask[:, :-1],
         "target_ids": token_ids[:, 1:],
         "target_weights": weights[:, 1:],
     }
-    if any(item.segment_ids is not None for item in encoded):
+    if packed:
         batch["segment_ids"] = segments[:, :-1]
     return batch
 
