@@ -24,8 +24,10 @@ import time
 import numpy as np
 
 import gemma_tune  # noqa: F401  (JAX backend)
-from gemma_tune import bundled, generate, model, template
+from gemma_tune import bundled, model
 from gemma_tune.data import jsonl
+from gemma_tune.evaluation import generate
+from gemma_tune.training import template
 
 
 def _prompts(chat_template, count: int) -> list[np.ndarray]:

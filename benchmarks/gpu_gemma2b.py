@@ -25,7 +25,7 @@ training step's achieved FLOP/s (analytic count, forward + backward of the base 
 no recompute) as a fraction of it.
 
 `ours:METHOD` runs the other tuning methods through the same Trainer: lora_r16, dora_r4,
-qlora_int8 / qlora_int4 (LoRA rank 4 on an int8 / int4 base, `gemma_tune.quantize`), full
+qlora_int8 / qlora_int4 (LoRA rank 4 on an int8 / int4 base, `gemma_tune.model.quantize`), full
 (every weight trainable, AdamW state in bf16). `--arch=tiny` is a 2-layer model for checking
 the script on a CPU. Prints a Markdown table; the results are in benchmarks/RESULTS.md.
 """
@@ -134,7 +134,9 @@ def run_ours(
     import keras_hub
 
     import gemma_tune  # noqa: F401  (selects the JAX backend)
-    from gemma_tune import config, model, optimizer, quantize, trainer
+    from gemma_tune import config, model
+    from gemma_tune.model import quantize
+    from gemma_tune.training import optimizer, trainer
 
     method, rank, quantization = SETUPS[setup]
     device = jax.devices()[0]

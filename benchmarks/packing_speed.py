@@ -38,8 +38,9 @@ import time
 import numpy as np
 
 import gemma_tune  # noqa: F401  (JAX backend)
-from gemma_tune import batching, bundled, config, model, optimizer, packing, template, trainer
+from gemma_tune import bundled, config, model
 from gemma_tune.data import jsonl
+from gemma_tune.training import batching, optimizer, packing, template, trainer
 
 MODES = ("padded", "buckets", "packed")
 

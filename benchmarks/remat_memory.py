@@ -34,7 +34,8 @@ def _status_gib(field: str) -> float:
 
 def worker(seq_len: int, remat: bool, steps: int) -> dict:
     import gemma_tune  # noqa: F401  (selects the JAX backend)
-    from gemma_tune import config, model, optimizer, trainer
+    from gemma_tune import config, model
+    from gemma_tune.training import optimizer, trainer
 
     loaded = model.load("gemma3_270m", "float32")
     model.enable_lora(loaded, 4)

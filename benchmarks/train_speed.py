@@ -107,7 +107,8 @@ class Ours:
         import jax
 
         import gemma_tune  # noqa: F401  (JAX backend)
-        from gemma_tune import model, optimizer, trainer
+        from gemma_tune import model
+        from gemma_tune.training import optimizer, trainer
 
         self.jax = jax
         self.loaded = model.load("gemma3_270m", "float32")

@@ -30,7 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.preset = "gemma_2b_en"
     config.model.dtype = "auto"  # bfloat16 on GPU/TPU, float32 on CPU.
-    # The frozen base stored as none | int8 | int4 (QLoRA; `gemma_tune.quantize`).
+    # The frozen base stored as none | int8 | int4 (QLoRA; `gemma_tune.model.quantize`).
     config.model.quantize = "none"
     # int4: one scale and zero point per this many inputs of each output unit (5.25 bits per
     # weight at 32; 128 stores 4.31 but loses more: benchmarks/RESULTS.md, Tuning methods).
@@ -113,14 +113,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.primary_metric = "token_f1"  # orders the report's per-example table
     config.eval.prompts = []  # fixed prompts always answered base vs tuned (qualitative check)
 
-    # Devices: a ("data", "model") mesh (`gemma_tune.sharding`); 1 x 1 is one device, -1 on
+    # Devices: a ("data", "model") mesh (`gemma_tune.training.sharding`); 1 x 1 is one device, -1 on
     # one axis takes all the devices the other leaves.
     config.mesh = ml_collections.ConfigDict()
     config.mesh.data = 1  # batches split over this many devices
     config.mesh.model = 1  # weights split over this many devices
-    # Several hosts (`gemma_tune.multihost`): start jax.distributed; the mesh then spans every
-    # host's devices. Coordinator "host:port", process count and id: from the environment on
-    # Cloud TPU, SLURM and Open MPI, else set here (one process per host).
+    # Several hosts (`gemma_tune.training.multihost`): start jax.distributed; the mesh then
+    # spans every host's devices. Coordinator "host:port", process count and id: from the
+    # environment on Cloud TPU, SLURM and Open MPI, else set here (one process per host).
     config.mesh.distributed = False
     config.mesh.coordinator = ""
     config.mesh.num_processes = 0
@@ -237,9 +237,9 @@ def from_run(run_path: str) -> ml_collections.ConfigDict:
     Raises:
       FileNotFoundError: when `run_path` is not a run directory.
     """
-    from gemma_tune import runs
+    from gemma_tune.runs.tuned_run import tuned_run
 
-    config = ml_collections.ConfigDict(runs.read_config(run_path))
+    config = ml_collections.ConfigDict(tuned_run.read_config(run_path))
     config.lock()
     return config
 

@@ -54,7 +54,7 @@ def variants(examples, retriever=None, top_k: int = 0) -> dict[str, list]:
     without any context ("") and with the retrieved passages ("+context")."""
     if retriever is None:
         return {"": list(examples)}
-    from gemma_tune import retrieval
+    from gemma_tune.evaluation import retrieval
 
     without = [_with_context(item, None) for item in examples]
     return {"": without, CONTEXT: retrieval.attach_context(without, retriever, top_k)}
@@ -69,7 +69,7 @@ def _with_context(item, context):
 def answer_variants(causal_lm, chat_template, prompt_variants, label, max_new_tokens, batch_size):
     """Greedy answers of the model as it is now to every variant; keys are system names
     (`label` + the variant's suffix, e.g. "tuned+context")."""
-    from gemma_tune import samples
+    from gemma_tune.evaluation import samples
 
     answers = {}
     for suffix, examples in prompt_variants.items():
@@ -83,8 +83,8 @@ def answer_variants(causal_lm, chat_template, prompt_variants, label, max_new_to
 
 def answer_prompts(causal_lm, chat_template, prompts, max_new_tokens, batch_size) -> list[str]:
     """Greedy answers to free-form prompts (an experiment's fixed qualitative prompts)."""
-    from gemma_tune import samples
     from gemma_tune.data import example
+    from gemma_tune.evaluation import samples
 
     items = [
         example.Example(turns=(example.Turn(example.USER, p), example.Turn(example.MODEL, "-")))
@@ -174,7 +174,7 @@ class RunEvaluation:
         self.answers.update(answers)
         self.free_answers[label] = free
         if saved and label == BASE:
-            from gemma_tune import run_dir
+            from gemma_tune.runs.tuned_run import run_dir
 
             record = {"answers": answers, "qualitative": {label: free}}
             run_dir.write_json(run_path, self.BASE_ANSWERS_FILE, record)
@@ -183,7 +183,7 @@ class RunEvaluation:
         """Writes `samples.md`, and with held-out examples `comparison.json` (the report is
         written once `result.json` exists); prints the comparison; returns `final` with the
         base and tuned means added."""
-        from gemma_tune import comparison, samples
+        from gemma_tune.evaluation import comparison, samples
 
         suffix = CONTEXT if CONTEXT in self.variants else ""
         count = self.config.samples.count
@@ -212,7 +212,7 @@ class RunEvaluation:
             qualitative=qualitative_records(list(self.config.eval.prompts), self.free_answers),
         )
         print(result.table(), flush=True)
-        from gemma_tune import run_dir
+        from gemma_tune.runs.tuned_run import run_dir
 
         run_dir.write_json(run_path, "comparison.json", result.to_dict())
         means = result.means()
@@ -221,7 +221,8 @@ class RunEvaluation:
 
 def write(out_path: str, comparison) -> tuple[str, str]:
     """Writes `comparison.json` and the report next to it; returns the report paths."""
-    from gemma_tune import report, run_dir
+    from gemma_tune.reporting import report
+    from gemma_tune.runs.tuned_run import run_dir
 
     run_dir.write_json(out_path, "comparison.json", comparison.to_dict())
     return report.write(out_path)
@@ -278,12 +279,16 @@ def evaluate(
       ValueError: for a missing model, data or output directory.
       example.DataError: for bad rows in `data`, before anything is loaded or written.
     """
-    from gemma_tune import adapters, comparison, model, reference_loss, run_dir, runs, template
     from gemma_tune import config as config_lib
+    from gemma_tune import model
+    from gemma_tune.evaluation import comparison, reference_loss
+    from gemma_tune.model import adapters
+    from gemma_tune.runs.tuned_run import run_dir, tuned_run
+    from gemma_tune.training import template
 
     if run_path:
-        config = runs.read_config(run_path)
-        adapter = adapter or runs.adapter_path(run_path)
+        config = tuned_run.read_config(run_path)
+        adapter = adapter or tuned_run.adapter_path(run_path)
         preset = model_name or config["model"]["preset"]
         seed = config.get("seed", 0)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -307,7 +312,7 @@ def evaluate(
     run_dir.create(out)
     run_dir.write_json(out, "config.json", config)
     if adapter:
-        loaded = runs.load_base(preset, adapter, config["model"]["dtype"], seed=seed)
+        loaded = tuned_run.load_base(preset, adapter, config["model"]["dtype"], seed=seed)
     else:
         loaded = model.load(preset, config["model"]["dtype"], seed=seed)
     chat_template = template.ChatTemplate(loaded.tokenizer)
@@ -363,7 +368,7 @@ def retriever(retrieval_config):
     settings = dict(retrieval_config or {})
     if not settings.get("corpus"):
         return None
-    from gemma_tune import corpus, retrieval
+    from gemma_tune.evaluation import corpus, retrieval
 
     print(f"Indexing {settings['corpus']} for retrieval ...", flush=True)
     passages = corpus.load_corpus(settings["corpus"], passage_words=settings["passage_words"])

@@ -38,11 +38,11 @@ flags.DEFINE_string("dtype", None, "float32, bfloat16 or auto (default: the run'
 
 def _resolve(run: str | None, model_name: str | None, adapter: str | None):
     """Returns `(preset, adapter_dir, seed, dtype)` from --run or --model/--adapter."""
-    from gemma_tune import runs
+    from gemma_tune.runs.tuned_run import tuned_run
 
     if run:
-        config = runs.read_config(run)
-        adapter_dir = adapter or runs.adapter_path(run)
+        config = tuned_run.read_config(run)
+        adapter_dir = adapter or tuned_run.adapter_path(run)
         preset = model_name or config["model"]["preset"]
         return preset, adapter_dir, config.get("seed", 0), config["model"]["dtype"]
     if not model_name:
@@ -54,10 +54,14 @@ class Chat:
     """A loaded model (and optional adapter) that streams answers to prompts."""
 
     def __init__(self, preset: str, adapter_dir: str | None, seed: int = 0, dtype: str = "auto"):
-        from gemma_tune import adapters, generate, model, runs, template
+        from gemma_tune import model
+        from gemma_tune.evaluation import generate
+        from gemma_tune.model import adapters
+        from gemma_tune.runs.tuned_run import tuned_run
+        from gemma_tune.training import template
 
         if adapter_dir:
-            self.loaded = runs.load_base(preset, adapter_dir, dtype, seed=seed)
+            self.loaded = tuned_run.load_base(preset, adapter_dir, dtype, seed=seed)
         else:
             self.loaded = model.load(preset, dtype, seed=seed)
         self.template = template.ChatTemplate(self.loaded.tokenizer)

@@ -10,7 +10,7 @@
 
 Reads and checks all the data first (bad rows stop the run before any model is loaded), then
 loads the model, enables LoRA, trains and writes a self-describing run directory (see
-`gemma_tune.run_dir`). The last line printed says where it is. Checkpoints are written every
+`gemma_tune.runs.run_dir`). The last line printed says where it is. Checkpoints are written every
 `train.checkpoint_every` steps, at the end, and on Ctrl-C or SIGTERM; rerunning the same command
 on the same `--workdir` (or `--resume=RUN_DIR`) continues exactly where the run stopped.
 """
@@ -79,24 +79,22 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
       workdir: the run directory to create (or to resume).
       overwrite: delete whatever run `workdir` holds and start over.
     """
-    from gemma_tune import (
-        adapters,
+    from gemma_tune import evaluate, model
+    from gemma_tune.data import sources
+    from gemma_tune.model import adapters, quantize
+    from gemma_tune.reporting import report
+    from gemma_tune.runs.tuned_run import run_dir
+    from gemma_tune.training import (
         batching,
         checkpoint,
-        evaluate,
         loop,
-        model,
         multihost,
         optimizer,
         packing,
-        quantize,
-        report,
-        run_dir,
         sharding,
         template,
         trainer,
     )
-    from gemma_tune.data import sources
 
     # Setup: data first (bad rows stop the run before anything is written), then the run dir.
     started = time.perf_counter()
@@ -109,7 +107,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     train_examples, validation_examples, summary = sources.load(config.data)
     retriever = evaluate.retriever(config.retrieval)
     if retriever is not None and config.retrieval.train:
-        from gemma_tune import retrieval
+        from gemma_tune.evaluation import retrieval
 
         print(f"Attaching {config.retrieval.top_k} retrieved passages to every prompt ...")
         train_examples, validation_examples = (
@@ -279,8 +277,9 @@ def main(argv) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from gemma_tune import loop, run_dir, sharding
     from gemma_tune.data import example
+    from gemma_tune.runs.tuned_run import run_dir
+    from gemma_tune.training import loop, sharding
 
     workdir = FLAGS.resume or FLAGS.workdir or run_dir.default_path(config.experiment)
     try:

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from gemma_tune import adapters, model
+from gemma_tune import model
+from gemma_tune.model import adapters
 
 
 def _tuned(seed=0, rank=4, architecture="gemma3"):

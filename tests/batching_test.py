@@ -3,7 +3,7 @@ epochs are seeded permutations."""
 
 import numpy as np
 
-from gemma_tune import batching, template
+from gemma_tune.training import batching, template
 
 
 def _encoded(n):

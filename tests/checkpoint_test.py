@@ -13,8 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from gemma_tune import checkpoint, train
 from gemma_tune import config as config_lib
+from gemma_tune import train
+from gemma_tune.training import checkpoint
 
 # A tiny run long enough to be killed mid-way: 33 examples, batch 2 -> 17 steps per epoch;
 # checkpoints every 7 steps, so resuming starts mid-epoch.
@@ -138,7 +139,7 @@ _STATE = textwrap.dedent(
     """
     import resource, signal, sys, types
     import numpy as np
-    from gemma_tune import checkpoint
+    from gemma_tune.training import checkpoint
 
     class Variable:
         def __init__(self, path):
@@ -251,8 +252,9 @@ def test_an_unwritable_run_directory_is_a_clear_error(tmp_path):
 
 
 def test_a_nan_loss_stops_naming_step_and_batch_and_keeps_the_last_good_checkpoint(tmp_path):
-    from gemma_tune import loop, model, optimizer, template, testing, trainer
+    from gemma_tune import model, testing
     from gemma_tune.data import example
+    from gemma_tune.training import loop, optimizer, template, trainer
 
     config = config_lib.load("tiny", ["train.max_steps=8", "train.log_every=1"])
     config.unlock()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from gemma_tune import comparison
 from gemma_tune.data import example
+from gemma_tune.evaluation import comparison
 
 
 def _item(prompt, reference):

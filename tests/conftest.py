@@ -5,7 +5,8 @@ import functools
 import pytest
 
 import gemma_tune  # noqa: F401  (selects the JAX backend before Keras is imported)
-from gemma_tune import template, testing
+from gemma_tune import testing
+from gemma_tune.training import template
 
 
 @functools.cache

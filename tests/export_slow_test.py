@@ -52,7 +52,7 @@ def tuned():
 
 @pytest.fixture(scope="module")
 def exported(tuned, tmp_path_factory):
-    from gemma_tune import hf_export, merge, peft_export
+    from gemma_tune.export import hf_export, merge, peft_export
 
     root = tmp_path_factory.mktemp("export_270m")
     hf_export.save(tuned, str(root / "merged"))

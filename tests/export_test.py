@@ -11,7 +11,9 @@ import keras_hub
 import numpy as np
 import pytest
 
-from gemma_tune import lora, merge, model, testing
+from gemma_tune import model, testing
+from gemma_tune.export import merge
+from gemma_tune.model import lora
 
 # Longer than the tiny models' sliding window (16), so local attention is exercised.
 SEQUENCE_LENGTH = 24
@@ -135,7 +137,7 @@ HF_CLASSES = {
 
 @pytest.mark.parametrize("architecture,kv_heads", CASES)
 def test_hf_export_of_a_tuned_model_matches_its_logits(tmp_path, architecture, kv_heads):
-    from gemma_tune import hf_export
+    from gemma_tune.export import hf_export
 
     tuned = _tuned(architecture, kv_heads)
     token_ids = _token_ids()
@@ -154,7 +156,7 @@ def test_hf_export_in_bfloat16(tmp_path):
     pytest.importorskip("torch")  # safe_open(..., "pt") reads the bfloat16 tensors with torch
     from safetensors import safe_open
 
-    from gemma_tune import hf_export
+    from gemma_tune.export import hf_export
 
     tuned = _tuned("gemma3")
     token_ids = _token_ids()
@@ -169,7 +171,7 @@ def test_hf_export_in_bfloat16(tmp_path):
 
 
 def test_hf_configs_carry_each_generation_s_architecture():
-    from gemma_tune import hf_export
+    from gemma_tune.export import hf_export
 
     gemma2 = _base("gemma2")
     config = hf_export.config_dict(gemma2.backbone, gemma2.tokenizer)
@@ -193,7 +195,7 @@ def test_hf_configs_carry_each_generation_s_architecture():
 
 
 def test_hf_state_dict_refuses_unmerged_lora():
-    from gemma_tune import hf_export
+    from gemma_tune.export import hf_export
 
     with pytest.raises(ValueError, match="merge it first"):
         hf_export.state_dict(_tuned("gemma1").backbone)
@@ -210,7 +212,7 @@ TEXTS = [
 @pytest.mark.parametrize("architecture", ["gemma1", "gemma3"])
 def test_hf_tokenizer_gives_our_ids(tmp_path, architecture):
     transformers = pytest.importorskip("transformers")
-    from gemma_tune import hf_export
+    from gemma_tune.export import hf_export
 
     tokenizer = _tokenizer(architecture)
     hf_export.save_tokenizer(tokenizer, str(tmp_path))
@@ -224,8 +226,9 @@ def test_hf_tokenizer_gives_our_ids(tmp_path, architecture):
 
 def test_hf_chat_template_matches_ours(tmp_path):
     transformers = pytest.importorskip("transformers")
-    from gemma_tune import hf_export, template
     from gemma_tune.data import example
+    from gemma_tune.export import hf_export
+    from gemma_tune.training import template
 
     tokenizer = _tokenizer("gemma3")
     hf_export.save_tokenizer(tokenizer, str(tmp_path))
@@ -259,7 +262,7 @@ def _peft_logits(base_dir, adapter_dir, token_ids):
 def test_peft_adapter_on_the_exported_base_matches_the_tuned_logits(
     tmp_path, architecture, kv_heads
 ):
-    from gemma_tune import hf_export, peft_export
+    from gemma_tune.export import hf_export, peft_export
 
     tuned = _tuned(architecture, kv_heads)
     token_ids = _token_ids()
@@ -273,7 +276,7 @@ def test_peft_adapter_on_the_exported_base_matches_the_tuned_logits(
 
 @pytest.mark.parametrize("architecture,kv_heads", [("gemma1", 2), ("gemma3", 1)])
 def test_dora_exports_to_hf_and_peft_with_the_tuned_logits(tmp_path, architecture, kv_heads):
-    from gemma_tune import hf_export, peft_export
+    from gemma_tune.export import hf_export, peft_export
 
     tuned = _tuned(architecture, kv_heads, dora=True)
     token_ids = _token_ids()
@@ -290,7 +293,7 @@ def test_dora_exports_to_hf_and_peft_with_the_tuned_logits(tmp_path, architectur
 
 
 def test_peft_adapter_represents_per_head_lora_exactly():
-    from gemma_tune import peft_export
+    from gemma_tune.export import peft_export
 
     config, tensors = peft_export.adapter(_tuned("gemma1", num_key_value_heads=1, rank=4).backbone)
     # query: 4 heads, each with its own A -> PEFT rank 16; value: one kv head -> plain rank 4.
@@ -305,7 +308,7 @@ def test_peft_adapter_represents_per_head_lora_exactly():
 
 
 def test_peft_adapter_with_lora_on_every_projection(tmp_path):
-    from gemma_tune import hf_export, peft_export
+    from gemma_tune.export import hf_export, peft_export
 
     tuned = _base("gemma3", 1)
     tuned.backbone.enable_lora(3, target_layer_names=ALL_TARGETS)
@@ -327,7 +330,7 @@ def test_peft_adapter_with_lora_on_every_projection(tmp_path):
 
 
 def test_peft_export_refuses_a_model_without_lora(tmp_path):
-    from gemma_tune import peft_export
+    from gemma_tune.export import peft_export
 
     with pytest.raises(ValueError, match="no LoRA layers"):
         peft_export.save(_base("gemma1"), str(tmp_path))
@@ -358,9 +361,10 @@ def test_cli_exports_hf_and_peft_that_reproduce_the_run(run_path, tmp_path):
     import subprocess
     import sys
 
-    from gemma_tune import export, runs
+    from gemma_tune.export import exporter
+    from gemma_tune.runs.tuned_run import tuned_run
 
-    tuned = runs.load_tuned(run_path, "float32")
+    tuned = tuned_run.load_tuned(run_path, "float32")
     token_ids = _token_ids()
     expected = _keras_logits(tuned.loaded, token_ids)
     out = tmp_path / "hf"
@@ -378,8 +382,8 @@ def test_cli_exports_hf_and_peft_that_reproduce_the_run(run_path, tmp_path):
     np.testing.assert_allclose(_hf_logits(_hf_load(out), token_ids), expected, atol=1e-4, rtol=0)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
-    export.export(run_path, "hf", str(tmp_path / "base"), base_only=True)
-    export.export(run_path, "peft", str(tmp_path / "adapter"), base_model=str(tmp_path / "base"))
+    exporter.export(run_path, "hf", str(tmp_path / "base"), base_only=True)
+    exporter.export(run_path, "peft", str(tmp_path / "adapter"), base_model=str(tmp_path / "base"))
     base_logits = _hf_logits(_hf_load(tmp_path / "base"), token_ids)
     assert np.abs(base_logits - expected).max() > 1e-3  # two steps of training changed the model
     logits = _peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
@@ -387,24 +391,25 @@ def test_cli_exports_hf_and_peft_that_reproduce_the_run(run_path, tmp_path):
 
 
 def test_cli_keras_export_loads_with_model_load(run_path, tmp_path):
-    from gemma_tune import export, runs
+    from gemma_tune.export import exporter
+    from gemma_tune.runs.tuned_run import tuned_run
 
-    expected = _keras_logits(runs.load_tuned(run_path, "float32").loaded, _token_ids())
-    export.export(run_path, "keras", str(tmp_path / "keras"))
+    expected = _keras_logits(tuned_run.load_tuned(run_path, "float32").loaded, _token_ids())
+    exporter.export(run_path, "keras", str(tmp_path / "keras"))
     reloaded = model.load(str(tmp_path / "keras"), "float32")
     np.testing.assert_allclose(_keras_logits(reloaded, _token_ids()), expected, atol=2e-5, rtol=0)
 
 
 def test_cli_refuses_a_non_empty_out_unless_overwrite(run_path, tmp_path):
-    from gemma_tune import export
+    from gemma_tune.export import exporter
 
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty; pass --overwrite"):
-        export.export(run_path, "peft", str(out))
+        exporter.export(run_path, "peft", str(out))
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    export.export(run_path, "peft", str(out), overwrite=True)
+    exporter.export(run_path, "peft", str(out), overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == [
         "adapter_config.json",
         "adapter_model.safetensors",
@@ -413,19 +418,19 @@ def test_cli_refuses_a_non_empty_out_unless_overwrite(run_path, tmp_path):
 
 
 def test_cli_refuses_options_that_make_no_sense(run_path, tmp_path):
-    from gemma_tune import export
+    from gemma_tune.export import exporter
 
     with pytest.raises(ValueError, match="--base_only"):
-        export.export(run_path, "peft", str(tmp_path / "a"), base_only=True)
+        exporter.export(run_path, "peft", str(tmp_path / "a"), base_only=True)
     with pytest.raises(ValueError, match="float32"):
-        export.export(run_path, "peft", str(tmp_path / "a"), dtype="bfloat16")
+        exporter.export(run_path, "peft", str(tmp_path / "a"), dtype="bfloat16")
     with pytest.raises(FileNotFoundError, match="not a run directory"):
-        export.export(str(tmp_path), "hf", str(tmp_path / "a"))
+        exporter.export(str(tmp_path), "hf", str(tmp_path / "a"))
     assert not (tmp_path / "a").exists()
 
 
 def test_a_failed_export_leaves_out_untouched(tmp_path):
-    from gemma_tune import export
+    from gemma_tune.export import exporter
 
     out = tmp_path / "out"
     out.mkdir()
@@ -437,6 +442,6 @@ def test_a_failed_export_leaves_out_untouched(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        export.write_atomically(str(out), fail)
+        exporter.write_atomically(str(out), fail)
     assert [p.name for p in out.iterdir()] == ["old.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "seen"]

@@ -4,8 +4,10 @@ agrees with it, stops at stop tokens and is deterministic."""
 import numpy as np
 import pytest
 
-from gemma_tune import generate, model, template
+from gemma_tune import model
 from gemma_tune.data import example as ex
+from gemma_tune.evaluation import generate
+from gemma_tune.training import template
 
 
 def _prompt(chat_template, text):

@@ -1,4 +1,4 @@
-"""Tests for gemma_tune.gguf_convert.
+"""Tests for gemma_tune.model.gguf_convert.
 
 These tests write tiny Gemma 3 GGUF files with `gguf.GGUFWriter` and need no download. The
 real Gemma 3 270M is checked against Hugging Face transformers in `gguf_parity_test.py`
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import sentencepiece
 
-from gemma_tune import gguf_convert, gguf_vocab
+from gemma_tune.model import gguf_convert, gguf_vocab
 
 TokenType = gguf.TokenType
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from gemma_tune import gguf_convert
+from gemma_tune.model import gguf_convert
 
 PROMPTS = {
     "english": "The history of the Roman Empire spans more than a thousand years.",

@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from gemma_tune import adapters, model, runs
+from gemma_tune import model
+from gemma_tune.model import adapters
+from gemma_tune.runs.tuned_run import tuned_run
 
 
 def test_targets_expand_groups_and_refuse_unknown_names():
@@ -73,6 +75,6 @@ def test_an_adapter_remembers_rank_alpha_and_targets(tmp_path):
     assert saved["rank"] == 3 and saved["alpha"] == 12.0
     assert saved["targets"] == ["attention_output", "ffw_gating", "key", "query", "value"]
 
-    rebuilt = runs.load_base("tiny:gemma2", str(tmp_path), "float32")
+    rebuilt = tuned_run.load_base("tiny:gemma2", str(tmp_path), "float32")
     adapters.load(rebuilt.causal_lm, str(tmp_path))
     np.testing.assert_allclose(_logits(rebuilt), _logits(tuned), rtol=1e-6, atol=1e-6)

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from gemma_tune import loss
+from gemma_tune.training import loss
 
 
 def _random(seed, shape):

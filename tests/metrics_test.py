@@ -2,7 +2,7 @@
 
 import pytest
 
-from gemma_tune import metrics
+from gemma_tune.evaluation import metrics
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,8 @@ import pytest
 _RUN = textwrap.dedent(
     """
     import sys
-    from gemma_tune import config, sharding, train
+    from gemma_tune import config, train
+    from gemma_tune.training import sharding
 
     sharding.MIN_SHARDED_SIZE = 0
     settings = ["train.max_steps=4", "train.batch_size=4", "train.eval_batch_size=4",

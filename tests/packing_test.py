@@ -9,9 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from gemma_tune import batching, model, optimizer, packing, template, trainer
 from gemma_tune import config as config_lib
+from gemma_tune import model
 from gemma_tune.data import example as ex
+from gemma_tune.training import batching, optimizer, packing, template, trainer
 
 
 def _encoded(lengths, seed=0):

@@ -11,22 +11,13 @@ import keras
 import numpy as np
 import pytest
 
-from gemma_tune import (
-    batching,
-    loop,
-    lora,
-    merge,
-    model,
-    optimizer,
-    quantize,
-    runs,
-    template,
-    testing,
-    train,
-    trainer,
-)
 from gemma_tune import config as config_lib
+from gemma_tune import model, testing, train
 from gemma_tune.data import example as ex
+from gemma_tune.export import merge
+from gemma_tune.model import lora, quantize
+from gemma_tune.runs.tuned_run import tuned_run
+from gemma_tune.training import batching, loop, optimizer, template, trainer
 
 IDS = np.array([[2, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50]])
 
@@ -307,7 +298,7 @@ def test_runs_save_reload_and_resume_exactly(overrides, tmp_path):
                 np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-7)
 
     # The saved adapter rebuilds the tuned model: same logits as the trained one had.
-    tuned = runs.load_tuned(finished, "float32")
+    tuned = tuned_run.load_tuned(finished, "float32")
     metadata = tuned.adapter_metadata
     assert metadata["method"] == config.method
     assert metadata["quantize"] == config.model.quantize
@@ -318,7 +309,9 @@ def test_runs_save_reload_and_resume_exactly(overrides, tmp_path):
             layer for layer in tuned.loaded.backbone._flatten_layers() if layer.name == "query"
         ]
         assert query and all(layer._int4_block_size == 16 for layer in query)
-    base = runs.load_base(tuned.config["model"]["preset"], runs.adapter_path(finished), "float32")
+    base = tuned_run.load_base(
+        tuned.config["model"]["preset"], tuned_run.adapter_path(finished), "float32"
+    )
     tuned_logits = np.asarray(tuned.loaded.causal_lm(_inputs()))
     base_logits = np.asarray(base.causal_lm(_inputs()))
     assert np.abs(tuned_logits - base_logits).max() > 1e-3

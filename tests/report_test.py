@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from gemma_tune import report
+from gemma_tune.reporting import report
 
 LONG_CONTEXT = "The makerspace opens at nine. " * 40 + "THE-END-OF-CONTEXT"
 LONG_ANSWER = "It opens at nine, " * 30 + "and <closes> | at ten. THE-END-OF-ANSWER"

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from gemma_tune import bundled, corpus, retrieval
+from gemma_tune import bundled
 from gemma_tune.data import example, jsonl
+from gemma_tune.evaluation import corpus, retrieval
 
 
 def write(path, text):

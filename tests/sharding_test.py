@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from gemma_tune import sharding
+from gemma_tune.training import sharding
 
 CASES = [
     ("gemma1", 2, 4, 2),  # 4 query heads, 2 kv heads: kv heads do not divide the model axis
@@ -28,8 +28,9 @@ _TRAIN = textwrap.dedent(
     import json, sys
     import jax
     import keras
-    from gemma_tune import batching, config, loop, model, optimizer, sharding, template, testing
-    from gemma_tune import trainer
+    from gemma_tune import config, model, testing
+    from gemma_tune.training import batching, loop, optimizer, sharding, template
+    from gemma_tune.training import trainer
     from gemma_tune.data import example
 
     sharding.MIN_SHARDED_SIZE = 0  # tiny weights are small: split them all, to test the layout

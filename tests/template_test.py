@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gemma_tune import template
 from gemma_tune.data import example as ex
+from gemma_tune.training import template
 
 
 def _conversation(*texts, system=None, context=None):

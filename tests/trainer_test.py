@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from gemma_tune import batching, loop, model, optimizer, template, trainer
 from gemma_tune import config as config_lib
+from gemma_tune import model
 from gemma_tune.data import example as ex
+from gemma_tune.training import batching, loop, optimizer, template, trainer
 
 
 def _examples(count):
@@ -121,7 +122,7 @@ def test_learning_rate_schedule_warms_up_then_decays():
 
 def test_trainer_loss_equals_the_causal_lm_logits_loss(architecture):
     """The step's selective, chunked LM head gives the loss of KerasHub's own logits."""
-    from gemma_tune import loss
+    from gemma_tune.training import loss
 
     config, loaded, chat_template = _setup(architecture)
     encoded = [chat_template.encode(e, config.sequence_length) for e in _examples(4)]

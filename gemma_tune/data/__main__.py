@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 def _token_lengths(model_preset: str, examples: list[example.Example]) -> list[int]:
     """Full templated token lengths of `examples` with `model_preset`'s tokenizer."""
     import gemma_tune  # noqa: F401  (selects the JAX backend before Keras loads)
-    from gemma_tune import model, template
+    from gemma_tune import model
+    from gemma_tune.training import template
 
     chat_template = template.ChatTemplate(model.load_tokenizer(model_preset))
     return [chat_template.encode(item, 0).full_length for item in examples]

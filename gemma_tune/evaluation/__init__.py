@@ -1,0 +1,1 @@
+"""Evaluation: generation, text metrics, base-vs-tuned comparison, reference loss, retrieval."""

@@ -1,0 +1,191 @@
+"""Export a tuned run: `python -m gemma_tune.export --run=RUN_DIR --to=hf|peft|keras --out=DIR`.
+
+    python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf              # merged
+    python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf --dtype=bfloat16
+    python -m gemma_tune.export --run=RUN_DIR --to=keras --out=exported/keras        # merged
+    python -m gemma_tune.export --run=RUN_DIR --to=hf --base_only --out=exported/base
+    python -m gemma_tune.export --run=RUN_DIR --to=peft --out=exported/adapter
+
+- `--to=hf`: the tuned model with LoRA merged into its weights, as a transformers directory
+  (`AutoModelForCausalLM.from_pretrained(DIR)`, `AutoTokenizer.from_pretrained(DIR)`).
+- `--to=keras`: the same merged model as a KerasHub preset (`gemma_tune.model.load(DIR)`,
+  `python -m gemma_tune.sample --model=DIR`).
+- `--to=peft`: only the adapter, for `peft.PeftModel.from_pretrained(base, DIR)`. It reproduces the
+  tuned model only on the base the run was tuned on: export that base once with
+  `--to=hf --base_only`. A Hub checkpoint of the same model is a different base when the run's
+  preset is not bit-identical to it (`gemma3_270m` comes from a 4-bit GGUF, for one).
+- `--base_only` (with `--to=hf` or `--to=keras`): the run's base model, without the adapter.
+- `--base_model` (with `--to=peft`): the base's directory or Hub id, recorded in
+  `adapter_config.json` as `base_model_name_or_path`.
+
+The model is rebuilt in float32 (`tuned_run.load_tuned`), merged in float32 and cast once to
+`--dtype` when saved. The export is written into a temporary sibling of `--out` and renamed into
+place at the end, so an interrupted export never leaves a half-written directory; a non-empty
+`--out` is refused unless `--overwrite` is given.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+
+from absl import app, flags, logging
+
+import gemma_tune  # noqa: F401  (selects the JAX backend)
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines the CLI's flags; only when run as a program, so that importing this module next
+    to other entry points (train, evaluate, sample) does not redefine their `--run`."""
+    flags.DEFINE_string("run", None, "The run directory to export (written by gemma_tune.train).")
+    flags.DEFINE_enum("to", None, ["hf", "peft", "keras"], "Export format.")
+    flags.DEFINE_string("out", None, "The directory to create.")
+    flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Weights' dtype (hf, keras).")
+    flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
+    flags.DEFINE_bool("base_only", False, "Export the run's base model without its adapter.")
+    flags.DEFINE_string("base_model", None, "--to=peft: the base's path or Hub id, recorded.")
+
+
+HINTS = {
+    "hf": "Load it with transformers.AutoModelForCausalLM.from_pretrained({out!r}) "
+    "and transformers.AutoTokenizer.from_pretrained({out!r}).",
+    "keras": "Load it with gemma_tune.model.load({out!r}) or "
+    "python -m gemma_tune.sample --model={out} --prompt=...",
+    "peft": "Load it with peft.PeftModel.from_pretrained(base, {out!r}), where base is "
+    "transformers.AutoModelForCausalLM.from_pretrained(BASE) and BASE was written by "
+    "python -m gemma_tune.export --run={run} --to=hf --base_only --out=BASE.",
+}
+
+
+def check_out(out: str, overwrite: bool) -> None:
+    """Refuses an existing file, or a non-empty directory unless `overwrite`.
+
+    Raises:
+      FileExistsError: naming `out` and the fix.
+    """
+    if os.path.isfile(out):
+        raise FileExistsError(f"--out={out} is a file; give a directory path")
+    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+        raise FileExistsError(f"--out={out} is not empty; pass --overwrite to replace it")
+
+
+def write_atomically(out: str, write) -> None:
+    """Calls `write(staging_dir)` on a temporary sibling of `out`, then renames it to `out`.
+
+    An existing `out` is replaced only after `write` has succeeded; on failure the staging
+    directory is removed and `out` is left as it was.
+    """
+    out = os.path.abspath(out)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.partial-", dir=parent)
+    try:
+        write(staging)
+        if os.path.exists(out):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
+            os.rename(out, os.path.join(old, "replaced"))
+            os.rename(staging, out)
+            shutil.rmtree(old)
+        else:
+            os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def export(
+    run_path: str,
+    to: str,
+    out: str,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    base_only: bool = False,
+    base_model: str | None = None,
+) -> str:
+    """Exports a run directory's model (see the module docstring for the formats).
+
+    Args:
+      run_path: a run directory written by `gemma_tune.train`.
+      to: "hf", "peft" or "keras".
+      out: the directory to create.
+      dtype: "float32" or "bfloat16" for hf and keras; peft adapters are always float32.
+      overwrite: replace a non-empty `out`.
+      base_only: export the run's base model instead of the tuned one (hf, keras).
+      base_model: for peft, the base model's path or Hub id recorded in adapter_config.json.
+
+    Returns:
+      `out`.
+
+    Raises:
+      ValueError: for option combinations that make no sense.
+      FileExistsError: for a non-empty `out` without `overwrite`.
+      FileNotFoundError: when `run_path` is not a finished run.
+    """
+    from gemma_tune import model
+    from gemma_tune.export import hf_export, merge, peft_export
+    from gemma_tune.runs.tuned_run import tuned_run
+
+    if to not in HINTS:
+        raise ValueError(f"--to must be one of {sorted(HINTS)}, got {to!r}")
+    if to == "peft" and base_only:
+        raise ValueError("--base_only exports a full model; use it with --to=hf or --to=keras")
+    if to == "peft" and dtype != "float32":
+        raise ValueError("PEFT adapters are saved in float32; drop --dtype")
+    if base_model and to != "peft":
+        raise ValueError("--base_model only applies to --to=peft")
+    check_out(out, overwrite)
+    config = tuned_run.read_config(run_path)
+    preset = config["model"]["preset"]
+    if base_only:
+        print(f"Loading the base model of {run_path}: {preset} (float32) ...", flush=True)
+        loaded = model.load(preset, "float32", seed=config.get("seed", 0))
+        what = "the base model (no adapter)"
+    else:
+        tuned_run.adapter_path(run_path)  # fail before loading when the run has no adapter
+        print(f"Loading {run_path}: {preset} with its LoRA adapter (float32) ...", flush=True)
+        tuned = tuned_run.load_tuned(run_path, "float32")
+        loaded = tuned.loaded
+        what = f"the tuned model (LoRA rank {tuned.adapter_metadata.get('rank')} merged)"
+
+    def write(directory: str) -> None:
+        if to == "hf":
+            print(f"Writing {what} as a Hugging Face model ({dtype}) ...", flush=True)
+            hf_export.save(loaded, directory, dtype)
+        elif to == "keras":
+            print(f"Writing {what} as a KerasHub preset ({dtype}) ...", flush=True)
+            merge.save_keras_preset(loaded, directory, dtype)
+        else:
+            print("Writing the LoRA adapter as a PEFT adapter (float32) ...", flush=True)
+            peft_export.save(loaded, directory, base_model)
+
+    write_atomically(out, write)
+    return out
+
+
+def main(argv) -> int:
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    for name in ("run", "to", "out"):
+        if not getattr(FLAGS, name):
+            raise app.UsageError(f"--{name} is required")
+    try:
+        out = export(
+            FLAGS.run,
+            FLAGS.to,
+            FLAGS.out,
+            dtype=FLAGS.dtype,
+            overwrite=FLAGS.overwrite,
+            base_only=FLAGS.base_only,
+            base_model=FLAGS.base_model,
+        )
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Exported to {out}")
+    print(HINTS[FLAGS.to].format(out=out, run=FLAGS.run))
+    return 0

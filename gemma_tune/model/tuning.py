@@ -1,0 +1,180 @@
+"""Choosing what a run trains: LoRA/DoRA targets, full fine-tuning, and checking those settings.
+
+`enable_tuning(model, method, lora_config)` freezes the base and adds adapters (`lora`), or makes
+every weight trainable; `check_tuning(config)` rejects bad settings before any work.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gemma_tune.model import lora
+from gemma_tune.model.load import LoadedModel
+
+# The projections of a Gemma decoder block that LoRA can adapt, by KerasHub layer name.
+LORA_TARGETS = (
+    "query",
+    "key",
+    "value",
+    "attention_output",
+    "ffw_gating",
+    "ffw_gating_2",
+    "ffw_linear",
+)
+# Shorthands accepted in `lora.targets`.
+LORA_TARGET_GROUPS = {
+    "attention": ("query", "key", "value", "attention_output"),
+    "mlp": ("ffw_gating", "ffw_gating_2", "ffw_linear"),
+    "all": LORA_TARGETS,
+}
+DEFAULT_LORA_TARGETS = ("query", "value")  # KerasHub's, as in Google's Gemma LoRA tutorial
+
+
+def lora_target_names(targets) -> list[str]:
+    """Expands `lora.targets` (layer names and the shorthands attention, mlp, all) into
+    layer names, in `LORA_TARGETS` order.
+
+    Raises:
+      ValueError: for an unknown name, listing the valid ones.
+    """
+    names = set()
+    for target in targets or DEFAULT_LORA_TARGETS:
+        if target in LORA_TARGET_GROUPS:
+            names.update(LORA_TARGET_GROUPS[target])
+        elif target in LORA_TARGETS:
+            names.add(target)
+        else:
+            valid = ", ".join(LORA_TARGETS + tuple(LORA_TARGET_GROUPS))
+            raise ValueError(f"lora.targets: unknown target {target!r}; choose from {valid}")
+    return [name for name in LORA_TARGETS if name in names]
+
+
+METHODS = ("lora", "dora", "full")
+
+
+def enable_lora(
+    model: LoadedModel,
+    rank: int,
+    alpha: float = 0.0,
+    targets=None,
+    dora: bool = False,
+    dropout: float = 0.0,
+) -> None:
+    """Freezes the base weights and adds LoRA (or DoRA) to the target projections of every
+    block (`gemma_tune.lora`).
+
+    Args:
+      model: the loaded model (changed in place; may be quantized, see `gemma_tune.quantize`).
+      rank: LoRA rank r.
+      alpha: the update is scaled by alpha / r; 0 means alpha = r (scale 1, KerasHub's default).
+      targets: layer names or shorthands (see `lora_target_names`); default query and value,
+        KerasHub's targets, as in Google's Gemma LoRA tutorial.
+      dora: weight-decomposed LoRA (a learned magnitude per output unit).
+      dropout: dropout on the adapters' inputs while training.
+    """
+    if rank <= 0:
+        raise ValueError(f"lora.rank must be positive, got {rank}")
+    if alpha < 0:
+        raise ValueError(f"lora.alpha must be positive (or 0 for alpha = rank), got {alpha}")
+    names = set(lora_target_names(targets))
+    backbone = model.backbone
+    backbone.trainable = True
+    layers = [layer for layer in backbone._flatten_layers(include_self=False) if layer.weights]
+    for layer in backbone._flatten_layers(include_self=False):
+        layer.trainable = False
+    enabled = []
+    for index, layer in enumerate(layers):
+        if layer.name in names and hasattr(layer, "enable_lora"):
+            layer.trainable = True
+            lora.adapt(layer, rank, alpha or rank, dora, dropout, layer_id=index)
+            enabled.append(index)
+    if not enabled:
+        raise ValueError(f"no layer of this model is named like lora.targets {sorted(names)}")
+    # What KerasHub's own `enable_lora` records, for its save/load helpers.
+    backbone._lora_enabled_layers = enabled
+    backbone._lora_rank = rank
+
+
+def enable_full(model: LoadedModel) -> None:
+    """Makes every weight trainable (full fine-tuning; for small models: AdamW keeps two more
+    copies of every weight)."""
+    if any(getattr(v, "dtype", "") in ("int8", "uint8") for v in model.backbone.weights):
+        raise ValueError("full fine-tuning needs float weights; set model.quantize=none")
+    model.backbone.trainable = True
+    for layer in model.backbone._flatten_layers(include_self=True):
+        layer.trainable = True
+
+
+def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
+    """Prepares `model` for the tuning `method` ("lora", "dora" or "full") with the experiment's
+    `lora` settings (rank, alpha, targets, dropout)."""
+    if method == "full":
+        enable_full(model)
+    elif method in ("lora", "dora"):
+        enable_lora(
+            model,
+            lora_config.rank,
+            lora_config.alpha,
+            list(lora_config.targets),
+            dora=method == "dora",
+            dropout=lora_config.dropout,
+        )
+    else:
+        raise ValueError(f"method: unknown {method!r}; choose from {', '.join(METHODS)}")
+
+
+def check_tuning(config) -> None:
+    """Checks an experiment's method, LoRA and quantization settings before any work.
+
+    Raises:
+      ValueError: naming the bad setting and the valid choices.
+    """
+    from gemma_tune.model import quantize
+
+    if config.method not in METHODS:
+        raise ValueError(f"method: unknown {config.method!r}; choose from {', '.join(METHODS)}")
+    if config.model.quantize not in quantize.MODES:
+        modes = ", ".join(quantize.MODES)
+        raise ValueError(f"model.quantize: unknown {config.model.quantize!r}; choose from {modes}")
+    if config.model.int4_block_size <= 0:
+        raise ValueError(
+            f"model.int4_block_size must be positive, got {config.model.int4_block_size}"
+        )
+    if config.method == "full" and config.model.quantize != "none":
+        raise ValueError(
+            "method=full trains every weight, which cannot be int8/int4: use "
+            "model.quantize=none (or method=lora/dora for QLoRA)"
+        )
+    if not 0.0 <= config.lora.dropout < 1.0:
+        raise ValueError(f"lora.dropout must be in [0, 1), got {config.lora.dropout}")
+    lora_target_names(config.lora.targets)
+
+
+def describe_tuning(config) -> str:
+    """One line saying what is trained, e.g. "DoRA rank 4 on query, value (int4 base)"."""
+    if config.method == "full":
+        return "full fine-tuning (every weight)"
+    name = {"lora": "LoRA", "dora": "DoRA"}[config.method]
+    targets = ", ".join(lora_target_names(config.lora.targets))
+    text = f"{name} rank {config.lora.rank} on {targets}"
+    if config.lora.dropout:
+        text += f", dropout {config.lora.dropout:g}"
+    if config.model.quantize != "none":
+        text += f" ({config.model.quantize} base)"
+    return text
+
+
+def enable_remat(model: LoadedModel) -> None:
+    """Recomputes each decoder block's activations in the backward pass instead of keeping
+    them (gradient checkpointing, `train.remat`)."""
+    import keras
+
+    for block in model.backbone.transformer_layers:
+        block._remat_mode = keras.RematScope(mode="full")
+
+
+def parameter_counts(model: LoadedModel) -> tuple[int, int]:
+    """Returns `(total, trainable)` parameter counts."""
+    total = sum(math.prod(v.shape) for v in model.causal_lm.weights)
+    trainable = sum(math.prod(v.shape) for v in model.causal_lm.trainable_weights)
+    return total, trainable

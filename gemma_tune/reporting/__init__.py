@@ -1,0 +1,1 @@
+"""The run report: report.md and a self-contained report.html."""

@@ -1,0 +1,1 @@
+"""The run directory every training run writes, and reading a run back."""

@@ -1,0 +1,149 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+    RUN_DIR/checkpoints/step-000040/
+      state.npz    the trainable weights (keyed by variable path) and the optimizer's state
+      state.json   step, tokens seen, time spent, validation results so far, array names
+
+A checkpoint is written into a hidden `.partial-*` directory, flushed to disk and then renamed
+into place, so a crash (or a kill) while writing leaves the previous checkpoints intact and the
+half-written one is never read. The data order needs no saving: it is a function of the seed
+and the epoch (`batching.epoch_order`), and the step says how far into it the run got. Only the
+newest `keep` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+import gemma_tune
+from gemma_tune.training import multihost
+
+DIRECTORY = "checkpoints"
+PREFIX = "step-"
+PARTIAL = ".partial-"
+ARRAYS_FILE = "state.npz"
+STATE_FILE = "state.json"
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
+    """Writes a checkpoint of `trainer` and the loop's `state` atomically; returns its path.
+
+    Args:
+      run_path: the run directory.
+      trainer: a `gemma_tune.training.trainer.Trainer` (its trainable weights, optimizer state,
+        step).
+      state: JSON-serializable loop state (tokens seen, elapsed time, validation results).
+      keep: how many of the newest checkpoints to keep (at least 1).
+
+    Raises:
+      OSError: when the checkpoint cannot be written (full disk, no permission), naming where.
+    """
+    root = os.path.join(run_path, DIRECTORY)
+    final = os.path.join(root, f"{PREFIX}{trainer.step:06d}")
+    partial = os.path.join(root, f"{PARTIAL}{trainer.step:06d}-{os.getpid()}")
+    trainable_paths = [v.path for v in trainer.backbone.trainable_variables]
+    optimizer_paths = [v.path for v in trainer.optimizer.variables]
+    arrays = {
+        f"trainable/{path}": multihost.to_host(array)
+        for path, array in zip(trainable_paths, trainer.trainable, strict=True)
+    }
+    arrays.update(
+        {f"optimizer/{i:05d}": multihost.to_host(a) for i, a in enumerate(trainer.optimizer_state)}
+    )
+    record = {
+        **state,
+        "step": trainer.step,
+        "trainable_paths": trainable_paths,
+        "optimizer_paths": optimizer_paths,
+        "gemma_tune_version": gemma_tune.__version__,
+    }
+    try:
+        os.makedirs(partial, exist_ok=True)
+        with open(os.path.join(partial, ARRAYS_FILE), "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        with open(os.path.join(partial, STATE_FILE), "w") as f:
+            json.dump(record, f, indent=2, sort_keys=True, default=float)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(final):  # A rerun reached the same step again: replace it.
+            shutil.rmtree(final)
+        os.rename(partial, final)
+        _fsync_directory(root)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise OSError(f"cannot write checkpoint {final}: {error.strerror or error}") from error
+    for old in list_complete(run_path)[: -max(keep, 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_complete(run_path: str) -> list[str]:
+    """Complete checkpoints of a run, oldest first (partial writes are not listed)."""
+    root = os.path.join(run_path, DIRECTORY)
+    if not os.path.isdir(root):
+        return []
+    names = sorted(
+        name
+        for name in os.listdir(root)
+        if name.startswith(PREFIX) and os.path.exists(os.path.join(root, name, STATE_FILE))
+    )
+    return [os.path.join(root, name) for name in names]
+
+
+def latest(run_path: str) -> str | None:
+    """The newest complete checkpoint of a run, or None."""
+    complete = list_complete(run_path)
+    return complete[-1] if complete else None
+
+
+def remove_partial(run_path: str) -> None:
+    """Deletes leftovers of checkpoint writes that were interrupted."""
+    root = os.path.join(run_path, DIRECTORY)
+    if os.path.isdir(root):
+        for name in os.listdir(root):
+            if name.startswith(PARTIAL):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def restore(path: str, trainer) -> dict:
+    """Loads a checkpoint into `trainer` (weights, optimizer state, step); returns its state.
+
+    Raises:
+      ValueError: when the checkpoint's variables do not match the trainer's model, naming
+        the first difference (a checkpoint of another model or another LoRA setup).
+    """
+    with open(os.path.join(path, STATE_FILE)) as f:
+        state = json.load(f)
+    trainable_paths = [v.path for v in trainer.backbone.trainable_variables]
+    if state["trainable_paths"] != trainable_paths:
+        mismatch = sorted(set(state["trainable_paths"]) ^ set(trainable_paths))[:3]
+        raise ValueError(f"checkpoint {path} is for other trainable variables: {mismatch}")
+    if len(state["optimizer_paths"]) != len(trainer.optimizer_state):
+        raise ValueError(f"checkpoint {path} has another optimizer state layout")
+    with np.load(os.path.join(path, ARRAYS_FILE)) as arrays:
+        trainable = [arrays[f"trainable/{p}"] for p in trainable_paths]
+        optimizer_state = [
+            arrays[f"optimizer/{i:05d}"] for i in range(len(trainer.optimizer_state))
+        ]
+    for name, loaded, current in zip(trainable_paths, trainable, trainer.trainable, strict=True):
+        if loaded.shape != tuple(current.shape):
+            raise ValueError(
+                f"checkpoint {path}: {name} has shape {loaded.shape}, "
+                f"the model expects {tuple(current.shape)}"
+            )
+    trainer.set_state(trainable, optimizer_state, state["step"])
+    return state

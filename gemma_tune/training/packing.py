@@ -1,0 +1,101 @@
+"""Packing: several short examples share one training row, each attending only to itself.
+
+With `train.packing = true`, the encoded training examples are combined into rows of at most
+`sequence_length` inputs (first-fit, longest first, so the result is fixed by the data alone and
+a resumed run sees the same rows). Each row carries `segment_ids` (1, 2, ... per example);
+while the train step runs, every decoder block's attention mask is narrowed to tokens of the
+same segment. Positions are not restarted per example: Gemma's rotary embeddings make attention
+depend only on the distance between tokens, so inside its segment an example is computed as if
+it were alone. An example's first target (its BOS, which follows the previous example's last
+token) has weight 0, so no loss crosses a boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from gemma_tune.training import template
+
+
+def combine(encoded: list[template.Encoded], sequence_length: int) -> list[template.Encoded]:
+    """Packs examples into as few rows as first-fit decreasing finds.
+
+    A row holds `sequence_length + 1` tokens (its inputs are tokens[:-1], its targets
+    tokens[1:]), as an unpacked example does.
+
+    Returns:
+      The rows, each an `Encoded` whose `segment_ids` number its examples from 1, ordered by
+      the longest example they hold (ties by input order).
+    """
+    capacity = sequence_length + 1
+    order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i].token_ids), i))
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for index in order:
+        size = len(encoded[index].token_ids)
+        if size > capacity:
+            raise ValueError(f"example {index} has {size} tokens, more than {capacity}")
+        row = next((r for r, free in enumerate(room) if free >= size), None)
+        if row is None:
+            rows.append([])
+            room.append(capacity)
+            row = len(rows) - 1
+        rows[row].append(index)
+        room[row] -= size
+    return [_join([encoded[i] for i in members]) for members in rows]
+
+
+def _join(items: list[template.Encoded]) -> template.Encoded:
+    return template.Encoded(
+        token_ids=np.concatenate([item.token_ids for item in items]).astype(np.int32),
+        target_weights=np.concatenate([item.target_weights for item in items]).astype(np.float32),
+        full_length=sum(item.full_length for item in items),
+        segment_ids=np.concatenate(
+            [np.full(len(item.token_ids), n, np.int32) for n, item in enumerate(items, 1)]
+        ),
+    )
+
+
+def fill(rows: list[template.Encoded], sequence_length: int) -> float:
+    """The fraction of the rows' token slots that hold tokens (1.0: no padding)."""
+    return sum(len(row.token_ids) for row in rows) / (len(rows) * (sequence_length + 1))
+
+
+@contextlib.contextmanager
+def segment_attention(backbone, segment_ids):
+    """While active, each decoder block of `backbone` attends only within a segment.
+
+    Wraps every block's attention-mask computation (causal and padding, as KerasHub builds
+    it) with `same segment`. A no-op when `segment_ids` is None.
+
+    Args:
+      backbone: a KerasHub Gemma or Gemma3 backbone.
+      segment_ids: `[batch, length]` ints matching the inputs, or None.
+    """
+    if segment_ids is None:
+        yield
+        return
+    from keras import ops
+
+    same = ops.expand_dims(segment_ids, 2) == ops.expand_dims(segment_ids, 1)
+    blocks = list(backbone.transformer_layers)
+    for block in blocks:
+        if not hasattr(block, "_compute_attention_mask"):
+            raise TypeError(
+                f"train.packing needs KerasHub decoder blocks with _compute_attention_mask; "
+                f"{type(block).__name__} has none (set train.packing=false)"
+            )
+        original = block._compute_attention_mask
+
+        def within_segments(*args, _original=original, **kwargs):
+            mask = _original(*args, **kwargs)
+            return ops.cast(ops.logical_and(mask, same), mask.dtype)
+
+        block._compute_attention_mask = within_segments
+    try:
+        yield
+    finally:
+        for block in blocks:
+            del block._compute_attention_mask
