@@ -20,6 +20,45 @@ import json
 import os
 import shutil
 
+# Every file and folder of a run directory, by what it holds. No other module spells these.
+CONFIG = "config.json"
+DATA_SUMMARY = "data_summary.json"
+METRICS = "metrics.jsonl"
+ADAPTER_DIR = "adapter"
+CHECKPOINTS_DIR = "checkpoints"
+BASE_ANSWERS = "base_answers.json"
+SAMPLES = "samples.md"
+COMPARISON = "comparison.json"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+LOSS_CURVES = "loss_curves.png"
+RESULT = "result.json"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def write_atomically(path: str, content: str | bytes) -> str:
+    """Writes `content` to `path` through a temporary file and a rename, so a reader (or a
+    resumed run) never sees half a file; returns `path`."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb" if isinstance(content, bytes) else "w") as f:
+        f.write(content)
+    os.replace(tmp, path)
+    return path
+
+
+def write_text(run_path: str, name: str, text: str) -> str:
+    """Writes `text` to `run_path/name` atomically; returns the path."""
+    return write_atomically(os.path.join(run_path, name), text)
+
+
+def read_json(run_path: str, name: str):
+    """Reads `run_path/name` as JSON; None when the file does not exist."""
+    path = os.path.join(run_path, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
 
 def default_path(experiment: str, root: str = "runs") -> str:
     """`runs/<experiment>-<YYYYmmdd-HHMMSS>`, with `:` in the name made filesystem-safe."""
@@ -117,13 +156,8 @@ def truncate_metrics(run_path: str, last_step: int) -> None:
 
 def write_json(run_path: str, name: str, payload) -> str:
     """Writes `payload` as indented JSON to `run_path/name` atomically; returns the path."""
-    target = os.path.join(run_path, name)
-    tmp = target + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-    os.replace(tmp, target)
-    return target
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    return write_text(run_path, name, text)
 
 
 def check_tensorboard() -> None:
