@@ -148,3 +148,16 @@ def _same_passage(text: str, gold: str) -> bool:
     """Whether one text contains the other, comparing words only."""
     text, gold = " ".join(text.split()), " ".join(gold.split())
     return bool(text) and (text in gold or gold in text)
+
+
+def from_config(retrieval_config) -> Retriever | None:
+    """A BM25 retriever over the experiment's `retrieval.corpus` (split into passages of
+    `retrieval.passage_words`), or None when the experiment retrieves nothing. Training and
+    evaluation build their retriever here, so both index the corpus the same way."""
+    settings = dict(retrieval_config or {})
+    if not settings.get("corpus"):
+        return None
+    print(f"Indexing {settings['corpus']} for retrieval ...", flush=True)
+    passages = corpus.load_corpus(settings["corpus"], passage_words=settings["passage_words"])
+    print(f"{len(passages)} passages indexed", flush=True)
+    return Retriever(passages)

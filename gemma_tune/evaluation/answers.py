@@ -1,0 +1,82 @@
+"""The answers an evaluation compares: every system's greedy answers to the same prompts.
+
+A system is a model state (`BASE` before tuning, `TUNED` after) and a prompt variant: the
+examples as given (suffix ""), and with a retriever also without any context ("") and with the
+retrieved passages (`CONTEXT`, "+context"). Training's evaluation and `python -m
+gemma_tune.evaluate` both generate through here, so their answers are the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+BASE, TUNED, CONTEXT = "base", "tuned", "+context"
+
+
+def variants(examples, retriever=None, top_k: int = 0) -> dict[str, list]:
+    """The prompt variants each model answers, keyed by the system-name suffix: as given (""),
+    and with a retriever also without any context ("") and with the retrieved passages
+    ("+context"), so the effect of the passages is measured on the same questions."""
+    if retriever is None:
+        return {"": list(examples)}
+    from gemma_tune.evaluation import retrieval
+
+    without = [dataclasses.replace(item, context=None) for item in examples]
+    return {"": without, CONTEXT: retrieval.attach_context(without, retriever, top_k)}
+
+
+def answer_variants(causal_lm, chat_template, prompt_variants, label, max_new_tokens, batch_size):
+    """Greedy answers of the model as it is now to every variant; keys are system names
+    (`label` + the variant's suffix, e.g. "tuned+context"), as the comparison scores them."""
+    from gemma_tune.evaluation import samples
+
+    answers = {}
+    for suffix, examples in prompt_variants.items():
+        name = f"{label}{suffix}"
+        print(f"Generating {len(examples)} {name} answers ...", flush=True)
+        answers[name] = samples.generate_texts(
+            causal_lm, chat_template, examples, max_new_tokens, batch_size=batch_size
+        )
+    return answers
+
+
+def answer_prompts(causal_lm, chat_template, prompts, max_new_tokens, batch_size) -> list[str]:
+    """Greedy answers to free-form prompts (an experiment's fixed qualitative prompts), which
+    have no reference answer and are shown, not scored."""
+    from gemma_tune.data import example
+    from gemma_tune.evaluation import samples
+
+    items = [
+        example.Example(turns=(example.Turn(example.USER, p), example.Turn(example.MODEL, "-")))
+        for p in prompts
+    ]
+    return samples.generate_texts(
+        causal_lm, chat_template, items, max_new_tokens, batch_size=batch_size
+    )
+
+
+def qualitative_records(prompts, answers_by_system: dict[str, list[str]]) -> list[dict]:
+    """The comparison's "qualitative" list: each prompt with every system's answer."""
+    return [
+        {
+            "prompt": prompt,
+            "answers": {name: answers[i] for name, answers in answers_by_system.items()},
+        }
+        for i, prompt in enumerate(prompts)
+    ]
+
+
+def examples_for_scoring(prompt_variants: dict[str, list]) -> list:
+    """The examples the comparison lists (with retrieved context when there is some, so the
+    report shows what the +context systems saw)."""
+    return prompt_variants.get(CONTEXT, prompt_variants[""])
+
+
+def loss_record(result: dict, prefix: str = "") -> dict:
+    """Picks loss, perplexity and accuracy out of a validation result (keys may be prefixed,
+    e.g. "base_val_"), in the shape the comparison's "losses" hold them."""
+    return {
+        name: result[f"{prefix}{name}"]
+        for name in ("loss", "perplexity", "accuracy", "target_tokens")
+        if f"{prefix}{name}" in result
+    }
