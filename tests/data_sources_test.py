@@ -1,5 +1,6 @@
 """Tests for `sources.load`: config to (train, validation, summary) for every source."""
 
+import inspect
 import json
 import sys
 import types
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import gemma_tune
+from gemma_tune import config as config_lib
 from gemma_tune.data import example, sources
 
 
@@ -47,12 +49,26 @@ def test_file_jsonl_with_split_cap_and_context_policy(tmp_path):
     assert kept[0] == "question 1" and kept[-1] == "question 24"
 
 
-def test_missing_fields_take_defaults(tmp_path):
-    path = write_jsonl(tmp_path / "train.jsonl", dolly_rows(3))
+def test_missing_fields_take_the_experiment_configs_defaults(tmp_path):
+    # A partial config (or an older run's) falls back to base_config()'s data section: the
+    # reference run's 5% validation split and 1000-row cap, not defaults of its own.
+    path = write_jsonl(tmp_path / "train.jsonl", dolly_rows(1010))
     bare = ml_collections.ConfigDict({"source": "file", "path": path})
     train, validation, result = sources.load(bare)
-    assert len(train) == 3 and validation == []
-    assert result.validation_from == "none"
+    assert result.over_max_examples == 10
+    assert (len(train), len(validation)) == (950, 50)
+    assert result.validation_from == "split"
+
+
+def test_data_defaults_live_in_the_experiment_config_only():
+    data = config_lib.base_config().data
+    assert sources.default_config().to_dict() == data.to_dict()
+    # read_file's keyword defaults are the same reader settings; they must not drift apart.
+    parameters = inspect.signature(sources.read_file).parameters
+    for name in ("format", "input_column", "output_column", "context_column", "system_column"):
+        assert parameters[name].default == data[name], name
+    assert parameters["keep_context"].default == data.keep_context
+    assert not hasattr(sources, "DEFAULTS")
 
 
 def test_csv_by_extension_and_forced(tmp_path):
@@ -120,7 +136,7 @@ def test_hf_source_calls_load_dataset(monkeypatch):
         return datasets.Dataset.from_list(dolly_rows(4, context_every=2))
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    train, _, result = sources.load(config(source="hf", split="train[:4]"))
+    train, _, result = sources.load(config(source="hf", split="train[:4]", validation_fraction=0))
     assert calls == [("databricks/databricks-dolly-15k", "train[:4]")]
     assert [e.source for e in train] == [
         "databricks/databricks-dolly-15k[1]",

@@ -9,37 +9,33 @@ reports token lengths with the chat template and how many examples N tokens trun
     python -m gemma_tune.data check train.jsonl
     python -m gemma_tune.data check qa.csv --input_column=question --output_column=answer
     python -m gemma_tune.data check train.jsonl --model=gemma_2b_en --sequence_length=256
+
+The reader options default to the experiment config's `data.*` values (`gemma_tune.config`).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 
+from absl import app, flags
+
+from gemma_tune import config as config_lib
 from gemma_tune.data import duplicates, example, lengths, sources, summary
 
+COMMANDS = ("check",)
+_DEFAULTS = config_lib.base_config()
+_DATA = _DEFAULTS.data
 
-def _parser() -> argparse.ArgumentParser:
-    """The command line: one `check` command with the file and reader options."""
-    parser = argparse.ArgumentParser(prog="python -m gemma_tune.data")
-    commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="validate a JSONL or CSV data file")
-    check.add_argument("file", help="the JSONL or CSV file")
-    check.add_argument("--format", default="auto", choices=sources.FILE_FORMATS)
-    check.add_argument("--input_column", default="input", help="CSV: the user column")
-    check.add_argument("--output_column", default="output", help="CSV: the model column")
-    check.add_argument("--context_column", default="", help="CSV: an optional context column")
-    check.add_argument("--system_column", default="", help="CSV: an optional system column")
-    check.add_argument(
-        "--keep_context", action="store_true", help="Dolly: keep rows with a context"
-    )
-    check.add_argument("--dedup", default="exact", choices=duplicates.MODES)
-    check.add_argument(
-        "--model", default="", help="a preset whose tokenizer measures token lengths"
-    )
-    check.add_argument("--sequence_length", type=int, default=256, help="with --model")
-    return parser
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("format", _DATA.format, sources.FILE_FORMATS, "The file's format.")
+flags.DEFINE_string("input_column", _DATA.input_column, "CSV: the user column.")
+flags.DEFINE_string("output_column", _DATA.output_column, "CSV: the model column.")
+flags.DEFINE_string("context_column", _DATA.context_column, "CSV: an optional context column.")
+flags.DEFINE_string("system_column", _DATA.system_column, "CSV: an optional system column.")
+flags.DEFINE_bool("keep_context", _DATA.keep_context, "Dolly: keep rows with a context.")
+flags.DEFINE_enum("dedup", _DATA.dedup, duplicates.MODES, "How duplicates are matched.")
+flags.DEFINE_string("model", "", "A preset whose tokenizer measures token lengths.")
+flags.DEFINE_integer("sequence_length", _DEFAULTS.sequence_length, "With --model: the limit.")
 
 
 def _token_lengths(model_preset: str, examples: list[example.Example]) -> list[int]:
@@ -52,50 +48,61 @@ def _token_lengths(model_preset: str, examples: list[example.Example]) -> list[i
     return [chat_template.encode(item, 0).full_length for item in examples]
 
 
-def check(args: argparse.Namespace) -> int:
-    """Validates `args.file`, prints its problems or its summary, and returns the exit code."""
+def _read(path: str):
+    """Reads `path` with the flags' reader options; prints what is wrong and returns None
+    when it cannot be read."""
     try:
-        read = sources.read_file(
-            args.file,
-            format=args.format,
-            input_column=args.input_column,
-            output_column=args.output_column,
-            context_column=args.context_column,
-            system_column=args.system_column,
-            keep_context=args.keep_context,
+        return sources.read_file(
+            path,
+            format=FLAGS.format,
+            input_column=FLAGS.input_column,
+            output_column=FLAGS.output_column,
+            context_column=FLAGS.context_column,
+            system_column=FLAGS.system_column,
+            keep_context=FLAGS.keep_context,
         )
     except example.DataError as error:
         for problem in error.problems:
             print(problem)
-        print(f"{len(error.problems)} problem(s) in {args.file}", file=sys.stderr)
-        return 1
+        print(f"{len(error.problems)} problem(s) in {path}", file=sys.stderr)
     except (OSError, ValueError) as error:
-        print(f"{args.file}: {error}", file=sys.stderr)
+        print(f"{path}: {error}", file=sys.stderr)
+    return None
+
+
+def check(path: str) -> int:
+    """Validates `path`, prints its problems or its summary, and returns the exit code (1 for
+    any bad row, an unreadable file or no examples at all)."""
+    read = _read(path)
+    if read is None:
         return 1
-    kept, _, result = summary.prepare(read, dedup=args.dedup)
-    if args.model and kept:
-        result.add_token_lengths(_token_lengths(args.model, kept), args.sequence_length)
+    kept, _, result = summary.prepare(read, dedup=FLAGS.dedup)
+    if FLAGS.model and kept:
+        result.add_token_lengths(_token_lengths(FLAGS.model, kept), FLAGS.sequence_length)
     print(result.format())
     texts = [lengths.plain_text(item) for item in kept]
     characters = lengths.LengthStats.of([len(text) for text in texts])
     words = lengths.LengthStats.of([len(text.split()) for text in texts])
     print(f"characters: {characters.format()}")
     print(f"words: {words.format()}")
-    if not args.model:
+    if not FLAGS.model:
         print("(add --model=PRESET to measure token lengths with that model's tokenizer)")
     if not kept:
-        print(f"{args.file}: no examples", file=sys.stderr)
+        print(f"{path}: no examples", file=sys.stderr)
         return 1
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line and returns the exit code."""
-    args = _parser().parse_args(argv)
-    if args.command == "check":
-        return check(args)
-    raise AssertionError(f"unhandled command {args.command!r}")
+def main(argv) -> int:
+    """Runs `check FILE` (the positional arguments absl leaves after the flags); returns the
+    exit code."""
+    args = argv[1:]
+    if not args or args[0] not in COMMANDS:
+        raise app.UsageError(f"give a command: {' | '.join(COMMANDS)} (check FILE)")
+    if len(args) != 2:
+        raise app.UsageError(f"check takes one file, got {args[1:] or 'none'}")
+    return check(args[1])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app.run(lambda argv: sys.exit(main(argv)))

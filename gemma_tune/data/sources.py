@@ -8,6 +8,7 @@ validation file are raised together, so one run shows all of them.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -26,32 +27,19 @@ SOURCES = ("hf", "tfds", "file", "tiny")
 CSV = "csv"
 FILE_FORMATS = (jsonl.AUTO, CSV, *jsonl_formats.FORMATS)
 
-# The data config's fields and their defaults; `load` falls back to these for missing fields.
-DEFAULTS: dict[str, Any] = {
-    "source": "hf",
-    "name": "databricks/databricks-dolly-15k",
-    "split": "train",
-    "path": "",
-    "format": jsonl.AUTO,
-    "input_column": "input",
-    "output_column": "output",
-    "context_column": "",
-    "system_column": "",
-    "keep_context": False,
-    "max_examples": 0,
-    "validation_path": "",
-    "validation_fraction": 0.0,
-    "dedup": "exact",
-    "seed": 0,
-    "instruction": "",
-}
-
 
 def default_config() -> Any:
-    """A `ml_collections.ConfigDict` with every data field at its default (Dolly-15k)."""
-    import ml_collections  # Only needed by callers that build configs.
+    """A `ml_collections.ConfigDict` with every data field at its default: the experiment
+    config's `data` section (`gemma_tune.config.base_config`), the one place defaults live."""
+    from gemma_tune import config as config_lib
 
-    return ml_collections.ConfigDict(dict(DEFAULTS))
+    return config_lib.base_config().data
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """The data fields' defaults (`default_config()` as a dict), read once."""
+    return default_config().to_dict()
 
 
 def _check_format(file_format: str) -> None:
@@ -62,8 +50,11 @@ def _check_format(file_format: str) -> None:
 
 
 def _field(data_config: Any, name: str) -> Any:
-    """The config's `name` field, or its default when the config does not have it."""
-    return getattr(data_config, name, DEFAULTS[name])
+    """The config's `name` field, or its default (`default_config()`) when the config does
+    not have it (a partial config, or the config of a run older than the field)."""
+    if hasattr(data_config, name):
+        return getattr(data_config, name)
+    return _defaults()[name]
 
 
 def read_file(
@@ -148,11 +139,11 @@ def load(
 
     Args:
       data_config: an attribute-access config (e.g. `ml_collections.ConfigDict`) with the
-        fields of `DEFAULTS`: `source` ("hf", "tfds", "file" or "tiny"), `name`, `split`, `path`,
-        `format`, `input_column`, `output_column`, `context_column`, `system_column`,
-        `keep_context`, `max_examples`, `validation_path` ("" = split off
+        fields of `default_config()`: `source` ("hf", "tfds", "file" or "tiny"), `name`,
+        `split`, `path`, `format`, `input_column`, `output_column`, `context_column`,
+        `system_column`, `keep_context`, `max_examples`, `validation_path` ("" = split off
         `validation_fraction` of the training data), `validation_fraction`, `dedup`, `seed`
-        and `instruction`. Missing fields take their defaults.
+        and `instruction`. Missing fields take their defaults (`default_config()`).
 
     Returns:
       (train, validation, summary).
