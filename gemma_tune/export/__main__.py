@@ -1,11 +1,60 @@
-"""`python -m gemma_tune.export --run=RUN_DIR --to=hf|peft|keras --out=DIR` (see `exporter`)."""
+"""Export a tuned run: `python -m gemma_tune.export --run=RUN_DIR --to=hf|peft|keras --out=DIR`.
+
+    python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf              # merged
+    python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf --dtype=bfloat16
+    python -m gemma_tune.export --run=RUN_DIR --to=keras --out=exported/keras        # merged
+    python -m gemma_tune.export --run=RUN_DIR --to=hf --base_only --out=exported/base
+    python -m gemma_tune.export --run=RUN_DIR --to=peft --out=exported/adapter
+
+`--to=hf` writes the tuned model with LoRA merged as a transformers directory, `--to=keras` the
+same merged model as a KerasHub preset, `--to=peft` only the adapter (for the base exported
+with `--to=hf --base_only`). The export is written next to `--out` and renamed into place at
+the end; a non-empty `--out` is refused unless `--overwrite` is given. Details:
+`gemma_tune.export.exporter`.
+"""
 
 import sys
 
-from absl import app
+from absl import app, flags, logging
 
 from gemma_tune.export import exporter
 
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "The run directory to export (written by gemma_tune.train).")
+flags.DEFINE_enum("to", None, ["hf", "peft", "keras"], "Export format.")
+flags.DEFINE_string("out", None, "The directory to create.")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Weights' dtype (hf, keras).")
+flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
+flags.DEFINE_bool("base_only", False, "Export the run's base model without its adapter.")
+flags.DEFINE_string("base_model", None, "--to=peft: the base's path or Hub id, recorded.")
+
+
+def main(argv) -> int:
+    """Runs `exporter.export` with the flags, then says how to load the result; returns the
+    exit code (1 for a bad combination of flags or a missing run, named)."""
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    for name in ("run", "to", "out"):
+        if not getattr(FLAGS, name):
+            raise app.UsageError(f"--{name} is required")
+    try:
+        out = exporter.export(
+            FLAGS.run,
+            FLAGS.to,
+            FLAGS.out,
+            dtype=FLAGS.dtype,
+            overwrite=FLAGS.overwrite,
+            base_only=FLAGS.base_only,
+            base_model=FLAGS.base_model,
+        )
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Exported to {out}")
+    print(exporter.HINTS[FLAGS.to].format(out=out, run=FLAGS.run))
+    return 0
+
+
 if __name__ == "__main__":
-    exporter.define_flags()
-    app.run(lambda argv: sys.exit(exporter.main(argv)))
+    app.run(lambda argv: sys.exit(main(argv)))

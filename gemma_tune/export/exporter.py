@@ -1,4 +1,5 @@
-"""Export a tuned run: `python -m gemma_tune.export --run=RUN_DIR --to=hf|peft|keras --out=DIR`.
+"""Export a tuned run (`python -m gemma_tune.export --run=RUN_DIR --to=hf|peft|keras --out=DIR`
+runs `export`; the command line is `gemma_tune/export/__main__.py`).
 
     python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf              # merged
     python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf --dtype=bfloat16
@@ -28,27 +29,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 
-from absl import app, flags, logging
-
 import gemma_tune  # noqa: F401  (selects the JAX backend)
-
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    """Defines the CLI's flags; only when run as a program, so that importing this module next
-    to other entry points (train, evaluate, sample) does not redefine their `--run`."""
-    flags.DEFINE_string("run", None, "The run directory to export (written by gemma_tune.train).")
-    flags.DEFINE_enum("to", None, ["hf", "peft", "keras"], "Export format.")
-    flags.DEFINE_string("out", None, "The directory to create.")
-    flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Weights' dtype (hf, keras).")
-    flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
-    flags.DEFINE_bool("base_only", False, "Export the run's base model without its adapter.")
-    flags.DEFINE_string("base_model", None, "--to=peft: the base's path or Hub id, recorded.")
-
 
 HINTS = {
     "hf": "Load it with transformers.AutoModelForCausalLM.from_pretrained({out!r}) "
@@ -127,7 +110,7 @@ def export(
     """
     from gemma_tune import model
     from gemma_tune.export import hf_export, merge, peft_export
-    from gemma_tune.runs.tuned_run import tuned_run
+    from gemma_tune.runs import tuned_run
 
     if to not in HINTS:
         raise ValueError(f"--to must be one of {sorted(HINTS)}, got {to!r}")
@@ -164,28 +147,3 @@ def export(
 
     write_atomically(out, write)
     return out
-
-
-def main(argv) -> int:
-    logging.set_verbosity(logging.WARNING)
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    for name in ("run", "to", "out"):
-        if not getattr(FLAGS, name):
-            raise app.UsageError(f"--{name} is required")
-    try:
-        out = export(
-            FLAGS.run,
-            FLAGS.to,
-            FLAGS.out,
-            dtype=FLAGS.dtype,
-            overwrite=FLAGS.overwrite,
-            base_only=FLAGS.base_only,
-            base_model=FLAGS.base_model,
-        )
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"Exported to {out}")
-    print(HINTS[FLAGS.to].format(out=out, run=FLAGS.run))
-    return 0
