@@ -237,7 +237,7 @@ def from_run(run_path: str) -> ml_collections.ConfigDict:
     Raises:
       FileNotFoundError: when `run_path` is not a run directory.
     """
-    from gemma_tune.runs.tuned_run import tuned_run
+    from gemma_tune.runs import tuned_run
 
     config = ml_collections.ConfigDict(tuned_run.read_config(run_path))
     config.lock()

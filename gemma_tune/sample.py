@@ -38,7 +38,7 @@ flags.DEFINE_string("dtype", None, "float32, bfloat16 or auto (default: the run'
 
 def _resolve(run: str | None, model_name: str | None, adapter: str | None):
     """Returns `(preset, adapter_dir, seed, dtype)` from --run or --model/--adapter."""
-    from gemma_tune.runs.tuned_run import tuned_run
+    from gemma_tune.runs import tuned_run
 
     if run:
         config = tuned_run.read_config(run)
@@ -57,7 +57,7 @@ class Chat:
         from gemma_tune import model
         from gemma_tune.evaluation import generate
         from gemma_tune.model import adapters
-        from gemma_tune.runs.tuned_run import tuned_run
+        from gemma_tune.runs import tuned_run
         from gemma_tune.training import template
 
         if adapter_dir:
