@@ -78,3 +78,31 @@ def test_model_option_reports_token_lengths_and_truncation(tmp_path):
     assert "2 of 2 longer than sequence_length 20" in run.stdout
     run = check(str(path), "--model=tiny:gemma1", "--sequence_length=500")
     assert "0 of 2 longer than sequence_length 500" in run.stdout
+
+
+def test_flags_before_or_after_the_file_and_with_a_space(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_text("question,answer,passage\nhi,hello,doc\n")
+    expected = check(str(path), "--input_column=question", "--output_column=answer")
+    assert expected.returncode == 0, expected.stderr
+    for args in (
+        ["--input_column", "question", "--output_column", "answer", str(path)],
+        ["--format=csv", str(path), "--input_column=question", "--output_column", "answer"],
+    ):
+        run = check(*args)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == expected.stdout
+
+
+def test_usage_errors_name_the_problem(tmp_path):
+    no_command = subprocess.run(
+        [sys.executable, "-m", "gemma_tune.data", "verify", "x.jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert no_command.returncode != 0 and "give a command: check" in no_command.stderr
+    two_files = check("a.jsonl", "b.jsonl")
+    assert two_files.returncode != 0 and "check takes one file" in two_files.stderr
+    bad_format = check(str(tmp_path / "x.jsonl"), "--format=parquet")
+    assert bad_format.returncode != 0 and "openai_chat" in bad_format.stderr
