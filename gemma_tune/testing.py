@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import io
 
-import keras_hub
 import numpy as np
 import sentencepiece
+
+from gemma_tune.model import families
 
 # Words the tiny vocabulary is trained on; the generated examples use only these.
 _SUBJECTS = ["the cat", "a dog", "my friend", "the robot", "our teacher", "the bird"]
@@ -22,8 +23,15 @@ _VERBS = ["likes", "sees", "paints", "finds", "carries", "follows"]
 _OBJECTS = ["red apples", "blue boxes", "green hats", "small stones", "old books", "warm bread"]
 _COLORS = ["red", "blue", "green", "yellow", "black", "white"]
 
-TURN_MARKERS = ("<start_of_turn>", "<end_of_turn>")
-ARCHITECTURES = ("gemma1", "gemma2", "gemma3")
+# Every family's turn markers, as user-defined pieces of the tiny vocabulary.
+TURN_MARKERS = tuple(
+    dict.fromkeys(
+        marker
+        for family in reversed(families.ALL)
+        for marker in (family.chat.start_of_turn, family.chat.end_of_turn)
+    )
+)
+ARCHITECTURES = families.NAMES
 
 
 def _vocabulary_corpus() -> list[str]:
@@ -85,8 +93,9 @@ def tiny_backbone(
     architecture.
 
     Args:
-      architecture: "gemma1" (several kv heads, to exercise grouped attention), "gemma2"
-        (post-norms, logit soft caps, sliding window) or "gemma3" (query/key norm).
+      architecture: a family name (`families.NAMES`); each family's `tiny_backbone` adds its
+        features (Gemma 2's post-norms, soft caps and sliding window, Gemma 3's query/key
+        norm, ...) to the small common shape below.
       vocabulary_size: must equal the tokenizer's.
       seed: weight initialisation seed.
       dtype: a Keras dtype policy name ("float32", "bfloat16"); None for the global policy.
@@ -106,7 +115,7 @@ def tiny_backbone(
         head_dim=8,
         dtype=dtype,
     )
-    backbone = _build_tiny(architecture, common)
+    backbone = families.by_name(architecture).tiny_backbone(common)
     # Keras' default embedding init (std 1/sqrt(vocabulary)) caps a frozen tied LM head's
     # logits near +-2, so a LoRA-tuned tiny model could never be confident. Real Gemma heads
     # are not so limited; scale the embeddings up to behave alike.
@@ -116,39 +125,9 @@ def tiny_backbone(
     return backbone
 
 
-def _build_tiny(architecture: str, common: dict):
-    if architecture == "gemma1":
-        return keras_hub.models.GemmaBackbone(**common)
-    if architecture == "gemma2":
-        return keras_hub.models.GemmaBackbone(
-            **common,
-            query_head_dim_normalize=False,
-            use_post_ffw_norm=True,
-            use_post_attention_norm=True,
-            attention_logit_soft_cap=50.0,
-            final_logit_soft_cap=30.0,
-            use_sliding_window_attention=True,
-            sliding_window_size=16,
-        )
-    if architecture == "gemma3":
-        return keras_hub.models.Gemma3Backbone(
-            **common,
-            image_size=None,
-            use_query_key_norm=True,
-            use_post_ffw_norm=True,
-            use_post_attention_norm=True,
-            use_sliding_window_attention=True,
-            sliding_window_size=16,
-        )
-    raise ValueError(f"unknown tiny architecture {architecture!r}; choose one of {ARCHITECTURES}")
-
-
 def tiny_tokenizer(architecture: str = "gemma1", vocabulary_size: int = 320):
     """Returns the KerasHub tokenizer class of `architecture` over a generated vocabulary."""
-    proto = sentencepiece_proto(vocabulary_size)
-    if architecture == "gemma3":
-        return keras_hub.models.Gemma3Tokenizer(proto=proto, has_vision_tokens=False)
-    return keras_hub.models.GemmaTokenizer(proto=proto)
+    return families.by_name(architecture).tiny_tokenizer(sentencepiece_proto(vocabulary_size))
 
 
 def tiny_model(architecture: str = "gemma1", seed: int = 0):

@@ -13,9 +13,10 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 
-import keras_hub
 import numpy as np
 import tqdm
+
+from gemma_tune.model import families, keras_compat
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -40,6 +41,7 @@ class Decoder:
         import keras
 
         self.causal_lm = causal_lm
+        self._cache_arguments = families.of_backbone(causal_lm.backbone).cache_arguments
         self.bucket = bucket
         self.variables = list(causal_lm.variables)
 
@@ -74,9 +76,7 @@ class Decoder:
         self._step = jax.jit(step, donate_argnums=1)
 
     def _build_cache(self, token_ids):
-        if isinstance(self.causal_lm, keras_hub.models.Gemma3CausalLM):
-            return self.causal_lm._build_cache(token_ids, None, None, None, None)
-        return self.causal_lm._build_cache(token_ids)
+        return keras_compat.build_cache(self.causal_lm, token_ids, self._cache_arguments)
 
     def current_weights(self) -> list:
         """The model's current weight values (pass as `weights`)."""

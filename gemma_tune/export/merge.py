@@ -24,19 +24,17 @@ from __future__ import annotations
 import os
 
 import keras
-import keras_hub
 import numpy as np
 
 from gemma_tune import model
-from gemma_tune.model import lora
+from gemma_tune.model import keras_compat, lora
 
 
 def lora_layers(backbone) -> list:
     """The backbone's layers that have LoRA enabled, in a stable order."""
-    # `_flatten_layers` is what `Backbone.enable_lora` itself walks to find its targets.
     return [
         layer
-        for layer in backbone._flatten_layers(include_self=False)
+        for layer in keras_compat.all_layers(backbone)
         if getattr(layer, "lora_enabled", False)
     ]
 
@@ -57,16 +55,17 @@ def merged_values(backbone) -> dict[str, np.ndarray]:
     Adapter and quantization-scale variables are left out: the result describes a plain model.
     """
     kernels = {}
-    for layer in backbone._flatten_layers(include_self=False):
+    for layer in keras_compat.all_layers(backbone):
         if getattr(layer, "lora_enabled", False):
-            kernels[layer._kernel.path] = lora.merged_kernel(layer)
+            kernels[keras_compat.kernel_variable(layer).path] = lora.merged_kernel(layer)
         elif isinstance(layer, keras.layers.EinsumDense) and layer.quantization_mode:
-            kernels[layer._kernel.path] = np.asarray(lora.float_kernel(layer), np.float32)
+            path = keras_compat.kernel_variable(layer).path
+            kernels[path] = np.asarray(lora.float_kernel(layer), np.float32)
     embedding = backbone.token_embedding
     if embedding.quantization_mode == "int8":
         scale = np.asarray(embedding.embeddings_scale.numpy(), np.float32)
-        rows = np.asarray(embedding._embeddings.numpy(), np.float32)
-        kernels[embedding._embeddings.path] = rows / scale[:, None]
+        stored = keras_compat.embeddings_variable(embedding)
+        kernels[stored.path] = np.asarray(stored.numpy(), np.float32) / scale[:, None]
     values = {}
     for variable in backbone.weights:
         name = variable.path.rsplit("/", 1)[-1]
@@ -115,9 +114,7 @@ def merge_lora(loaded: model.LoadedModel, dtype: str | None = None) -> model.Loa
 
 
 def _preprocessor_for(loaded: model.LoadedModel):
-    if isinstance(loaded.backbone, keras_hub.models.Gemma3Backbone):
-        return keras_hub.models.Gemma3CausalLMPreprocessor(tokenizer=loaded.tokenizer)
-    return keras_hub.models.GemmaCausalLMPreprocessor(tokenizer=loaded.tokenizer)
+    return loaded.family.preprocessor_class(tokenizer=loaded.tokenizer)
 
 
 def save_keras_preset(loaded: model.LoadedModel, directory: str, dtype: str | None = None) -> str:

@@ -33,39 +33,32 @@ import numpy as np
 import safetensors.numpy
 
 from gemma_tune.export import merge
-from gemma_tune.model import lora
+from gemma_tune.model import families, keras_compat, lora
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 
-# Keras layer name -> (transformers module under `model.layers.{i}.`, whether the kernel's first
-# axis is an output (attention heads) rather than an input axis).
-_MODULES = {
-    "query": ("self_attn.q_proj", True),
-    "key": ("self_attn.k_proj", True),
-    "value": ("self_attn.v_proj", True),
-    "attention_output": ("self_attn.o_proj", False),
-    "ffw_gating": ("mlp.gate_proj", False),
-    "ffw_gating_2": ("mlp.up_proj", False),
-    "ffw_linear": ("mlp.down_proj", False),
-}
 _KERNEL_PATH = re.compile(r"^decoder_block_(\d+)/(?:attention/)?(\w+)/kernel$")
 
 
-def module_name(kernel_path: str) -> str:
+def module_name(kernel_path: str, modules) -> str:
     """The transformers module of a Keras kernel path, e.g.
     `decoder_block_3/attention/query/kernel` -> `model.layers.3.self_attn.q_proj`.
+
+    Args:
+      kernel_path: the adapted layer's kernel variable path.
+      modules: the family's `peft_modules` (layer name -> (module, heads first)).
 
     Raises:
       ValueError: for a kernel with no PEFT counterpart (the adapter would lose it).
     """
     match = _KERNEL_PATH.match(kernel_path)
-    if not match or match.group(2) not in _MODULES:
+    if not match or match.group(2) not in modules:
         raise ValueError(f"LoRA on {kernel_path} has no transformers module to map to")
-    return f"model.layers.{match.group(1)}.{_MODULES[match.group(2)][0]}"
+    return f"model.layers.{match.group(1)}.{modules[match.group(2)][0]}"
 
 
-def peft_factors(layer) -> tuple[np.ndarray, np.ndarray]:
+def peft_factors(layer, modules) -> tuple[np.ndarray, np.ndarray]:
     """PEFT `(lora_A, lora_B)` for one KerasHub LoRA layer, with `B @ A` equal to the layer's
     LoRA update of the transformers weight (`(out, in)` layout) and PEFT scaling 1.
 
@@ -76,8 +69,8 @@ def peft_factors(layer) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(layer.lora_kernel_a.numpy(), np.float32)
     b = np.asarray(layer.lora_kernel_b.numpy(), np.float32) * lora.scale(layer)
     rank = b.shape[0]
-    name = _KERNEL_PATH.match(layer._kernel.path)
-    heads_out = name is not None and _MODULES.get(name.group(2), ("", False))[1]
+    name = _KERNEL_PATH.match(keras_compat.kernel_variable(layer).path)
+    heads_out = name is not None and modules.get(name.group(2), ("", False))[1]
     if not heads_out:
         # kernel (*inputs, out): delta = A.reshape(in, r) @ B -> weight delta (out, in) = B.T @ A.T
         return np.ascontiguousarray(a.reshape(-1, rank).T), np.ascontiguousarray(b.T)
@@ -108,11 +101,12 @@ def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict,
     layers = merge.lora_layers(backbone)
     if not layers:
         raise ValueError("the model has no LoRA layers: there is no adapter to export")
+    modules = families.of_backbone(backbone).peft_modules
     tensors = {}
     ranks: dict[str, set[int]] = {}
     for layer in layers:
-        module = module_name(layer._kernel.path)
-        lora_a, lora_b = peft_factors(layer)
+        module = module_name(keras_compat.kernel_variable(layer).path, modules)
+        lora_a, lora_b = peft_factors(layer, modules)
         tensors[f"base_model.model.{module}.lora_A.weight"] = lora_a
         tensors[f"base_model.model.{module}.lora_B.weight"] = lora_b
         if getattr(layer, "lora_dora", False):

@@ -17,6 +17,7 @@ import dataclasses
 import keras_hub
 
 from gemma_tune import testing
+from gemma_tune.model import families
 
 TINY_PREFIX = "tiny:"
 
@@ -36,6 +37,11 @@ class LoadedModel:
     def backbone(self):
         return self.causal_lm.backbone
 
+    @property
+    def family(self) -> families.base.Family:
+        """The Gemma family of this model (`gemma_tune.model.families`)."""
+        return families.of_backbone(self.backbone)
+
 
 def resolve_dtype(dtype: str) -> str:
     """ "auto" means bfloat16 on GPU and TPU, float32 on CPU (bf16 is not faster on CPUs)."""
@@ -46,14 +52,14 @@ def resolve_dtype(dtype: str) -> str:
     return "float32" if jax.default_backend() == "cpu" else "bfloat16"
 
 
-def _causal_lm_for(backbone) -> keras_hub.models.CausalLM:
-    if isinstance(backbone, keras_hub.models.Gemma3Backbone):
-        return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=None)
-    if isinstance(backbone, keras_hub.models.GemmaBackbone):
-        return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
-    raise ValueError(
-        f"{type(backbone).__name__} is not a Gemma backbone; gemma_tune tunes Gemma 1, 2 and 3"
-    )
+def causal_lm_for(backbone) -> keras_hub.models.CausalLM:
+    """The family's preprocessor-free CausalLM around `backbone`.
+
+    Raises:
+      ValueError: for a backbone of no supported Gemma family.
+    """
+    family = families.of_backbone(backbone)
+    return family.causal_lm_class(backbone=backbone, preprocessor=None)
 
 
 def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
@@ -75,10 +81,10 @@ def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
         backbone = testing.tiny_backbone(
             architecture, tokenizer.vocabulary_size(), seed=seed, dtype=dtype
         )
-        return LoadedModel(_causal_lm_for(backbone), tokenizer, preset)
+        return LoadedModel(causal_lm_for(backbone), tokenizer, preset)
     print(f"Loading {preset} ({dtype}) ...", flush=True)
     backbone = keras_hub.models.Backbone.from_preset(resolve_preset(preset), dtype=dtype)
-    return LoadedModel(_causal_lm_for(backbone), tokenizer, preset)
+    return LoadedModel(causal_lm_for(backbone), tokenizer, preset)
 
 
 def resolve_preset(preset: str) -> str:

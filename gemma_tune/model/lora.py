@@ -32,6 +32,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from gemma_tune.model import keras_compat
+
 DROPOUT_SEED = "lora_dropout_seed"
 
 
@@ -51,26 +53,12 @@ def input_axes(layer) -> tuple[int, ...]:
 def float_kernel(layer):
     """The layer's frozen kernel in its compute dtype, dequantized when the layer is int8 or
     int4 (per-channel or grouped), in the layer's original kernel shape."""
-    mode = layer.quantization_mode
-    if mode is None:
-        return ops.cast(layer._kernel, layer.compute_dtype)
-    if mode == "int8":
-        scale = layer._adjust_scale_for_dequant(layer.kernel_scale)
-        return ops.cast(ops.divide(ops.cast(layer._kernel, "float32"), scale), layer.compute_dtype)
-    if mode == "int4":
-        from keras.src import quantizers
-        from keras.src.quantizers.quantizers import dequantize_with_sz_map
-
-        unpacked = quantizers.unpack_int4(layer._kernel, layer._int4_unpacked_column_size, axis=-1)
-        block_size = getattr(layer, "_int4_block_size", None)
-        if block_size is not None and block_size != -1:
-            kernel = dequantize_with_sz_map(
-                unpacked, layer.kernel_scale, layer.kernel_zero, layer.g_idx, group_axis=0
-            )
-        else:
-            kernel = ops.divide(ops.cast(unpacked, "float32"), layer.kernel_scale)
-        return ops.cast(ops.reshape(kernel, layer.original_kernel_shape), layer.compute_dtype)
-    raise ValueError(f"{layer.path}: LoRA on a {mode} base is not supported (int8 or int4)")
+    if layer.quantization_mode is None:
+        return ops.cast(keras_compat.kernel_variable(layer), layer.compute_dtype)
+    if layer.quantization_mode not in ("int8", "int4"):
+        mode = layer.quantization_mode
+        raise ValueError(f"{layer.path}: LoRA on a {mode} base is not supported (int8 or int4)")
+    return ops.cast(keras_compat.dequantized_kernel(layer), layer.compute_dtype)
 
 
 def scale(layer) -> float:
@@ -99,7 +87,8 @@ def _dropout(layer, inputs):
 
 def kernel_shape(layer) -> tuple[int, ...]:
     """The kernel's logical shape (int4 stores it packed)."""
-    return tuple(getattr(layer, "original_kernel_shape", None) or layer._kernel.shape)
+    stored = keras_compat.kernel_variable(layer)
+    return tuple(getattr(layer, "original_kernel_shape", None) or stored.shape)
 
 
 def _output_broadcast(layer, per_unit):
@@ -127,9 +116,9 @@ def _dequantized_einsum(layer, inputs):
 class AdaptedEinsumDense(keras.layers.EinsumDense):
     """A Keras `EinsumDense` whose forward pass adds LoRA or DoRA (see the module docstring).
 
-    `adapt` turns an existing, built EinsumDense into one in place (its class is swapped, its
-    weights and place in the model kept), because KerasHub's attention and MLP blocks hold their
-    projections as attributes.
+    `adapt` turns an existing, built EinsumDense into one in place (`keras_compat.adopt_class`:
+    its weights and place in the model kept), because KerasHub's attention and MLP blocks hold
+    their projections as attributes.
     """
 
     def call(self, inputs, training=None):
@@ -175,10 +164,15 @@ def adapt(layer, rank: int, alpha: float, dora: bool, dropout: float, layer_id: 
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"lora.dropout must be in [0, 1), got {dropout}")
     layer.enable_lora(rank, lora_alpha=alpha)
-    layer.__class__ = AdaptedEinsumDense
+    keras_compat.adopt_class(layer, AdaptedEinsumDense)
     layer.lora_dora = bool(dora)
     layer.lora_dropout = float(dropout)
-    layer._tracker.unlock()
+    with keras_compat.adding_weights(layer):
+        _add_adapter_weights(layer, dora, dropout, layer_id)
+
+
+def _add_adapter_weights(layer, dora: bool, dropout: float, layer_id: int) -> None:
+    """DoRA's magnitude (initialised to `||W0||`) and the dropout seed, when asked for."""
     if dora:
         norm = _column_norm(float_kernel(layer), input_axes(layer))
         layer.lora_magnitude = layer.add_weight(
@@ -195,7 +189,6 @@ def adapt(layer, rank: int, alpha: float, dora: bool, dropout: float, layer_id: 
             dtype="int32",
             trainable=False,
         )
-    layer._tracker.lock()
 
 
 def set_dropout_counter(values, seed_indices, counter):

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import keras
 
+from gemma_tune.model import keras_compat
+
 MODES = ("none", "int8", "int4")
 INT4_BLOCK_SIZE = 32
 # What adapters saved before `model.int4_block_size` existed were quantized with.
@@ -54,7 +56,7 @@ def mode_of(backbone) -> str:
     """The quantization `quantize` applied to `backbone` ("none", "int8" or "int4")."""
     modes = {
         layer.quantization_mode
-        for layer in backbone._flatten_layers(include_self=False)
+        for layer in keras_compat.all_layers(backbone)
         if isinstance(layer, keras.layers.EinsumDense)
     }
     if "int4" in modes:

@@ -8,45 +8,53 @@ from __future__ import annotations
 
 import math
 
-from gemma_tune.model import lora
+from gemma_tune.model import families, keras_compat, lora
 from gemma_tune.model.load import LoadedModel
 
-# The projections of a Gemma decoder block that LoRA can adapt, by KerasHub layer name.
-LORA_TARGETS = (
-    "query",
-    "key",
-    "value",
-    "attention_output",
-    "ffw_gating",
-    "ffw_gating_2",
-    "ffw_linear",
-)
-# Shorthands accepted in `lora.targets`.
-LORA_TARGET_GROUPS = {
-    "attention": ("query", "key", "value", "attention_output"),
-    "mlp": ("ffw_gating", "ffw_gating_2", "ffw_linear"),
-    "all": LORA_TARGETS,
-}
-DEFAULT_LORA_TARGETS = ("query", "value")  # KerasHub's, as in Google's Gemma LoRA tutorial
+
+def _targets_of(family) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """(target names, shorthand groups, default targets) of one family, or of every family
+    together when `family` is None (for checking a config before a model is loaded)."""
+    if family is not None:
+        return family.lora_targets, dict(family.lora_target_groups), family.default_lora_targets
+    targets: list[str] = []
+    groups: dict[str, list[str]] = {}
+    for each in reversed(families.ALL):
+        targets += [name for name in each.lora_targets if name not in targets]
+        for group, members in each.lora_target_groups.items():
+            groups.setdefault(group, [])
+            groups[group] += [name for name in members if name not in groups[group]]
+    default = families.ALL[-1].default_lora_targets
+    return tuple(targets), {k: tuple(v) for k, v in groups.items()}, default
 
 
-def lora_target_names(targets) -> list[str]:
+# Every family's LoRA targets (KerasHub projection layer names) and shorthands, together.
+LORA_TARGETS, LORA_TARGET_GROUPS, DEFAULT_LORA_TARGETS = _targets_of(None)
+
+
+def lora_target_names(targets, family=None) -> list[str]:
     """Expands `lora.targets` (layer names and the shorthands attention, mlp, all) into
-    layer names, in `LORA_TARGETS` order.
+    layer names, in the family's order.
+
+    Args:
+      targets: names and shorthands; empty means the family's default (query and value).
+      family: the loaded model's family; None checks against every family's names.
 
     Raises:
       ValueError: for an unknown name, listing the valid ones.
     """
+    known, groups, default = _targets_of(family)
     names = set()
-    for target in targets or DEFAULT_LORA_TARGETS:
-        if target in LORA_TARGET_GROUPS:
-            names.update(LORA_TARGET_GROUPS[target])
-        elif target in LORA_TARGETS:
+    for target in targets or default:
+        if target in groups:
+            names.update(groups[target])
+        elif target in known:
             names.add(target)
         else:
-            valid = ", ".join(LORA_TARGETS + tuple(LORA_TARGET_GROUPS))
-            raise ValueError(f"lora.targets: unknown target {target!r}; choose from {valid}")
-    return [name for name in LORA_TARGETS if name in names]
+            valid = ", ".join(known + tuple(groups))
+            where = f" for {family.title}" if family is not None else ""
+            raise ValueError(f"lora.targets: unknown target {target!r}{where}; choose from {valid}")
+    return [name for name in known if name in names]
 
 
 METHODS = ("lora", "dora", "full")
@@ -76,23 +84,25 @@ def enable_lora(
         raise ValueError(f"lora.rank must be positive, got {rank}")
     if alpha < 0:
         raise ValueError(f"lora.alpha must be positive (or 0 for alpha = rank), got {alpha}")
-    names = set(lora_target_names(targets))
+    names = set(lora_target_names(targets, model.family))
     backbone = model.backbone
     backbone.trainable = True
-    layers = [layer for layer in backbone._flatten_layers(include_self=False) if layer.weights]
-    for layer in backbone._flatten_layers(include_self=False):
+    every_layer = keras_compat.all_layers(backbone)
+    layers = [layer for layer in every_layer if layer.weights]
+    for layer in every_layer:
         layer.trainable = False
-    enabled = []
+    enabled, adapted_names = [], set()
     for index, layer in enumerate(layers):
         if layer.name in names and hasattr(layer, "enable_lora"):
             layer.trainable = True
             lora.adapt(layer, rank, alpha or rank, dora, dropout, layer_id=index)
             enabled.append(index)
+            adapted_names.add(layer.name)
     if not enabled:
         raise ValueError(f"no layer of this model is named like lora.targets {sorted(names)}")
-    # What KerasHub's own `enable_lora` records, for its save/load helpers.
-    backbone._lora_enabled_layers = enabled
-    backbone._lora_rank = rank
+    for name in sorted(names - adapted_names):
+        print(f"lora.targets: this {model.family.title} model has no {name!r} layer; skipped")
+    keras_compat.record_lora(backbone, enabled, rank)
 
 
 def enable_full(model: LoadedModel) -> None:
@@ -101,7 +111,7 @@ def enable_full(model: LoadedModel) -> None:
     if any(getattr(v, "dtype", "") in ("int8", "uint8") for v in model.backbone.weights):
         raise ValueError("full fine-tuning needs float weights; set model.quantize=none")
     model.backbone.trainable = True
-    for layer in model.backbone._flatten_layers(include_self=True):
+    for layer in keras_compat.all_layers(model.backbone, include_self=True):
         layer.trainable = True
 
 
@@ -167,10 +177,8 @@ def describe_tuning(config) -> str:
 def enable_remat(model: LoadedModel) -> None:
     """Recomputes each decoder block's activations in the backward pass instead of keeping
     them (gradient checkpointing, `train.remat`)."""
-    import keras
-
     for block in model.backbone.transformer_layers:
-        block._remat_mode = keras.RematScope(mode="full")
+        keras_compat.enable_remat(block)
 
 
 def parameter_counts(model: LoadedModel) -> tuple[int, int]:

@@ -16,6 +16,7 @@ import contextlib
 
 import numpy as np
 
+from gemma_tune.model import keras_compat
 from gemma_tune.training import template
 
 
@@ -80,22 +81,9 @@ def segment_attention(backbone, segment_ids):
     from keras import ops
 
     same = ops.expand_dims(segment_ids, 2) == ops.expand_dims(segment_ids, 1)
-    blocks = list(backbone.transformer_layers)
-    for block in blocks:
-        if not hasattr(block, "_compute_attention_mask"):
-            raise TypeError(
-                f"train.packing needs KerasHub decoder blocks with _compute_attention_mask; "
-                f"{type(block).__name__} has none (set train.packing=false)"
-            )
-        original = block._compute_attention_mask
 
-        def within_segments(*args, _original=original, **kwargs):
-            mask = _original(*args, **kwargs)
-            return ops.cast(ops.logical_and(mask, same), mask.dtype)
+    def within_segments(mask):
+        return ops.cast(ops.logical_and(mask, same), mask.dtype)
 
-        block._compute_attention_mask = within_segments
-    try:
+    with keras_compat.narrowed_attention_masks(backbone.transformer_layers, within_segments):
         yield
-    finally:
-        for block in blocks:
-            del block._compute_attention_mask

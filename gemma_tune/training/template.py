@@ -1,6 +1,7 @@
 """The Gemma chat template and loss masking: `Example` -> token ids and per-token loss weights.
 
-Gemma (1, 2 and 3) is prompted as
+The turn markers and role names are the model family's (`families.*.chat`); Gemma 1, 2 and 3
+are prompted as
 
     <bos><start_of_turn>user
     {system}\n\n{context}\n\n{user text}<end_of_turn>
@@ -22,9 +23,7 @@ import numpy as np
 import sentencepiece
 
 from gemma_tune.data import example as example_lib
-
-START_OF_TURN = "<start_of_turn>"
-END_OF_TURN = "<end_of_turn>"
+from gemma_tune.model import families
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +64,8 @@ class ChatTemplate:
     """Formats and tokenizes conversations for one Gemma tokenizer.
 
     Args:
-      tokenizer: a KerasHub Gemma/Gemma3 tokenizer (anything with `.proto`, `token_to_id` and
-        `start_token_id`).
+      tokenizer: a KerasHub tokenizer of a Gemma family (its class says which family's turn
+        markers to use).
       train_on_prompt: when True every token after BOS carries loss, not only the model turns.
     """
 
@@ -75,8 +74,10 @@ class ChatTemplate:
         self.bos_id = int(tokenizer.start_token_id)
         self.eos_id = int(tokenizer.end_token_id)
         self.pad_id = int(tokenizer.pad_token_id)
-        self.start_of_turn_id = int(tokenizer.token_to_id(START_OF_TURN))
-        self.end_of_turn_id = int(tokenizer.token_to_id(END_OF_TURN))
+        chat = families.of_tokenizer(tokenizer).chat
+        self._roles = {example_lib.USER: chat.user_role, example_lib.MODEL: chat.model_role}
+        self.start_of_turn_id = int(tokenizer.token_to_id(chat.start_of_turn))
+        self.end_of_turn_id = int(tokenizer.token_to_id(chat.end_of_turn))
         self.train_on_prompt = train_on_prompt
 
     @property
@@ -93,12 +94,13 @@ class ChatTemplate:
         turns = example.turns[:-1] if for_generation else example.turns
         for index, turn in enumerate(turns):
             text = first_user_text(example) if index == 0 else turn.text
-            yield [self.start_of_turn_id] + self._text(f"{turn.role}\n"), False
+            yield [self.start_of_turn_id] + self._text(f"{self._roles[turn.role]}\n"), False
             is_response = turn.role == example_lib.MODEL
             yield self._text(text) + [self.end_of_turn_id], is_response
             yield self._text("\n"), False
         if for_generation:
-            yield [self.start_of_turn_id] + self._text(f"{example_lib.MODEL}\n"), False
+            model_role = self._roles[example_lib.MODEL]
+            yield [self.start_of_turn_id] + self._text(f"{model_role}\n"), False
 
     def encode(self, example: example_lib.Example, sequence_length: int) -> Encoded:
         """Tokenizes a whole conversation for training, truncated to `sequence_length + 1` ids.

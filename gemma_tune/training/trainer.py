@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma_tune.model import lora
+from gemma_tune.model import keras_compat, lora
 from gemma_tune.training import batching, loss, multihost, packing, sharding
 
 
@@ -50,7 +50,7 @@ class Trainer:
         self._chunk_size = logits_chunk_size
         self.optimizer_state = []
         if optimizer is not None:
-            self.schedule = optimizer._learning_rate  # The schedule object, not its value.
+            self.schedule = keras_compat.learning_rate_schedule(optimizer)
             optimizer.build(self.backbone.trainable_variables)
             # Not copied: nothing reads the optimizer's own Keras variables while training, so
             # the step may donate their buffers and the state is held once (AdamW's two

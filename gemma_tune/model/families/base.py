@@ -1,0 +1,96 @@
+"""What a Gemma family module provides: the `Family` record every other module asks.
+
+A family module (`gemma1.py`, `gemma2.py`, `gemma3.py`, ...) defines `FAMILY = Family(...)` and
+is listed in `families/__init__.py`. It must provide:
+
+- `name` (`tiny:NAME`, logs) and `title`, and its KerasHub classes: backbone, CausalLM,
+  CausalLM preprocessor, tokenizer; `matches(backbone)` when several families share a
+  backbone class (Gemma 1 and 2 are both `GemmaBackbone`).
+- `tiny_backbone(common)` and `tiny_tokenizer(proto)`: a tiny random model with every
+  architectural feature of the family, for tests and smoke runs (`gemma_tune.testing`).
+- `lora_targets`: the LoRA target names (the projection layers' KerasHub names) and their
+  `attention` / `mlp` groups.
+- `chat`: the chat-template markers and roles (`training.template`), and `hf_chat_template`,
+  the same format as a Jinja template for exported tokenizers, and `hf_tokenizer_class`,
+  transformers' tokenizer class for it.
+- Hugging Face export: `hf_config(backbone, tokenizer, dtype)` (transformers' config.json) and
+  `hf_weights(backbone)` (the float32 state dict), and `peft_modules`: target name ->
+  (transformers module under `model.layers.{i}.`, whether the kernel's first axis is heads).
+- `cache_arguments`: how many extra (None) arguments its CausalLM's cache builder takes
+  (`keras_compat.build_cache`), for generation with a KV cache.
+- Optionally `gguf`: how to import llama.cpp GGUF files of this family (`model.gguf_convert`).
+
+Sharding needs nothing per family: `training.sharding` lays weights out by shape. Packing needs
+the decoder blocks' attention mask (`keras_compat.narrowed_attention_masks`), which every
+KerasHub Gemma block has; `tests/keras_compat_test.py` checks it per family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatMarkers:
+    """How a family's chat template marks turns.
+
+    Attributes:
+      start_of_turn / end_of_turn: the special tokens around each turn.
+      user_role / model_role: the role names written after `start_of_turn`.
+    """
+
+    start_of_turn: str
+    end_of_turn: str
+    user_role: str = "user"
+    model_role: str = "model"
+
+
+@dataclasses.dataclass(frozen=True)
+class GgufImport:
+    """How to build a family's KerasHub model from a GGUF file.
+
+    Attributes:
+      architecture: GGUF `general.architecture` (e.g. "gemma3").
+      backbone_config: (metadata, source name) -> backbone keyword arguments (no vocabulary).
+      tensor_targets: backbone -> {GGUF tensor name: (variable, Hugging Face layout -> Keras)}.
+      tokenizer_arguments: extra keyword arguments for the tokenizer class.
+    """
+
+    architecture: str
+    backbone_config: Callable[[Mapping[str, Any], str], dict]
+    tensor_targets: Callable[[Any], dict]
+    tokenizer_arguments: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Everything that differs between Gemma families (see the module docstring)."""
+
+    name: str
+    title: str
+    backbone_class: type
+    causal_lm_class: type
+    preprocessor_class: type
+    tokenizer_class: type
+    tiny_backbone: Callable[[dict], Any]
+    tiny_tokenizer: Callable[[bytes], Any]
+    lora_targets: tuple[str, ...]
+    lora_target_groups: Mapping[str, tuple[str, ...]]
+    default_lora_targets: tuple[str, ...]
+    chat: ChatMarkers
+    hf_chat_template: str
+    hf_tokenizer_class: str
+    hf_config: Callable[[Any, Any, str], dict]
+    hf_weights: Callable[[Any], dict]
+    peft_modules: Mapping[str, tuple[str, bool]]
+    cache_arguments: int = 0
+    matches: Callable[[Any], bool] | None = None
+    gguf: GgufImport | None = None
+
+    def owns(self, backbone) -> bool:
+        """Whether `backbone` is a model of this family."""
+        if not isinstance(backbone, self.backbone_class):
+            return False
+        return self.matches is None or self.matches(backbone)

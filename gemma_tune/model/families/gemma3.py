@@ -1,0 +1,252 @@
+"""Gemma 3 (`gemma3_1b`, `gemma3_270m`, `gemma3_4b`, ... text): KerasHub's `Gemma3Backbone`
+with query/key norms and five sliding-window layers per global one; transformers'
+`Gemma3ForCausalLM` (`gemma3_text`); llama.cpp's `gemma3` GGUF files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras_hub
+import numpy as np
+
+from gemma_tune.model.families import base, shared
+
+# Gemma3Backbone hard-codes Gemma 3's attention layout: every sixth layer is global with RoPE
+# base 1e6, the other five use a sliding window with base 1e4. A GGUF that says otherwise is
+# rejected.
+_LOCAL_ROPE_BASE = 10_000.0
+_GLOBAL_ROPE_BASE = 1_000_000.0
+_SLIDING_WINDOW_PATTERN = 6
+
+
+def tiny_backbone(common: dict):
+    """Two random layers with query/key norms, post norms and a 16-token sliding window."""
+    return keras_hub.models.Gemma3Backbone(
+        **common,
+        image_size=None,
+        use_query_key_norm=True,
+        use_post_ffw_norm=True,
+        use_post_attention_norm=True,
+        use_sliding_window_attention=True,
+        sliding_window_size=16,
+    )
+
+
+def _text_only(backbone) -> None:
+    if backbone.vision_encoder is not None:
+        raise ValueError("Gemma 3 with a vision encoder is not supported; export text-only")
+
+
+def hf_config(backbone, tokenizer, dtype: str) -> dict:
+    """transformers' `Gemma3TextConfig` as a dict (text-only backbones)."""
+    _text_only(backbone)
+    blocks = shared.blocks(backbone)
+    local = [
+        b.attention.rope_wavelength for b in blocks if b.attention.use_sliding_window_attention
+    ]
+    full = [
+        b.attention.rope_wavelength for b in blocks if not b.attention.use_sliding_window_attention
+    ]
+    global_factor = backbone.global_rope_scaling_factor
+    if backbone.local_rope_scaling_factor != 1.0:
+        raise ValueError("transformers' Gemma 3 has no RoPE scaling on sliding layers")
+    return {
+        "architectures": ["Gemma3ForCausalLM"],
+        "model_type": "gemma3_text",
+        **shared.hf_common_config(backbone, tokenizer, dtype),
+        **shared.soft_caps(backbone),
+        "hidden_activation": "gelu_pytorch_tanh",
+        "max_position_embeddings": 131072,
+        "query_pre_attn_scalar": shared.query_pre_attn_scalar(backbone),
+        "sliding_window": backbone.sliding_window_size,
+        "layer_types": shared.layer_types(backbone),
+        "rope_theta": float(shared.uniform(full, "global RoPE base") if full else 1_000_000.0),
+        "rope_local_base_freq": float(
+            shared.uniform(local, "local RoPE base") if local else 10_000.0
+        ),
+        "rope_scaling": (
+            {"rope_type": "linear", "factor": float(global_factor)}
+            if global_factor != 1.0
+            else None
+        ),
+        "use_bidirectional_attention": False,
+    }
+
+
+def hf_weights(backbone) -> dict:
+    """transformers' `Gemma3ForCausalLM` state dict, float32."""
+    _text_only(backbone)
+    return shared.hf_weights(backbone, post_norms=True, query_key_norms=True)
+
+
+def gguf_backbone_config(metadata: Mapping[str, Any], source: str = "GGUF") -> dict[str, Any]:
+    """Maps GGUF `gemma3.*` metadata onto `keras_hub.models.Gemma3Backbone` arguments.
+
+    Reading the sizes from the file (rather than hard-coding the 270M's) lets the 1B, 4B, 12B
+    and 27B text models convert too. What Gemma3Backbone cannot express (another RoPE base, a
+    different local/global layer pattern, non-linear RoPE scaling) fails here, before any work.
+
+    Args:
+        metadata: GGUF key/value metadata, e.g. `{"gemma3.block_count": 18, ...}`.
+        source: the file name, for error messages.
+
+    Returns:
+        Keyword arguments for `Gemma3Backbone`, without `vocabulary_size` (taken from the
+        embedding tensor) and without `dtype`.
+
+    Raises:
+        ValueError: naming the key and `source` when a required key is missing or a value is
+            one Gemma3Backbone cannot represent.
+    """
+
+    def get(key: str, default: Any = None) -> Any:
+        value = metadata.get(f"gemma3.{key}", default)
+        if value is None:
+            raise ValueError(f"{source}: metadata key 'gemma3.{key}' is missing")
+        return value
+
+    num_layers = int(get("block_count"))
+    hidden_dim = int(get("embedding_length"))
+    num_query_heads = int(get("attention.head_count"))
+    head_dim = int(get("attention.key_length", hidden_dim // num_query_heads))
+    if int(get("attention.value_length", head_dim)) != head_dim:
+        raise ValueError(f"{source}: attention.value_length differs from key_length {head_dim}")
+    sliding_window = int(get("attention.sliding_window", 0))
+    _check_gguf_attention_layout(metadata, get, num_layers, sliding_window, source)
+
+    def optional_float(key: str) -> float | None:
+        value = metadata.get(f"gemma3.{key}")
+        return float(value) if value else None
+
+    return {
+        "image_size": None,
+        "num_layers": num_layers,
+        "num_query_heads": num_query_heads,
+        "num_key_value_heads": int(get("attention.head_count_kv", num_query_heads)),
+        "hidden_dim": hidden_dim,
+        "intermediate_dim": int(get("feed_forward_length")),
+        "head_dim": head_dim,
+        # llama.cpp scales queries by 1/sqrt(hidden/heads) for the 27B (62 layers) only, as
+        # Hugging Face's query_pre_attn_scalar does; every other size uses 1/sqrt(head_dim).
+        "query_head_dim_normalize": num_layers != 62,
+        "use_query_key_norm": True,
+        "use_post_ffw_norm": True,
+        "use_post_attention_norm": True,
+        "attention_logit_soft_cap": optional_float("attn_logit_softcapping"),
+        "final_logit_soft_cap": optional_float("final_logit_softcapping"),
+        "use_sliding_window_attention": sliding_window > 0,
+        "sliding_window_size": sliding_window or 4096,
+        "local_rope_scaling_factor": 1.0,
+        "global_rope_scaling_factor": _gguf_global_rope_factor(get, source),
+        # float32 in the file; str() gives its shortest form (1e-06, not 9.99999997e-07).
+        "layer_norm_epsilon": float(str(np.float32(get("attention.layer_norm_rms_epsilon", 1e-6)))),
+        "vision_encoder": None,
+    }
+
+
+def _gguf_global_rope_factor(get, source: str) -> float:
+    """The linear RoPE factor of the global layers (llama.cpp applies it to those only)."""
+    global_base = float(get("rope.freq_base", _GLOBAL_ROPE_BASE))
+    local_base = float(get("rope.freq_base_swa", _LOCAL_ROPE_BASE))
+    if (global_base, local_base) != (_GLOBAL_ROPE_BASE, _LOCAL_ROPE_BASE):
+        raise ValueError(
+            f"{source}: RoPE bases {global_base:g} (global) and {local_base:g} (sliding) are not "
+            f"Gemma 3's {_GLOBAL_ROPE_BASE:g} and {_LOCAL_ROPE_BASE:g}, which Gemma3Backbone fixes"
+        )
+    scaling_type = str(get("rope.scaling.type", "none"))
+    if scaling_type not in ("none", "linear"):
+        raise ValueError(f"{source}: RoPE scaling {scaling_type!r} is not supported (only linear)")
+    return float(get("rope.scaling.factor", 1.0)) if scaling_type == "linear" else 1.0
+
+
+def _check_gguf_attention_layout(metadata, get, num_layers, sliding_window, source) -> None:
+    """Rejects a sliding/global layer pattern other than Gemma 3's 5 local : 1 global."""
+    pattern = metadata.get("gemma3.attention.sliding_window_pattern", _SLIDING_WINDOW_PATTERN)
+    expected = [
+        i % _SLIDING_WINDOW_PATTERN != _SLIDING_WINDOW_PATTERN - 1 for i in range(num_layers)
+    ]
+    if isinstance(pattern, (list, tuple)):
+        pattern_ok = [bool(is_local) for is_local in pattern] == expected
+    else:
+        pattern_ok = int(pattern) == _SLIDING_WINDOW_PATTERN
+    if sliding_window and not pattern_ok:
+        raise ValueError(f"{source}: sliding window pattern {pattern!r} is not 5 local : 1 global")
+
+
+def gguf_tensor_targets(backbone) -> dict[str, tuple[Any, Callable[[np.ndarray], np.ndarray]]]:
+    """GGUF tensor name -> (KerasHub variable, function from the Hugging Face layout to it)."""
+    hidden, head_dim = backbone.hidden_dim, backbone.head_dim
+
+    def unchanged(weight: np.ndarray) -> np.ndarray:
+        return weight
+
+    def norm(weight: np.ndarray) -> np.ndarray:
+        return weight - 1.0  # llama.cpp stores w + 1; KerasHub computes x * (1 + scale)
+
+    def transpose(weight: np.ndarray) -> np.ndarray:
+        return weight.T
+
+    def heads_in(heads: int) -> Callable[[np.ndarray], np.ndarray]:
+        # [heads * head_dim, hidden] -> [heads, hidden, head_dim]
+        return lambda weight: weight.reshape(heads, head_dim, hidden).transpose(0, 2, 1)
+
+    def heads_out(weight: np.ndarray) -> np.ndarray:
+        # [hidden, heads * head_dim] -> [heads, head_dim, hidden]
+        return weight.reshape(hidden, backbone.num_query_heads, head_dim).transpose(1, 2, 0)
+
+    targets = {
+        "token_embd.weight": (backbone.get_layer("token_embedding").embeddings, unchanged),
+        "output_norm.weight": (backbone.get_layer("final_normalization").scale, norm),
+    }
+    for index, block in enumerate(shared.blocks(backbone)):
+        attention = block.attention
+        for suffix, variable, to_keras in (
+            ("attn_norm", block.pre_attention_norm.scale, norm),
+            ("post_attention_norm", block.post_attention_norm.scale, norm),
+            ("ffn_norm", block.pre_ffw_norm.scale, norm),
+            ("post_ffw_norm", block.post_ffw_norm.scale, norm),
+            ("attn_q_norm", attention.query_norm.scale, norm),
+            ("attn_k_norm", attention.key_norm.scale, norm),
+            ("attn_q", attention.query_dense.kernel, heads_in(backbone.num_query_heads)),
+            ("attn_k", attention.key_dense.kernel, heads_in(backbone.num_key_value_heads)),
+            ("attn_v", attention.value_dense.kernel, heads_in(backbone.num_key_value_heads)),
+            ("attn_output", attention.output_dense.kernel, heads_out),
+            ("ffn_gate", block.gating_ffw.kernel, transpose),
+            ("ffn_up", block.gating_ffw_2.kernel, transpose),
+            ("ffn_down", block.ffw_linear.kernel, transpose),
+        ):
+            targets[f"blk.{index}.{suffix}.weight"] = (variable, to_keras)
+    return targets
+
+
+FAMILY = base.Family(
+    name="gemma3",
+    title="Gemma 3",
+    backbone_class=keras_hub.models.Gemma3Backbone,
+    causal_lm_class=keras_hub.models.Gemma3CausalLM,
+    preprocessor_class=keras_hub.models.Gemma3CausalLMPreprocessor,
+    tokenizer_class=keras_hub.models.Gemma3Tokenizer,
+    tiny_backbone=tiny_backbone,
+    tiny_tokenizer=lambda proto: keras_hub.models.Gemma3Tokenizer(
+        proto=proto, has_vision_tokens=False
+    ),
+    lora_targets=shared.LORA_TARGETS,
+    lora_target_groups=shared.LORA_TARGET_GROUPS,
+    default_lora_targets=shared.DEFAULT_LORA_TARGETS,
+    chat=shared.CHAT,
+    hf_chat_template=shared.HF_CHAT_TEMPLATE,
+    hf_tokenizer_class=shared.HF_TOKENIZER_CLASS,
+    hf_config=hf_config,
+    hf_weights=hf_weights,
+    peft_modules=shared.PEFT_MODULES,
+    # Gemma3CausalLM's cache builder also takes image embeddings, vision mask, padding mask
+    # and vision indices.
+    cache_arguments=4,
+    gguf=base.GgufImport(
+        architecture="gemma3",
+        backbone_config=gguf_backbone_config,
+        tensor_targets=gguf_tensor_targets,
+        tokenizer_arguments={"has_vision_tokens": False},
+    ),
+)
