@@ -362,7 +362,7 @@ def test_cli_exports_hf_and_peft_that_reproduce_the_run(run_path, tmp_path):
     import sys
 
     from gemma_tune.export import exporter
-    from gemma_tune.runs.tuned_run import tuned_run
+    from gemma_tune.runs import tuned_run
 
     tuned = tuned_run.load_tuned(run_path, "float32")
     token_ids = _token_ids()
@@ -392,7 +392,7 @@ def test_cli_exports_hf_and_peft_that_reproduce_the_run(run_path, tmp_path):
 
 def test_cli_keras_export_loads_with_model_load(run_path, tmp_path):
     from gemma_tune.export import exporter
-    from gemma_tune.runs.tuned_run import tuned_run
+    from gemma_tune.runs import tuned_run
 
     expected = _keras_logits(tuned_run.load_tuned(run_path, "float32").loaded, _token_ids())
     exporter.export(run_path, "keras", str(tmp_path / "keras"))

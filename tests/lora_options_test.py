@@ -8,7 +8,7 @@ import pytest
 
 from gemma_tune import model
 from gemma_tune.model import adapters
-from gemma_tune.runs.tuned_run import tuned_run
+from gemma_tune.runs import tuned_run
 
 
 def test_targets_expand_groups_and_refuse_unknown_names():

@@ -16,7 +16,7 @@ from gemma_tune import model, testing, train
 from gemma_tune.data import example as ex
 from gemma_tune.export import merge
 from gemma_tune.model import lora, quantize
-from gemma_tune.runs.tuned_run import tuned_run
+from gemma_tune.runs import tuned_run
 from gemma_tune.training import batching, loop, optimizer, template, trainer
 
 IDS = np.array([[2, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50]])

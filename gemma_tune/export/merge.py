@@ -13,7 +13,7 @@ kernel is also rescaled per output unit (`gemma_tune.model.lora.merged_kernel`),
 base (QLoRA) is dequantized first, so the merged model is float.
 
     from gemma_tune.export import merge
-    from gemma_tune.runs.tuned_run import tuned_run
+    from gemma_tune.runs import tuned_run
     tuned = tuned_run.load_tuned(RUN_DIR, "float32")
     merge.save_keras_preset(tuned.loaded, "exported/keras")
     # gemma_tune.model.load("exported/keras") now loads the tuned model, no adapter needed.
