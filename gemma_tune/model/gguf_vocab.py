@@ -67,6 +67,7 @@ def sentencepiece_proto(
     piece_type = sp_model.ModelProto.SentencePiece
     proto = sp_model.ModelProto()
     seen: dict[str, int] = {}
+    specials = {"unk": unk_id, "control": (pad_id, eos_id, bos_id)}
     for index, (token, score, token_type) in enumerate(
         zip(tokens, scores, token_types, strict=True)
     ):
@@ -74,22 +75,35 @@ def sentencepiece_proto(
         if piece in seen:
             raise ValueError(f"pieces {seen[piece]} and {index} are both {piece!r}")
         seen[piece] = index
-        if index == unk_id:
-            kind = piece_type.UNKNOWN
-        elif index in (pad_id, eos_id, bos_id):
-            kind = piece_type.CONTROL
-        elif token_type in (gguf.TokenType.CONTROL, gguf.TokenType.USER_DEFINED):
-            kind = piece_type.USER_DEFINED
-        elif token_type == gguf.TokenType.BYTE:
-            kind = piece_type.BYTE
-        elif token_type == gguf.TokenType.UNUSED:
-            kind = piece_type.UNUSED
-        else:
-            kind = piece_type.NORMAL
+        kind = _piece_kind(piece_type, index, token_type, specials)
         proto.pieces.add(
             piece=piece, score=float(score) if kind == piece_type.NORMAL else 0.0, type=kind
         )
+    _set_specs(proto, tokens, seen, (pad_id, eos_id, bos_id, unk_id), add_dummy_prefix)
+    return proto.SerializeToString()
 
+
+def _piece_kind(piece_type, index: int, token_type: int, specials: dict) -> int:
+    """The SentencePiece type of a GGUF piece (see `sentencepiece_proto` for the rules)."""
+    if index == specials["unk"]:
+        return piece_type.UNKNOWN
+    if index in specials["control"]:
+        return piece_type.CONTROL
+    if token_type in (gguf.TokenType.CONTROL, gguf.TokenType.USER_DEFINED):
+        return piece_type.USER_DEFINED
+    if token_type == gguf.TokenType.BYTE:
+        return piece_type.BYTE
+    if token_type == gguf.TokenType.UNUSED:
+        return piece_type.UNUSED
+    return piece_type.NORMAL
+
+
+def _set_specs(proto, tokens, seen: dict, special_ids: tuple, add_dummy_prefix: bool) -> None:
+    """Gemma's trainer and normalizer settings: BPE, byte fallback when all 256 byte pieces
+    exist, split digits, identity normalization, escaped whitespace."""
+    from sentencepiece import sentencepiece_model_pb2 as sp_model
+
+    pad_id, eos_id, bos_id, unk_id = special_ids
     trainer = proto.trainer_spec
     trainer.model_type = sp_model.TrainerSpec.BPE
     trainer.vocab_size = len(tokens)
@@ -104,7 +118,6 @@ def sentencepiece_proto(
         spec.add_dummy_prefix = add_dummy_prefix
         spec.remove_extra_whitespaces = False
         spec.escape_whitespaces = True
-    return proto.SerializeToString()
 
 
 def tokenizer_proto(reader: gguf.GGUFReader, metadata: Mapping[str, Any], gguf_path: Path) -> bytes:
