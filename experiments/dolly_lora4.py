@@ -2,7 +2,7 @@
 
     python -m gemma_tune.train --experiment=dolly_lora4
 
-Reproduces Google's "Fine-tune Gemma models in Keras using LoRA" tutorial (and seed 004):
+Reproduces Google's "Fine-tune Gemma models in Keras using LoRA" tutorial:
 preset `gemma_2b_en` (Kaggle access needed), Dolly-15k from Hugging Face, the first 1000 rows
 that have no context (`--set data.keep_context=true` keeps rows with context and puts the
 passage in the prompt), 256 tokens, LoRA rank 4 on query/value, AdamW lr 5e-5 with weight decay

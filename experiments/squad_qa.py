@@ -1,4 +1,4 @@
-"""Extractive question answering on SQuAD from TFDS, as in the Gemini/OpenAI notes (seed 003).
+"""Extractive question answering on SQuAD from TFDS, as in the Gemini and OpenAI tuning guides.
 
     python -m gemma_tune.train --experiment=squad_qa
 

@@ -1,4 +1,4 @@
-"""Summarization on WikiLingua English (TFDS), as in the Gemini supervised-tuning guide (seed 002).
+"""Summarization on WikiLingua English (TFDS), as in the Gemini supervised-tuning guide.
 
     python -m gemma_tune.train --experiment=wikilingua_summarize
 

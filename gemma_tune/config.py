@@ -126,7 +126,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.mesh.num_processes = 0
     config.mesh.process_id = -1
 
-    # Retrieved context (seed 000): passages from a document collection attached to prompts.
+    # Retrieved context: passages from a document collection attached to prompts.
     config.retrieval = ml_collections.ConfigDict()
     config.retrieval.corpus = ""  # a folder of .md/.txt, one such file, or a .jsonl; "" = off
     config.retrieval.top_k = 2  # passages per prompt

@@ -4,7 +4,7 @@ agrees with it, stops at stop tokens and is deterministic."""
 import numpy as np
 import pytest
 
-from gemma_tune import model
+from gemma_tune import model, testing
 from gemma_tune.data import example as ex
 from gemma_tune.evaluation import generate
 from gemma_tune.training import template
@@ -31,7 +31,7 @@ def _sampled_by_full_forward(causal_lm, prompts, steps, temperature, seed):
     return [ids[len(p) :] for ids, p in zip(sequences, prompts, strict=True)]
 
 
-@pytest.mark.parametrize("architecture", ["gemma1", "gemma2", "gemma3"])
+@pytest.mark.parametrize("architecture", testing.ARCHITECTURES)
 def test_batched_generation_equals_uncached_full_forward(architecture):
     loaded = model.load(f"tiny:{architecture}", "float32", seed=1)
     chat_template = template.ChatTemplate(loaded.tokenizer)

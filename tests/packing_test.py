@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gemma_tune import config as config_lib
-from gemma_tune import model
+from gemma_tune import model, testing
 from gemma_tune.data import example as ex
 from gemma_tune.training import batching, optimizer, packing, template, trainer
 
@@ -55,7 +55,7 @@ def _examples():
     return [ex.Example(turns=(ex.Turn("user", q), ex.Turn("model", a))) for q, a in rows]
 
 
-@pytest.mark.parametrize("architecture", ["gemma1", "gemma2", "gemma3"])
+@pytest.mark.parametrize("architecture", testing.ARCHITECTURES)
 def test_packed_batch_gives_the_loss_and_gradient_of_separate_rows(architecture):
     config = config_lib.load(f"tiny:{architecture}", ["sequence_length=128"])
     loaded = model.load(config.model.preset, "float32", seed=config.seed)

@@ -1,7 +1,7 @@
 """Text metrics comparing generated answers with references.
 
 - Exact match and token F1 with SQuAD's answer normalization (lower case, no punctuation, no
-  articles a/an/the, single spaces), the metrics of seed 003's baselines.
+  articles a/an/the, single spaces), the metrics of the SQuAD baselines.
 - ROUGE-1/2/L precision, recall and F1 from Google's `rouge-score` package (the reference
   implementation the Gemini tuning guide reports), with stemming.
 """
