@@ -14,10 +14,10 @@ Training and evaluation call `write(run_path)` themselves; the CLI rebuilds a re
 
 from __future__ import annotations
 
-import json
 import os
 
 from gemma_tune.reporting import report_html
+from gemma_tune.runs import run_dir
 
 # Metric keys in the order the table shows them, with the labels it shows.
 METRIC_LABELS = {
@@ -35,7 +35,6 @@ _LOWER_IS_BETTER = {"loss", "perplexity"}
 _NEUTRAL = {"length_words"}
 _EPSILON = 1e-9
 MARKDOWN_LIMIT = 300
-_COMPARISON = "comparison.json"
 
 
 def number(value) -> str:
@@ -71,30 +70,11 @@ def tone(metric: str, change) -> str:
     return "gain" if better else "loss"
 
 
-def _read_json(run_path: str, name: str):
-    path = os.path.join(run_path, name)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def _read_metrics(run_path: str) -> tuple[list[dict], list[dict]]:
     """Training and validation records from metrics.jsonl (a torn last line is skipped)."""
-    train_records, validation_records = [], []
-    path = os.path.join(run_path, "metrics.jsonl")
-    if not os.path.exists(path):
-        return train_records, validation_records
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "loss" in record:
-                train_records.append(record)
-            if "val_loss" in record:
-                validation_records.append(record)
+    records = run_dir.read_metrics(run_path)
+    train_records = [record for record in records if "loss" in record]
+    validation_records = [record for record in records if "val_loss" in record]
     return train_records, validation_records
 
 
@@ -109,7 +89,10 @@ def _duration(seconds) -> str:
 def _facts(config: dict, summary: dict, result: dict, trained: bool) -> list[tuple[str, str]]:
     """The "What was trained" list: label, value."""
     if not trained:
-        none = "none in this directory (no result.json or metrics.jsonl): an evaluation on its own"
+        none = (
+            f"none in this directory (no {run_dir.RESULT} or {run_dir.METRICS}): "
+            "an evaluation on its own"
+        )
         preset = config.get("model", {}).get("preset")
         return ([("Model", preset)] if preset else []) + [("Training", none)]
     model, data = config.get("model", {}), config.get("data", {})
@@ -223,12 +206,12 @@ def _examples(comparison: dict) -> tuple[list[report_html.ExampleRow], str]:
 
 def _read_comparison(run_path: str) -> tuple[dict | None, str]:
     """comparison.json (version 2) with its defaults filled in, or None and the reason."""
-    comparison = _read_json(run_path, _COMPARISON)
+    comparison = run_dir.read_json(run_path, run_dir.COMPARISON)
     if comparison is None:
-        return None, "No held-out comparison: this run has no comparison.json."
+        return None, f"No held-out comparison: this run has no {run_dir.COMPARISON}."
     if comparison.get("version") != 2:
         version = comparison.get("version", 1)
-        return None, f"comparison.json is version {version}; this report reads version 2."
+        return None, f"{run_dir.COMPARISON} is version {version}; this report reads version 2."
     systems = comparison.get("systems") or list(comparison.get("means", {}))
     baseline = comparison.get("baseline") or systems[0]
     comparison = {
@@ -245,9 +228,9 @@ def _read_comparison(run_path: str) -> tuple[dict | None, str]:
 
 def build(run_path: str) -> report_html.Page:
     """Reads a run directory and returns everything its report shows."""
-    config = _read_json(run_path, "config.json") or {}
-    summary = _read_json(run_path, "data_summary.json") or {}
-    result = _read_json(run_path, "result.json") or {}
+    config = run_dir.read_json(run_path, run_dir.CONFIG) or {}
+    summary = run_dir.read_json(run_path, run_dir.DATA_SUMMARY) or {}
+    result = run_dir.read_json(run_path, run_dir.RESULT) or {}
     train_records, validation_records = _read_metrics(run_path)
     comparison, note = _read_comparison(run_path)
     name = config.get("experiment") or os.path.basename(os.path.normpath(run_path))
@@ -258,7 +241,7 @@ def build(run_path: str) -> report_html.Page:
             f"Validation loss {first['val_loss']:.3f} before training → {last['val_loss']:.3f} "
             f"after {last['step']} steps."
         )
-    caption = "No metrics were logged (metrics.jsonl is missing or empty)."
+    caption = f"No metrics were logged ({run_dir.METRICS} is missing or empty)."
     if train_records or validation_records:
         steps, checks = len(train_records), len(validation_records)
         caption = f"{steps} logged training step{'s' * (steps != 1)}, {checks} validation"
@@ -306,7 +289,8 @@ def _md_text(text: str | None, limit: int = MARKDOWN_LIMIT) -> str:
         text = text[:limit].rstrip()
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = text.replace("|", "\\|")
-    return text + (f" … (+{extra} chars, full text in comparison.json)" if extra > 0 else "")
+    folded = f" … (+{extra} chars, full text in {run_dir.COMPARISON})"
+    return text + (folded if extra > 0 else "")
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -316,7 +300,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + [""]
 
 
-def markdown(page: report_html.Page, image_name: str = "loss_curves.png") -> str:
+def markdown(page: report_html.Page, image_name: str = run_dir.LOSS_CURVES) -> str:
     """The report as Markdown (the loss curves linked as `image_name`, next to it)."""
     lines = [f"# {page.title}", ""]
     lines += [page.description, ""] if page.description else []
@@ -355,13 +339,6 @@ def markdown(page: report_html.Page, image_name: str = "loss_curves.png") -> str
     return "\n".join(lines)
 
 
-def _write_atomic(path: str, content: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(content)
-    os.replace(tmp, path)
-
-
 def write(run_path: str) -> tuple[str, str]:
     """Writes `loss_curves.png`, `report.html` and `report.md` into a run directory.
 
@@ -376,11 +353,11 @@ def write(run_path: str) -> tuple[str, str]:
     """
     page = build(run_path)
     if page.curves_png:
-        _write_atomic(os.path.join(run_path, "loss_curves.png"), page.curves_png)
-    html_path = os.path.join(run_path, "report.html")
-    md_path = os.path.join(run_path, "report.md")
-    _write_atomic(html_path, report_html.render(page).encode())
-    _write_atomic(md_path, markdown(page).encode())
+        run_dir.write_atomically(os.path.join(run_path, run_dir.LOSS_CURVES), page.curves_png)
+    html_path = os.path.join(run_path, run_dir.REPORT_HTML)
+    md_path = os.path.join(run_path, run_dir.REPORT_MD)
+    run_dir.write_atomically(html_path, report_html.render(page).encode())
+    run_dir.write_atomically(md_path, markdown(page).encode())
     return html_path, md_path
 
 
@@ -391,7 +368,8 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     run_path = flags.FLAGS.run
-    if not any(os.path.exists(os.path.join(run_path, n)) for n in ("config.json", _COMPARISON)):
-        raise app.UsageError(f"{run_path} holds neither a run (config.json) nor {_COMPARISON}")
+    config, comparison = run_dir.CONFIG, run_dir.COMPARISON
+    if not any(os.path.exists(os.path.join(run_path, n)) for n in (config, comparison)):
+        raise app.UsageError(f"{run_path} holds neither a run ({config}) nor {comparison}")
     html_path, md_path = write(run_path)
-    print(f"report.html: {html_path}\nreport.md: {md_path}")
+    print(f"{run_dir.REPORT_HTML}: {html_path}\n{run_dir.REPORT_MD}: {md_path}")

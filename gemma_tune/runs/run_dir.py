@@ -5,12 +5,18 @@ runs/<experiment>-<timestamp>/
   data_summary.json    rows read, dropped, duplicates, split sizes, token lengths
   metrics.jsonl        one JSON object per logged step and per validation
   adapter/             LoRA weights (adapter.npz) and their metadata (adapter.json)
-  checkpoints/         the newest training checkpoints (`gemma_tune.training.checkpoint`)
+  checkpoints/         the newest training checkpoints (`gemma_tune.training.checkpoint`):
+    step-000040/         state.npz (weights, optimizer state) and state.json (loop state)
   base_answers.json    the base model's answers, generated before training (reused on resume)
   samples.md           base vs tuned generations on validation prompts, side by side
   comparison.json      every system's answers and scores, means and changes
   report.html/.md      the report (`gemma_tune.report`), with loss_curves.png
   result.json          final metrics, parameter counts and timings (written last)
+
+This module is the one place that spells these names, and every whole file written into a run
+directory goes through `write_atomically` (a temporary file renamed into place), so a reader or
+a resumed run never sees half a file. `metrics.jsonl` is the one exception by design: it is an
+append-only log whose readers skip a line cut short by a kill.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import datetime
 import json
 import os
 import shutil
+from collections.abc import Callable
+from typing import IO
 
 # Every file and folder of a run directory, by what it holds. No other module spells these.
 CONFIG = "config.json"
@@ -35,20 +43,66 @@ LOSS_CURVES = "loss_curves.png"
 RESULT = "result.json"
 TENSORBOARD_DIR = "tensorboard"
 
+# Inside an adapter directory (`gemma_tune.model.adapters`), which may also live outside a run.
+ADAPTER_WEIGHTS = "adapter.npz"
+ADAPTER_METADATA = "adapter.json"
+# adapter.json's `schema_version`: 2 adds the field itself; files without it are version 1.
+ADAPTER_SCHEMA_VERSION = 2
 
-def write_atomically(path: str, content: str | bytes) -> str:
+# Inside checkpoints/ (`gemma_tune.training.checkpoint`): `step-000040/`, written as
+# `.partial-000040-<pid>/` and renamed when complete.
+CHECKPOINT_PREFIX = "step-"
+CHECKPOINT_PARTIAL = ".partial-"
+CHECKPOINT_ARRAYS = "state.npz"
+CHECKPOINT_STATE = "state.json"
+
+Content = str | bytes | Callable[[IO[bytes]], None]
+
+
+def write_atomically(path: str, content: Content, fsync: bool = False) -> str:
     """Writes `content` to `path` through a temporary file and a rename, so a reader (or a
-    resumed run) never sees half a file; returns `path`."""
+    resumed run) never sees half a file; returns `path`.
+
+    Args:
+      path: the file to (re)place.
+      content: text, bytes, or a function that writes bytes into the open file (large arrays
+        are streamed, e.g. `lambda f: numpy.savez(f, **arrays)`, rather than held twice).
+      fsync: flush the file to disk before the rename (checkpoints, which must survive a
+        power cut, not just a killed process).
+    """
     tmp = path + ".tmp"
-    with open(tmp, "wb" if isinstance(content, bytes) else "w") as f:
-        f.write(content)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w" if isinstance(content, str) else "wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return path
 
 
 def write_text(run_path: str, name: str, text: str) -> str:
     """Writes `text` to `run_path/name` atomically; returns the path."""
     return write_atomically(os.path.join(run_path, name), text)
+
+
+def json_text(payload, **dump_options) -> str:
+    """`payload` as the indented, key-sorted JSON (and final newline) the run directory holds;
+    `dump_options` are passed to `json.dumps` (e.g. `default=float`)."""
+    options = {"indent": 2, "sort_keys": True, "default": str, **dump_options}
+    return json.dumps(payload, **options) + "\n"
+
+
+def write_json(run_path: str, name: str, payload) -> str:
+    """Writes `payload` as indented JSON to `run_path/name` atomically; returns the path."""
+    return write_text(run_path, name, json_text(payload))
 
 
 def read_json(run_path: str, name: str):
@@ -58,6 +112,70 @@ def read_json(run_path: str, name: str):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def read_config(run_path: str) -> dict:
+    """The run's resolved config as written at its start (`config.json`).
+
+    Raises:
+      FileNotFoundError: when `run_path` is not a run directory.
+    """
+    config = read_json(run_path, CONFIG)
+    if config is None:
+        raise FileNotFoundError(f"{run_path} is not a run directory (no {CONFIG})")
+    return config
+
+
+def write_config(run_path: str, config_dict: dict) -> str:
+    """Writes the resolved config (`config.json`), the first file of a run; returns its path."""
+    return write_json(run_path, CONFIG, config_dict)
+
+
+def write_data_summary(run_path: str, summary: dict) -> str:
+    """Writes the data summary (`data_summary.json`); returns its path."""
+    return write_json(run_path, DATA_SUMMARY, summary)
+
+
+def write_result(run_path: str, result: dict) -> str:
+    """Writes the final metrics (`result.json`), the last file of a run: its presence marks the
+    run as finished (see `prepare`); returns its path."""
+    return write_json(run_path, RESULT, result)
+
+
+def read_metrics(run_path: str) -> list[dict]:
+    """Every record of `metrics.jsonl`, in order; a line cut short by a kill is skipped, and a
+    run without the file has none."""
+    path = os.path.join(run_path, METRICS)
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def adapter_dir(run_path: str) -> str:
+    """Where the run's adapter (`adapter.npz`, `adapter.json`) is written."""
+    return os.path.join(run_path, ADAPTER_DIR)
+
+
+def checkpoints_dir(run_path: str) -> str:
+    """Where the run's checkpoints (`step-NNNNNN/`) are written."""
+    return os.path.join(run_path, CHECKPOINTS_DIR)
+
+
+def checkpoint_name(step: int) -> str:
+    """The directory name of the checkpoint after `step` (`step-000040`)."""
+    return f"{CHECKPOINT_PREFIX}{step:06d}"
+
+
+def partial_checkpoint_name(step: int, pid: int) -> str:
+    """The hidden name a checkpoint is written under before it is complete."""
+    return f"{CHECKPOINT_PARTIAL}{step:06d}-{pid}"
 
 
 def default_path(experiment: str, root: str = "runs") -> str:
@@ -73,9 +191,9 @@ def create(path: str) -> str:
       FileExistsError: when `path` already has a `config.json`.
       PermissionError / OSError: when it cannot be created or written, with the path named.
     """
-    if os.path.exists(os.path.join(path, "config.json")):
+    if os.path.exists(os.path.join(path, CONFIG)):
         raise FileExistsError(
-            f"{path} already holds a run (config.json exists); choose another --workdir"
+            f"{path} already holds a run ({CONFIG} exists); choose another --workdir"
         )
     try:
         os.makedirs(path, exist_ok=True)
@@ -99,17 +217,16 @@ def prepare(path: str, config_dict: dict, overwrite: bool = False) -> bool:
         differ are named), and `overwrite` is False.
       OSError: the directory cannot be created or written.
     """
-    if os.path.exists(os.path.join(path, "config.json")):
+    if os.path.exists(os.path.join(path, CONFIG)):
         if overwrite:
             print(f"Deleting the run in {path} (--overwrite) ...", flush=True)
             shutil.rmtree(path)
-        elif os.path.exists(os.path.join(path, "result.json")):
+        elif os.path.exists(os.path.join(path, RESULT)):
             raise FileExistsError(
                 f"{path} holds a finished run; choose another --workdir or pass --overwrite"
             )
         else:
-            with open(os.path.join(path, "config.json")) as f:
-                saved = json.load(f)
+            saved = read_config(path)
             differences = _differences(saved, json.loads(json.dumps(config_dict, default=str)))
             if differences:
                 raise FileExistsError(
@@ -135,7 +252,7 @@ def _differences(saved, wanted, prefix: str = "") -> list[str]:
 
 def truncate_metrics(run_path: str, last_step: int) -> None:
     """Drops metrics.jsonl records after `last_step` (those of steps a resumed run redoes)."""
-    path = os.path.join(run_path, "metrics.jsonl")
+    path = os.path.join(run_path, METRICS)
     if not os.path.exists(path):
         return
     with open(path) as f:
@@ -148,16 +265,7 @@ def truncate_metrics(run_path: str, last_step: int) -> None:
             continue
         if record.get("step", 0) <= last_step:
             kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(kept)
-    os.replace(tmp, path)
-
-
-def write_json(run_path: str, name: str, payload) -> str:
-    """Writes `payload` as indented JSON to `run_path/name` atomically; returns the path."""
-    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
-    return write_text(run_path, name, text)
+    write_atomically(path, "".join(kept))
 
 
 def check_tensorboard() -> None:
@@ -172,15 +280,17 @@ class MetricsLog:
     """Appends one JSON line per event to `metrics.jsonl` (and to TensorBoard if asked)."""
 
     def __init__(self, run_path: str, tensorboard: bool = False):
-        self.path = os.path.join(run_path, "metrics.jsonl")
+        self.path = os.path.join(run_path, METRICS)
         self._file = open(self.path, "a")
         self._writer = None
         if tensorboard:
             import tensorflow as tf
 
-            self._writer = tf.summary.create_file_writer(os.path.join(run_path, "tensorboard"))
+            self._writer = tf.summary.create_file_writer(os.path.join(run_path, TENSORBOARD_DIR))
 
     def __call__(self, record: dict) -> None:
+        """Appends `record` as one line (flushed, so a kill loses at most the line being
+        written) and its numbers as TensorBoard scalars at its step."""
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
         self._file.flush()
         if self._writer is not None:
@@ -193,6 +303,7 @@ class MetricsLog:
             self._writer.flush()
 
     def close(self) -> None:
+        """Closes the log file and the TensorBoard writer."""
         self._file.close()
         if self._writer is not None:
             self._writer.close()

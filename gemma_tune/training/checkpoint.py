@@ -8,7 +8,8 @@ A checkpoint is written into a hidden `.partial-*` directory, flushed to disk an
 into place, so a crash (or a kill) while writing leaves the previous checkpoints intact and the
 half-written one is never read. The data order needs no saving: it is a function of the seed
 and the epoch (`batching.epoch_order`), and the step says how far into it the run got. Only the
-newest `keep` checkpoints are kept.
+newest `keep` checkpoints are kept. The names are `gemma_tune.runs.run_dir`'s, and each file is
+written (and flushed to disk) through `run_dir.write_atomically`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import shutil
 import numpy as np
 
 import gemma_tune
+from gemma_tune.runs import run_dir
 from gemma_tune.training import multihost
 
-DIRECTORY = "checkpoints"
-PREFIX = "step-"
-PARTIAL = ".partial-"
-ARRAYS_FILE = "state.npz"
-STATE_FILE = "state.json"
+DIRECTORY = run_dir.CHECKPOINTS_DIR
+PREFIX = run_dir.CHECKPOINT_PREFIX
+PARTIAL = run_dir.CHECKPOINT_PARTIAL
+ARRAYS_FILE = run_dir.CHECKPOINT_ARRAYS
+STATE_FILE = run_dir.CHECKPOINT_STATE
 
 
 def _fsync_directory(path: str) -> None:
@@ -50,9 +52,9 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
     Raises:
       OSError: when the checkpoint cannot be written (full disk, no permission), naming where.
     """
-    root = os.path.join(run_path, DIRECTORY)
-    final = os.path.join(root, f"{PREFIX}{trainer.step:06d}")
-    partial = os.path.join(root, f"{PARTIAL}{trainer.step:06d}-{os.getpid()}")
+    root = run_dir.checkpoints_dir(run_path)
+    final = os.path.join(root, run_dir.checkpoint_name(trainer.step))
+    partial = os.path.join(root, run_dir.partial_checkpoint_name(trainer.step, os.getpid()))
     trainable_paths = [v.path for v in trainer.backbone.trainable_variables]
     optimizer_paths = [v.path for v in trainer.optimizer.variables]
     arrays = {
@@ -71,14 +73,10 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
     }
     try:
         os.makedirs(partial, exist_ok=True)
-        with open(os.path.join(partial, ARRAYS_FILE), "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        with open(os.path.join(partial, STATE_FILE), "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True, default=float)
-            f.flush()
-            os.fsync(f.fileno())
+        arrays_path = os.path.join(partial, ARRAYS_FILE)
+        run_dir.write_atomically(arrays_path, lambda f: np.savez(f, **arrays), fsync=True)
+        state_text = run_dir.json_text(record, default=float)
+        run_dir.write_atomically(os.path.join(partial, STATE_FILE), state_text, fsync=True)
         if os.path.exists(final):  # A rerun reached the same step again: replace it.
             shutil.rmtree(final)
         os.rename(partial, final)
@@ -93,7 +91,7 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
 
 def list_complete(run_path: str) -> list[str]:
     """Complete checkpoints of a run, oldest first (partial writes are not listed)."""
-    root = os.path.join(run_path, DIRECTORY)
+    root = run_dir.checkpoints_dir(run_path)
     if not os.path.isdir(root):
         return []
     names = sorted(
@@ -112,7 +110,7 @@ def latest(run_path: str) -> str | None:
 
 def remove_partial(run_path: str) -> None:
     """Deletes leftovers of checkpoint writes that were interrupted."""
-    root = os.path.join(run_path, DIRECTORY)
+    root = run_dir.checkpoints_dir(run_path)
     if os.path.isdir(root):
         for name in os.listdir(root):
             if name.startswith(PARTIAL):
