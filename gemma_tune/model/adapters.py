@@ -1,9 +1,14 @@
 """LoRA adapter files keyed by layer path, not layer index.
 
 An adapter is `adapter.npz` (one array per trainable variable, named by its Keras path, e.g.
-`decoder_block_0/attention/query/lora_kernel_a`) plus `adapter.json` (base preset, rank,
-gemma_tune version, and each array's shape). Unlike KerasHub's `save_lora_weights`, which keys
-weights by position, a path-keyed file cannot silently land on the wrong layer.
+`decoder_block_0/attention/query/lora_kernel_a`) plus `adapter.json` (schema version, base
+preset, rank, gemma_tune version, and each array's shape). Unlike KerasHub's
+`save_lora_weights`, which keys weights by position, a path-keyed file cannot silently land on
+the wrong layer. The file names and the schema version are `gemma_tune.runs.run_dir`'s; both
+files are written atomically through `run_dir.write_atomically`.
+
+Schema versions of adapter.json: 1 (no `schema_version` field) and 2 (the field added, nothing
+else changed) are read; a newer version is refused, naming the file, rather than misread.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ import os
 import numpy as np
 
 import gemma_tune
+from gemma_tune.model import keras_compat
+from gemma_tune.runs import run_dir
 
-WEIGHTS_FILE = "adapter.npz"
-METADATA_FILE = "adapter.json"
+WEIGHTS_FILE = run_dir.ADAPTER_WEIGHTS
+METADATA_FILE = run_dir.ADAPTER_METADATA
+SCHEMA_VERSION = run_dir.ADAPTER_SCHEMA_VERSION
 
 
 def fingerprint(causal_lm) -> str:
@@ -40,7 +48,7 @@ def lora_settings(causal_lm) -> dict:
     """The model's LoRA rank, alpha and target layer names (e.g. "query", "value"), read from
     its LoRA-enabled layers, for an adapter's metadata."""
     ranks, alphas, targets, dora = set(), set(), set(), False
-    for layer in causal_lm.backbone._flatten_layers(include_self=False):
+    for layer in keras_compat.all_layers(causal_lm.backbone):
         if getattr(layer, "lora_enabled", False):
             ranks.add(int(layer.lora_rank))
             alphas.add(float(layer.lora_alpha))
@@ -67,18 +75,38 @@ def save(causal_lm, directory: str, metadata: dict) -> str:
     os.makedirs(directory, exist_ok=True)
     arrays = {v.path: np.asarray(v.numpy()) for v in causal_lm.trainable_variables}
     weights_path = os.path.join(directory, WEIGHTS_FILE)
-    tmp_path = weights_path + ".tmp.npz"
-    np.savez(tmp_path, **arrays)
-    os.replace(tmp_path, weights_path)
+    run_dir.write_atomically(weights_path, lambda f: np.savez(f, **arrays))
     full_metadata = {
         **metadata,
+        "schema_version": SCHEMA_VERSION,
         "base_fingerprint": metadata.get("base_fingerprint") or fingerprint(causal_lm),
         "gemma_tune_version": gemma_tune.__version__,
         "weights": {path: list(array.shape) for path, array in arrays.items()},
     }
-    with open(os.path.join(directory, METADATA_FILE), "w") as f:
-        json.dump(full_metadata, f, indent=2)
+    metadata_text = json.dumps(full_metadata, indent=2)
+    run_dir.write_atomically(os.path.join(directory, METADATA_FILE), metadata_text)
     return weights_path
+
+
+def read_metadata(directory: str) -> dict:
+    """The adapter's metadata (`adapter.json`): how it was trained (method, rank, alpha,
+    targets, quantization), its base's fingerprint and its arrays' shapes.
+
+    Raises:
+      FileNotFoundError: when `directory` holds no adapter.
+      ValueError: when the file's schema version is newer than this gemma_tune reads.
+    """
+    path = os.path.join(directory, METADATA_FILE)
+    with open(path) as f:
+        metadata = json.load(f)
+    version = metadata.get("schema_version", 1)
+    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        raise ValueError(
+            f"{path} is adapter schema version {version!r}; this gemma_tune "
+            f"({gemma_tune.__version__}) reads versions 1 to {SCHEMA_VERSION}: upgrade gemma_tune "
+            "to load it"
+        )
+    return metadata
 
 
 def load(causal_lm, directory: str, base_fingerprint: str = "") -> dict:
@@ -87,13 +115,13 @@ def load(causal_lm, directory: str, base_fingerprint: str = "") -> dict:
     (`model.LoadedModel.base_fingerprint`); by default it is computed from `causal_lm`.
 
     Raises:
-      ValueError: when a variable is missing on either side or its shape differs, naming it.
+      ValueError: when a variable is missing on either side or its shape differs, naming it,
+        or when the adapter's schema version is newer than this gemma_tune reads.
 
     Returns:
       The adapter's metadata.
     """
-    with open(os.path.join(directory, METADATA_FILE)) as f:
-        metadata = json.load(f)
+    metadata = read_metadata(directory)
     expected = metadata.get("base_fingerprint")
     if expected and expected != (base_fingerprint or fingerprint(causal_lm)):
         raise ValueError(
