@@ -42,7 +42,7 @@ import sys
 import time
 
 import numpy as np
-from train_speed import matmul_rate  # benchmarks/ is the script's directory
+from train_speed_common import matmul_rate  # benchmarks/ is the script's directory
 
 # KerasHub's gemma_2b_en config; the FFN's `intermediate_dim` counts gate + up (2 x 16384).
 ARCHS = {

@@ -84,7 +84,7 @@ def time_widths(tuner, batches: list[dict], steps: int) -> dict[int, dict[str, f
 def peer_epoch(batches: list[dict]) -> dict:
     """Runs transformers + PEFT over `batches`, each cut to its longest row; times each step."""
     import torch
-    from train_speed import Peer  # benchmarks/ is the script's directory
+    from train_speed_peer import Peer  # benchmarks/ is the script's directory
 
     peer = Peer()
     times, losses = [], []
