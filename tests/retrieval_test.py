@@ -289,3 +289,15 @@ def test_format_passages_keeps_titles_and_order():
     untitled = corpus.Passage("x", "x.txt:1", "", "Plain text.")
     text = retrieval.format_passages([WORKSHOP[2], untitled])
     assert text == "## Fobs\n\nA lost fob costs eight dollars to replace.\n\nPlain text."
+
+
+def test_from_config_indexes_the_experiments_corpus(tmp_path, capsys):
+    assert retrieval.from_config(None) is None
+    assert retrieval.from_config({"corpus": "", "top_k": 2, "passage_words": 200}) is None
+    folder = make_folder(tmp_path)
+    settings = {"corpus": str(folder), "top_k": 1, "passage_words": 50}
+    retriever = retrieval.from_config(settings)
+    expected = corpus.load_corpus(str(folder), passage_words=50)
+    (top, _), *_ = retriever.search(expected[0].text, 1)
+    assert top == expected[0]
+    assert f"{len(expected)} passages indexed" in capsys.readouterr().out
