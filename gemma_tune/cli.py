@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("gemma_tune.sample", "talk to a run's tuned model or a base model"),
     "evaluate": ("gemma_tune.evaluate", "base vs tuned on a run's data or any file"),
     "export": ("gemma_tune.export", "a run as a Hugging Face model, PEFT adapter or KerasHub"),
-    "report": ("gemma_tune.report", "rebuild a run's report.html and report.md"),
+    "report": ("gemma_tune.report", "rebuild a run's report (HTML and Markdown)"),
     "data": ("gemma_tune.data", "check a data file: data check FILE"),
 }
 

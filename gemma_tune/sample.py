@@ -101,6 +101,7 @@ class Chat:
 
 
 def _respond(chat: Chat, text: str) -> None:
+    """Answers one prompt with the tuned model (or the base), or both with --compare_base."""
     prompt_ids = chat.prompt_ids(text, FLAGS.system, FLAGS.context, FLAGS.raw)
     sampling = dict(
         max_new_tokens=FLAGS.max_new_tokens,
@@ -120,6 +121,7 @@ def _respond(chat: Chat, text: str) -> None:
 
 
 def main(argv) -> None:
+    """Loads the model from the flags and answers `--prompt`, or each line of stdin."""
     del argv
     logging.set_verbosity(logging.WARNING)
     preset, adapter_dir, seed, dtype = _resolve(FLAGS.run, FLAGS.model, FLAGS.adapter)
