@@ -17,6 +17,7 @@ on the same `--workdir` (or `--resume=RUN_DIR`) continues exactly where the run 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -68,6 +69,27 @@ def prepare_data(config, chat_template, summary, train_examples, validation_exam
     return train_encoded, val_kept, val_encoded
 
 
+@dataclasses.dataclass
+class _Data:
+    """The checked examples (with retrieved context attached when asked), their summary and
+    the retriever the evaluation uses."""
+
+    train_examples: list
+    validation_examples: list
+    summary: object
+    retriever: object
+
+
+@dataclasses.dataclass
+class _Encoded:
+    """Token ids and loss weights: training rows (packed when asked), the validation examples
+    kept and their encodings."""
+
+    train: list
+    validation_kept: list
+    validation: list
+
+
 def run(config, workdir: str, overwrite: bool = False) -> str:
     """Runs one experiment end to end and returns the run directory.
 
@@ -79,30 +101,45 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
       workdir: the run directory to create (or to resume).
       overwrite: delete whatever run `workdir` holds and start over.
     """
-    from gemma_tune import evaluate, model
-    from gemma_tune.data import sources
-    from gemma_tune.model import adapters, quantize
-    from gemma_tune.reporting import report
-    from gemma_tune.runs.tuned_run import run_dir
-    from gemma_tune.training import (
-        batching,
-        checkpoint,
-        loop,
-        multihost,
-        optimizer,
-        packing,
-        sharding,
-        template,
-        trainer,
-    )
+    from gemma_tune.training import template
 
-    # Setup: data first (bad rows stop the run before anything is written), then the run dir.
     started = time.perf_counter()
-    multihost.initialize(config.mesh)  # before any JAX work
+    run_path = _start(config, workdir)
+    data = _read_data(config)  # bad rows stop the run before anything is written
+    mesh = _make_mesh(config)
+    resuming = _open_run_dir(config, run_path, overwrite)
+    prepared = _prepare_model(config)
+    chat_template = template.ChatTemplate(
+        prepared.loaded.tokenizer, config.template.train_on_prompt
+    )
+    encoded = _encode(config, chat_template, data, run_path)
+    evaluation = _answer_as_base(config, prepared.loaded, chat_template, data, encoded, run_path)
+    tuner, resume_state = _make_trainer(config, prepared.loaded, encoded, mesh, run_path, resuming)
+    final = _train(config, tuner, encoded, chat_template.pad_id, run_path, resume_state)
+    _save_adapter(config, prepared.loaded, run_path)
+    _finish(config, prepared, evaluation, final, run_path, started)
+    return run_path
+
+
+def _start(config, workdir: str) -> str:
+    """Starts JAX across hosts (before any JAX work), says what runs, and returns this host's
+    run path."""
+    from gemma_tune.runs import run_dir
+    from gemma_tune.training import multihost
+
+    multihost.initialize(config.mesh)
     workdir = multihost.run_path(workdir)
     print(f"gemma_tune {gemma_tune.__version__}: experiment {config.experiment}", flush=True)
     if config.train.tensorboard:
         run_dir.check_tensorboard()
+    return workdir
+
+
+def _read_data(config) -> _Data:
+    """Reads and checks the data, and attaches retrieved passages when `retrieval.train`."""
+    from gemma_tune import evaluate
+    from gemma_tune.data import sources
+
     print("Reading and checking the data ...", flush=True)
     train_examples, validation_examples, summary = sources.load(config.data)
     retriever = evaluate.retriever(config.retrieval)
@@ -114,24 +151,70 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
             retrieval.attach_context(items, retriever, config.retrieval.top_k)
             for items in (train_examples, validation_examples)
         )
+    return _Data(train_examples, validation_examples, summary, retriever)
+
+
+def _make_mesh(config):
+    """The device mesh, checked against the batch sizes."""
+    from gemma_tune.training import sharding
+
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
     sharding.check_batch_sizes(mesh, config.train.batch_size, config.train.eval_batch_size)
     print(f"Devices: {sharding.describe(mesh)}", flush=True)
-    resuming = run_dir.prepare(workdir, config.to_dict(), overwrite)
-    run_path = workdir
-    run_dir.write_json(run_path, "config.json", config.to_dict())
+    return mesh
 
-    # Model and data encoding.
-    import keras
 
-    keras.utils.set_random_seed(config.seed)
-    loaded = model.load(config.model.preset, config.model.dtype, seed=config.seed)
-    chat_template = template.ChatTemplate(loaded.tokenizer, config.template.train_on_prompt)
-    train_encoded, val_kept, val_encoded = prepare_data(
-        config, chat_template, summary, train_examples, validation_examples
+def _open_run_dir(config, run_path: str, overwrite: bool) -> bool:
+    """Creates (or reopens, to resume) the run directory and writes the config; returns
+    whether an unfinished run of this config is being resumed."""
+    from gemma_tune.runs import run_dir
+
+    resuming = run_dir.prepare(run_path, config.to_dict(), overwrite)
+    run_dir.write_config(run_path, config.to_dict())
+    return resuming
+
+
+def _prepare_model(config):
+    """Loads the model and prepares it for the configured tuning method (LoRA/DoRA adapters
+    on a float or quantized base, or every weight), through `gemma_tune.model.prepare`."""
+    from gemma_tune import model
+    from gemma_tune.model import prepare
+
+    prepared = prepare.prepare(
+        config.model.preset,
+        prepare.Tuning.from_config(config),
+        config.model.dtype,
+        seed=config.seed,
+        remat=config.train.remat,
     )
-    run_dir.write_json(run_path, "data_summary.json", summary.to_dict())
-    print(summary.format(), flush=True)
+    total, trainable = _parameter_counts(config, prepared)
+    print(
+        f"Model {prepared.loaded.preset}: {total:,} parameters, {trainable:,} trainable "
+        f"({100 * trainable / total:.3f}%): {model.describe_tuning(config)}",
+        flush=True,
+    )
+    return prepared
+
+
+def _parameter_counts(config, prepared) -> tuple[int, int]:
+    """`(total, trainable)`: the base's parameters plus the adapters' (full fine-tuning adds
+    none), and those that train."""
+    from gemma_tune import model
+
+    _, trainable = model.parameter_counts(prepared.loaded)
+    return prepared.base_parameters + (trainable if config.method != "full" else 0), trainable
+
+
+def _encode(config, chat_template, data: _Data, run_path: str) -> _Encoded:
+    """Encodes the examples, writes the data summary, and packs the training rows if asked."""
+    from gemma_tune.runs import run_dir
+    from gemma_tune.training import packing
+
+    train_encoded, val_kept, val_encoded = prepare_data(
+        config, chat_template, data.summary, data.train_examples, data.validation_examples
+    )
+    run_dir.write_data_summary(run_path, data.summary.to_dict())
+    print(data.summary.format(), flush=True)
     if config.train.packing:
         examples_count = len(train_encoded)
         train_encoded = packing.combine(train_encoded, config.sequence_length)
@@ -141,43 +224,37 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
             f"{config.sequence_length} tokens ({100 * filled:.0f}% of the slots hold tokens)",
             flush=True,
         )
+    return _Encoded(train_encoded, val_kept, val_encoded)
 
-    # The tuning method: LoRA/DoRA adapters (on a float or quantized base) or every weight.
-    # Seed right before adapters are drawn, so a run's initialisation does not depend on what
-    # loading happened to draw (a first-time GGUF conversion builds a model too).
-    base_fingerprint = adapters.fingerprint(loaded.causal_lm)
-    base_parameters, _ = model.parameter_counts(loaded)
-    quantize.quantize(loaded.backbone, config.model.quantize, config.model.int4_block_size)
-    keras.utils.set_random_seed(config.seed)
-    model.enable_tuning(loaded, config.method, config.lora)
-    if config.train.remat:
-        model.enable_remat(loaded)
-    _, trainable = model.parameter_counts(loaded)
-    total = base_parameters + (trainable if config.method != "full" else 0)
-    print(
-        f"Model {loaded.preset}: {total:,} parameters, {trainable:,} trainable "
-        f"({100 * trainable / total:.3f}%): {model.describe_tuning(config)}",
-        flush=True,
-    )
 
-    # The base model's answers, before any update.
+def _answer_as_base(config, loaded, chat_template, data: _Data, encoded: _Encoded, run_path):
+    """The base model's answers, before any update (reused when resuming)."""
+    from gemma_tune import evaluate
+
     evaluation = evaluate.RunEvaluation(
         loaded,
         chat_template,
         config,
-        val_kept[: config.eval.limit] if config.eval.limit > 0 else [],
-        train_examples[: config.samples.count],
-        retriever,
+        encoded.validation_kept[: config.eval.limit] if config.eval.limit > 0 else [],
+        data.train_examples[: config.samples.count],
+        data.retriever,
     )
     evaluation.answer(evaluate.BASE, run_path)
+    return evaluation
 
-    # Optimizer, devices, and the checkpoint to resume from.
-    total_steps = loop.total_train_steps(len(train_encoded), config)
+
+def _make_trainer(config, loaded, encoded: _Encoded, mesh, run_path: str, resuming: bool):
+    """The trainer (optimizer and compiled step on the mesh), restored from the newest
+    checkpoint when resuming; returns it and the loop state to resume (or None)."""
+    from gemma_tune.runs import run_dir
+    from gemma_tune.training import batching, checkpoint, loop, optimizer, trainer
+
+    total_steps = loop.total_train_steps(len(encoded.train), config)
     tuner = trainer.Trainer(
         loaded.causal_lm,
         optimizer.make(config.train, total_steps),
         config.train.grad_clip_norm,
-        max_targets_per_row=batching.max_targets_per_row(train_encoded + val_encoded),
+        max_targets_per_row=batching.max_targets_per_row(encoded.train + encoded.validation),
         mesh=mesh,
     )
     resume_state = None
@@ -188,23 +265,30 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
             resume_state = checkpoint.restore(latest, tuner)
             print(f"Resuming from {latest} (step {tuner.step} of {total_steps})", flush=True)
         run_dir.truncate_metrics(run_path, tuner.step if latest else -1)
+    return tuner, resume_state
 
-    # The loop.
+
+def _train(config, tuner, encoded: _Encoded, pad_id: int, run_path: str, resume_state):
+    """The training loop, logging to metrics.jsonl; returns the loop's final metrics."""
+    from gemma_tune.runs import run_dir
+    from gemma_tune.training import loop
+
+    total_steps = loop.total_train_steps(len(encoded.train), config)
     metrics_log = run_dir.MetricsLog(run_path, config.train.tensorboard)
     print(
-        f"Training {total_steps} steps on {len(train_encoded)} "
+        f"Training {total_steps} steps on {len(encoded.train)} "
         f"{'packed rows' if config.train.packing else 'examples'} "
         f"(batch {config.train.batch_size} x accumulation {config.train.grad_accum_steps}, "
         f"{config.sequence_length} tokens) ...",
         flush=True,
     )
     try:
-        final = loop.fit(
+        return loop.fit(
             tuner,
-            train_encoded,
-            val_encoded,
+            encoded.train,
+            encoded.validation,
             config,
-            chat_template.pad_id,
+            pad_id,
             metrics_log,
             run_path=run_path,
             resume_state=resume_state,
@@ -212,28 +296,43 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     finally:
         metrics_log.close()
 
-    # Results: adapter, tuned answers, comparison and report.
+
+def _save_adapter(config, loaded, run_path: str) -> None:
+    """Writes the trained weights and how they were trained to the run's adapter directory."""
+    from gemma_tune.model import adapters
+    from gemma_tune.runs import run_dir
+
     adapters.save(
         loaded.causal_lm,
-        f"{run_path}/adapter",
+        run_dir.adapter_dir(run_path),
         {
             "base_preset": loaded.preset,
-            "base_fingerprint": base_fingerprint,
+            "base_fingerprint": loaded.base_fingerprint,
             "method": config.method,
             "quantize": config.model.quantize,
             "int4_block_size": config.model.int4_block_size,
             **adapters.lora_settings(loaded.causal_lm),
         },
     )
+
+
+def _finish(config, prepared, evaluation, final: dict, run_path: str, started: float) -> None:
+    """The tuned model's answers, the comparison, result.json (written last but the report)
+    and the report; prints the validation results where no comparison table showed them."""
+    from gemma_tune import evaluate
+    from gemma_tune.reporting import report
+    from gemma_tune.runs import run_dir
+
     evaluation.answer(evaluate.TUNED)
     final = evaluation.finish(run_path, final)
+    total, trainable = _parameter_counts(config, prepared)
     result = {
         **final,
         "parameters_total": total,
         "parameters_trainable": trainable,
         "wall_seconds": time.perf_counter() - started,
     }
-    run_dir.write_json(run_path, "result.json", result)
+    run_dir.write_result(run_path, result)
     html_path, _ = report.write(run_path)
     print(f"Report: {html_path}", flush=True)
     if not evaluation.eval_examples:  # Otherwise the comparison table showed them.
@@ -243,7 +342,6 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
                 was = f" (base model: {before:.4f})" if before is not None else ""
                 print(f"{name}: {final[name]:.4f}{was}")
     print(f"Run directory: {run_path}", flush=True)
-    return run_path
 
 
 def main(argv) -> int:
@@ -278,7 +376,7 @@ def main(argv) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     from gemma_tune.data import example
-    from gemma_tune.runs.tuned_run import run_dir
+    from gemma_tune.runs import run_dir
     from gemma_tune.training import loop, sharding
 
     workdir = FLAGS.resume or FLAGS.workdir or run_dir.default_path(config.experiment)
