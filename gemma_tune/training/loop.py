@@ -106,111 +106,161 @@ def fit(
       NonFiniteLossError: the loss became NaN or infinite (earlier checkpoints are kept).
       Interrupted: SIGINT or SIGTERM arrived; a checkpoint of the last finished step is saved.
     """
-    train = config.train
-    length = config.sequence_length
-    per_step = train.batch_size * train.grad_accum_steps
-    steps_in_epoch = batching.steps_per_epoch(len(train_encoded), per_step)
-    total_steps = total_train_steps(len(train_encoded), config)
-    state = dict(resume_state or {})
-
-    def validate(step: int) -> dict:
-        batches = trainer.eval_batches(
-            validation_encoded, train.eval_batch_size, length, pad_id, train.eval_batches
-        )
-        result = {f"val_{k}": v for k, v in tuner.evaluate(batches).items()}
-        log({"step": step, **result})
-        return result
-
-    base_validation = state.get("base_validation", {})
-    last_validation = state.get("last_validation", {})
-    if validation_encoded and train.eval_at_start and not resume_state:
-        base_validation = {f"base_{k}": v for k, v in validate(0).items()}
-    start_step = tuner.step
-    step = start_step
-    tokens_seen = state.get("tokens_seen", 0.0)
-    elapsed_before = state.get("elapsed_s", 0.0)
-    started = time.perf_counter()
-
-    saved = {}
-
-    def save() -> str | None:
-        if run_path is None:
-            return None
-        if step in saved:
-            return saved[step]
-        loop_state = {
-            "tokens_seen": tokens_seen,
-            "elapsed_s": elapsed_before + time.perf_counter() - started,
-            "base_validation": base_validation,
-            "last_validation": last_validation,
-        }
-        saved[step] = checkpoint.save(run_path, tuner, loop_state, train.keep_checkpoints)
-        return saved[step]
-
+    run = _Fit(tuner, train_encoded, validation_encoded, config, pad_id, log, run_path)
+    run.start(resume_state)
     progress = tqdm.tqdm(
-        total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True
+        total=run.total_steps, initial=run.start_step, desc="train", unit="step", dynamic_ncols=True
     )
     stop = _StopRequests()
     with stop.installed(), contextlib.closing(progress):
-        for epoch in range(train.epochs):
-            order = batching.epoch_order(len(train_encoded), config.seed, epoch, train.shuffle)
-            for step_in_epoch in range(steps_in_epoch):
-                if step >= total_steps:
-                    break
-                if epoch * steps_in_epoch + step_in_epoch < start_step:
-                    continue  # Done before the checkpoint this run resumed from.
-                batch = batching.train_batch(
-                    train_encoded,
-                    order,
-                    step_in_epoch,
-                    train.batch_size,
-                    train.grad_accum_steps,
-                    length,
-                    pad_id,
-                    train.length_bucket,
-                )
-                learning_rate = tuner.learning_rate()
-                metrics = tuner.train_step(batch)
-                step += 1
-                if not math.isfinite(metrics["loss"]):
-                    last = checkpoint.latest(run_path) if run_path else None
-                    kept = f"; the last good checkpoint is {last}" if last else ""
-                    raise NonFiniteLossError(
-                        f"loss became {metrics['loss']} at step {step} (epoch {epoch}, batch "
-                        f"{step_in_epoch}){kept}; lower train.learning_rate or set "
-                        "train.grad_clip_norm"
-                    )
-                tokens_seen += float(batch["padding_mask"].sum())
-                elapsed = elapsed_before + time.perf_counter() - started
-                tokens_per_s = tokens_seen / max(elapsed, 1e-9)
-                progress.update(1)
-                progress.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{tokens_per_s:.0f}")
-                if step % train.log_every == 0 or step == total_steps:
-                    log(
-                        {
-                            "step": step,
-                            "epoch": epoch,
-                            "learning_rate": learning_rate,
-                            "tokens_per_s": tokens_per_s,
-                            "elapsed_s": elapsed,
-                            **metrics,
-                        }
-                    )
-                if validation_encoded and train.eval_every and step % train.eval_every == 0:
-                    last_validation = validate(step)
-                if stop.signal_number is not None:
-                    raise Interrupted(stop.signal_number, step, save())
-                if train.checkpoint_every and step % train.checkpoint_every == 0:
-                    save()
-        finished_before = bool(resume_state) and step == start_step and last_validation
-        if validation_encoded and not finished_before:
-            if not train.eval_every or step % train.eval_every:
-                last_validation = validate(step)
-        save()
+        for epoch, step_in_epoch, order in run.batch_positions():
+            run.train_step(epoch, step_in_epoch, order, progress)
+            if stop.signal_number is not None:
+                raise Interrupted(stop.signal_number, run.step, run.save())
+            if run.train.checkpoint_every and run.step % run.train.checkpoint_every == 0:
+                run.save()
+        run.validate_at_end(resumed=bool(resume_state))
+        run.save()
     tuner.sync_to_model()
-    return {
-        "steps": step,
-        "train_seconds": elapsed_before + time.perf_counter() - started,
-        **base_validation,
-        **last_validation,
-    }
+    return run.final_metrics()
+
+
+class _Fit:
+    """One `fit`: the data, the settings and the loop's running state (step, tokens seen, time,
+    validation results), which is what a checkpoint keeps besides the trainer's arrays."""
+
+    def __init__(self, tuner, train_encoded, validation_encoded, config, pad_id, log, run_path):
+        self.tuner, self.log, self.run_path = tuner, log, run_path
+        self.train_encoded, self.validation_encoded = train_encoded, validation_encoded
+        self.config, self.train, self.pad_id = config, config.train, pad_id
+        per_step = self.train.batch_size * self.train.grad_accum_steps
+        self.steps_in_epoch = batching.steps_per_epoch(len(train_encoded), per_step)
+        self.total_steps = total_train_steps(len(train_encoded), config)
+        self._saved: dict[int, str | None] = {}
+
+    def start(self, resume_state: dict | None) -> None:
+        """Takes up the resumed run's state, or measures the base model (`eval_at_start`)."""
+        state = dict(resume_state or {})
+        self.base_validation = state.get("base_validation", {})
+        self.last_validation = state.get("last_validation", {})
+        if self.validation_encoded and self.train.eval_at_start and not resume_state:
+            self.base_validation = {f"base_{k}": v for k, v in self.validate(0).items()}
+        self.start_step = self.step = self.tuner.step
+        self.tokens_seen = state.get("tokens_seen", 0.0)
+        self.elapsed_before = state.get("elapsed_s", 0.0)
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Training seconds, those before a resume included."""
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def validate(self, step: int) -> dict:
+        """Validation loss, accuracy and perplexity at `step` (logged), as `val_*`."""
+        batches = trainer.eval_batches(
+            self.validation_encoded,
+            self.train.eval_batch_size,
+            self.config.sequence_length,
+            self.pad_id,
+            self.train.eval_batches,
+        )
+        result = {f"val_{k}": v for k, v in self.tuner.evaluate(batches).items()}
+        self.log({"step": step, **result})
+        return result
+
+    def save(self) -> str | None:
+        """Checkpoints the current step once (None without a run directory)."""
+        if self.run_path is None:
+            return None
+        if self.step not in self._saved:
+            loop_state = {
+                "tokens_seen": self.tokens_seen,
+                "elapsed_s": self.elapsed(),
+                "base_validation": self.base_validation,
+                "last_validation": self.last_validation,
+            }
+            self._saved[self.step] = checkpoint.save(
+                self.run_path, self.tuner, loop_state, self.train.keep_checkpoints
+            )
+        return self._saved[self.step]
+
+    def batch_positions(self):
+        """Yields `(epoch, step_in_epoch, order)` for each step still to train: the data order
+        is a function of the seed and the epoch, so a resumed run skips what it did before."""
+        for epoch in range(self.train.epochs):
+            order = batching.epoch_order(
+                len(self.train_encoded), self.config.seed, epoch, self.train.shuffle
+            )
+            for step_in_epoch in range(self.steps_in_epoch):
+                if self.step >= self.total_steps:
+                    break
+                if epoch * self.steps_in_epoch + step_in_epoch < self.start_step:
+                    continue  # Done before the checkpoint this run resumed from.
+                yield epoch, step_in_epoch, order
+
+    def train_step(self, epoch: int, step_in_epoch: int, order, progress) -> None:
+        """One optimizer step on the batch at this position, then progress, the metrics log and
+        the periodic validation.
+
+        Raises:
+          NonFiniteLossError: naming the step, the batch and the last good checkpoint.
+        """
+        train = self.train
+        batch = batching.train_batch(
+            self.train_encoded,
+            order,
+            step_in_epoch,
+            train.batch_size,
+            train.grad_accum_steps,
+            self.config.sequence_length,
+            self.pad_id,
+            train.length_bucket,
+        )
+        learning_rate = self.tuner.learning_rate()
+        metrics = self.tuner.train_step(batch)
+        self.step += 1
+        if not math.isfinite(metrics["loss"]):
+            self._diverged(metrics["loss"], epoch, step_in_epoch)
+        self.tokens_seen += float(batch["padding_mask"].sum())
+        elapsed = self.elapsed()
+        tokens_per_s = self.tokens_seen / max(elapsed, 1e-9)
+        progress.update(1)
+        progress.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{tokens_per_s:.0f}")
+        if self.step % train.log_every == 0 or self.step == self.total_steps:
+            self.log(
+                {
+                    "step": self.step,
+                    "epoch": epoch,
+                    "learning_rate": learning_rate,
+                    "tokens_per_s": tokens_per_s,
+                    "elapsed_s": elapsed,
+                    **metrics,
+                }
+            )
+        if self.validation_encoded and train.eval_every and self.step % train.eval_every == 0:
+            self.last_validation = self.validate(self.step)
+
+    def _diverged(self, loss: float, epoch: int, step_in_epoch: int):
+        last = checkpoint.latest(self.run_path) if self.run_path else None
+        kept = f"; the last good checkpoint is {last}" if last else ""
+        raise NonFiniteLossError(
+            f"loss became {loss} at step {self.step} (epoch {epoch}, batch "
+            f"{step_in_epoch}){kept}; lower train.learning_rate or set "
+            "train.grad_clip_norm"
+        )
+
+    def validate_at_end(self, resumed: bool) -> None:
+        """Validates the final weights unless the last step just did (or a resumed run that
+        had already finished did before)."""
+        finished_before = resumed and self.step == self.start_step and self.last_validation
+        if self.validation_encoded and not finished_before:
+            if not self.train.eval_every or self.step % self.train.eval_every:
+                self.last_validation = self.validate(self.step)
+
+    def final_metrics(self) -> dict:
+        """Steps, training time, and the validation before and after training."""
+        return {
+            "steps": self.step,
+            "train_seconds": self.elapsed(),
+            **self.base_validation,
+            **self.last_validation,
+        }
