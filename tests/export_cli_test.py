@@ -1,0 +1,130 @@
+"""The export command end to end on a real two-step tiny Gemma 3 run: hf, peft and keras
+exports that reproduce the run, refusals of bad options and non-empty outputs, atomic writes.
+
+    python -m pytest -q tests/export_cli_test.py
+"""
+
+import numpy as np
+import pytest
+from export_helpers import (
+    hf_load,
+    hf_logits,
+    keras_logits,
+    peft_logits,
+    sample_token_ids,
+)
+
+from gemma_tune import model
+
+
+@pytest.fixture(scope="module")
+def run_path(tmp_path_factory):
+    """A real two-step tiny Gemma 3 run directory."""
+    from gemma_tune import config as config_lib
+    from gemma_tune import train
+
+    overrides = [
+        "model.dtype=float32",
+        "lora.rank=2",
+        "train.max_steps=2",
+        "train.batch_size=2",
+        "train.eval_batches=1",
+        "samples.count=0",
+        "samples.max_new_tokens=2",
+        "train.eval_at_start=False",
+        "eval.limit=0",
+    ]
+    config = config_lib.load("tiny:gemma3", overrides)
+    return train.run(config, str(tmp_path_factory.mktemp("export_cli") / "run"))
+
+
+def test_cli_exports_hf_and_peft_that_reproduce_the_run(run_path, tmp_path):
+    import subprocess
+    import sys
+
+    from gemma_tune.export import exporter
+    from gemma_tune.runs import tuned_run
+
+    tuned = tuned_run.load_tuned(run_path, "float32")
+    token_ids = sample_token_ids()
+    expected = keras_logits(tuned.loaded, token_ids)
+    out = tmp_path / "hf"
+    result = subprocess.run(
+        [sys.executable, "-m", "gemma_tune.export", f"--run={run_path}", "--to=hf", f"--out={out}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2] == f"Exported to {out}"
+    assert "AutoModelForCausalLM.from_pretrained" in lines[-1]
+    assert "LoRA rank 2 merged" in result.stdout
+    np.testing.assert_allclose(hf_logits(hf_load(out), token_ids), expected, atol=1e-4, rtol=0)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+    exporter.export(run_path, "hf", str(tmp_path / "base"), base_only=True)
+    exporter.export(run_path, "peft", str(tmp_path / "adapter"), base_model=str(tmp_path / "base"))
+    base_logits = hf_logits(hf_load(tmp_path / "base"), token_ids)
+    assert np.abs(base_logits - expected).max() > 1e-3  # two steps of training changed the model
+    logits = peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_cli_keras_export_loads_with_model_load(run_path, tmp_path):
+    from gemma_tune.export import exporter
+    from gemma_tune.runs import tuned_run
+
+    expected = keras_logits(tuned_run.load_tuned(run_path, "float32").loaded, sample_token_ids())
+    exporter.export(run_path, "keras", str(tmp_path / "keras"))
+    reloaded = model.load(str(tmp_path / "keras"), "float32")
+    np.testing.assert_allclose(
+        keras_logits(reloaded, sample_token_ids()), expected, atol=2e-5, rtol=0
+    )
+
+
+def test_cli_refuses_a_non_empty_out_unless_overwrite(run_path, tmp_path):
+    from gemma_tune.export import exporter
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty; pass --overwrite"):
+        exporter.export(run_path, "peft", str(out))
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    exporter.export(run_path, "peft", str(out), overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # nothing left beside it
+
+
+def test_cli_refuses_options_that_make_no_sense(run_path, tmp_path):
+    from gemma_tune.export import exporter
+
+    with pytest.raises(ValueError, match="--base_only"):
+        exporter.export(run_path, "peft", str(tmp_path / "a"), base_only=True)
+    with pytest.raises(ValueError, match="float32"):
+        exporter.export(run_path, "peft", str(tmp_path / "a"), dtype="bfloat16")
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        exporter.export(str(tmp_path), "hf", str(tmp_path / "a"))
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_failed_export_leaves_out_untouched(tmp_path):
+    from gemma_tune.export import exporter
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("previous export")
+
+    def fail(directory):
+        (tmp_path / "seen").write_text(directory)
+        open(f"{directory}/half.bin", "w").close()
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        exporter.write_atomically(str(out), fail)
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "seen"]

@@ -1,0 +1,53 @@
+"""Merging LoRA into a tiny Gemma keeps its logits: the merged model, the per-head update, and
+the merged Keras preset reloaded with model.load.
+
+    python -m pytest -q tests/export_merge_test.py
+"""
+
+import numpy as np
+import pytest
+from export_helpers import CASES, base_model, encode, keras_logits, sample_token_ids, tuned_model
+
+from gemma_tune import model
+from gemma_tune.export import merge
+from gemma_tune.model import lora
+
+
+@pytest.mark.parametrize("architecture,kv_heads", CASES)
+def test_merged_model_has_no_lora_and_equal_logits(architecture, kv_heads):
+    tuned = tuned_model(architecture, kv_heads)
+    token_ids = sample_token_ids()
+    expected = keras_logits(tuned, token_ids)
+    base = keras_logits(base_model(architecture, kv_heads), token_ids)
+    assert np.abs(expected - base).max() > 0.1  # the LoRA factors do change the model
+
+    merged = merge.merge_lora(tuned)
+    assert not merge.has_lora(merged.backbone)
+    assert not any("lora" in v.path for v in merged.causal_lm.weights)
+    np.testing.assert_allclose(keras_logits(merged, token_ids), expected, atol=2e-5, rtol=0)
+
+
+def test_lora_update_follows_the_layer_forward_pass():
+    tuned = tuned_model("gemma1", rank=3)
+    layer = tuned.backbone.get_layer("decoder_block_0").attention.query_dense
+    layer.lora_alpha = 6  # scale 2: the update must follow alpha / rank
+    x = np.random.default_rng(0).normal(size=(1, 5, 32)).astype(np.float32)
+    kernel = np.asarray(layer._kernel.numpy())
+    expected = np.asarray(layer(x))
+    merged = np.einsum("btd,ndh->btnh", x, kernel + np.asarray(lora.update(layer)))
+    np.testing.assert_allclose(merged, expected, atol=1e-5, rtol=0)
+    # KerasHub's LoRA on a (heads, hidden, head_dim) kernel is per head in A, shared in B.
+    assert tuple(layer.lora_kernel_a.shape) == (4, 32, 3)
+    assert tuple(layer.lora_kernel_b.shape) == (3, 8)
+
+
+def test_keras_preset_round_trips(tmp_path):
+    tuned = tuned_model("gemma3")
+    token_ids = sample_token_ids()
+    expected = keras_logits(tuned, token_ids)
+    merge.save_keras_preset(tuned, str(tmp_path / "preset"))
+    reloaded = model.load(str(tmp_path / "preset"), "float32")
+    assert not merge.has_lora(reloaded.backbone)
+    np.testing.assert_allclose(keras_logits(reloaded, token_ids), expected, atol=2e-5, rtol=0)
+    text = "<start_of_turn>user\nthe cat likes red apples.<end_of_turn>\n"
+    assert encode(reloaded.tokenizer, text) == encode(tuned.tokenizer, text)
