@@ -320,7 +320,7 @@ def evaluate(
     top_k = config.get("retrieval", {}).get("top_k", 0)
     prompt_variants = answers.variants(examples, retriever, top_k)
     run_dir.create(target.out)
-    run_dir.write_json(target.out, run_dir.CONFIG, config)
+    run_dir.write_config(target.out, config)
     measured = measure_base_and_tuned(target, prompt_variants, max_new_tokens)
     result = comparison.compare(
         answers.examples_for_scoring(prompt_variants),
