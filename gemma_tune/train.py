@@ -41,6 +41,8 @@ def prepare_data(config, chat_template, summary, train_examples, validation_exam
     length = config.sequence_length
 
     def encode_all(examples):
+        """The examples keeping some response within the length, their encodings, and how
+        many were cut away."""
         kept, encoded, cut_away = [], [], 0
         for item in examples:
             tokens = chat_template.encode(item, length)
@@ -71,8 +73,7 @@ def prepare_data(config, chat_template, summary, train_examples, validation_exam
 
 @dataclasses.dataclass
 class _Data:
-    """The checked examples (with retrieved context attached when asked), their summary and
-    the retriever the evaluation uses."""
+    """The checked examples (retrieved context attached if asked), summary and retriever."""
 
     train_examples: list
     validation_examples: list
@@ -82,8 +83,7 @@ class _Data:
 
 @dataclasses.dataclass
 class _Encoded:
-    """Token ids and loss weights: training rows (packed when asked), the validation examples
-    kept and their encodings."""
+    """Training rows (packed if asked), the validation examples kept and their encodings."""
 
     train: list
     validation_kept: list
@@ -344,7 +344,28 @@ def _finish(config, prepared, evaluation, final: dict, run_path: str, started: f
     print(f"Run directory: {run_path}", flush=True)
 
 
+def _config_from_flags():
+    """The run's config from --experiment/--set or --resume, its tuning settings checked.
+
+    Raises:
+      ValueError / FileNotFoundError: a bad experiment, setting or run directory.
+    """
+    from gemma_tune import model
+
+    if FLAGS.resume:
+        if FLAGS.set:
+            raise ValueError("--resume continues a run as it was configured; drop --set")
+        config = config_lib.from_run(FLAGS.resume)
+    else:
+        config = config_lib.load(FLAGS.experiment, FLAGS.set)
+    if not FLAGS.print_config:
+        model.check_tuning(config)
+    return config
+
+
 def main(argv) -> int:
+    """The command line: flags -> config -> `run`; returns the exit status (2 for a bad
+    config, 1 for bad data or a failed run, 128 + the signal when interrupted)."""
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -356,25 +377,13 @@ def main(argv) -> int:
             "give --experiment=NAME (--experiment=list shows them) or --resume=RUN_DIR"
         )
     try:
-        if FLAGS.resume:
-            if FLAGS.set:
-                raise ValueError("--resume continues a run as it was configured; drop --set")
-            config = config_lib.from_run(FLAGS.resume)
-        else:
-            config = config_lib.load(FLAGS.experiment, FLAGS.set)
+        config = _config_from_flags()
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if FLAGS.print_config:
         print(config_lib.to_json(config))
         return 0
-    from gemma_tune import model
-
-    try:
-        model.check_tuning(config)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     from gemma_tune.data import example
     from gemma_tune.runs import run_dir
     from gemma_tune.training import loop, sharding
@@ -388,13 +397,7 @@ def main(argv) -> int:
             file=sys.stderr,
         )
         return 128 + stop.signal_number
-    except (
-        example.DataError,
-        FileExistsError,
-        OSError,
-        loop.NonFiniteLossError,
-        sharding.MeshError,
-    ) as error:
+    except (example.DataError, OSError, loop.NonFiniteLossError, sharding.MeshError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -16,10 +16,6 @@ from gemma_tune.model import adapters
 from gemma_tune.model import prepare as prepare_lib
 from gemma_tune.runs import run_dir
 
-# Kept for callers of the names this module had before `run_dir` owned them.
-CONFIG_FILE = run_dir.CONFIG
-ADAPTER_DIR = run_dir.ADAPTER_DIR
-
 
 @dataclasses.dataclass
 class TunedRun:
@@ -79,4 +75,3 @@ def load_tuned(run_path: str, dtype: str | None = None) -> TunedRun:
         adapter_dir=adapter_dir,
     )
     return TunedRun(run_path, config, prepared.loaded, prepared.adapter_metadata)
-

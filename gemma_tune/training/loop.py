@@ -58,6 +58,7 @@ class _StopRequests:
 
     @contextlib.contextmanager
     def installed(self):
+        """Handles SIGINT and SIGTERM while the block runs, restoring the old handlers after."""
         previous = {}
         try:
             for number in (signal.SIGINT, signal.SIGTERM):
