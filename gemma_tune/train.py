@@ -35,42 +35,6 @@ flags.DEFINE_string("resume", None, "Continue the unfinished run in this directo
 flags.DEFINE_bool("overwrite", False, "Delete the run in --workdir and start over.")
 
 
-def prepare_data(config, chat_template, summary, train_examples, validation_examples):
-    """Encodes examples with the chat template, drops those whose response is cut away
-    entirely by the sequence length, and records token-length statistics in `summary`."""
-    length = config.sequence_length
-
-    def encode_all(examples):
-        """The examples keeping some response within the length, their encodings, and how
-        many were cut away."""
-        kept, encoded, cut_away = [], [], 0
-        for item in examples:
-            tokens = chat_template.encode(item, length)
-            if tokens.target_weights.sum() == 0:
-                cut_away += 1
-                continue
-            kept.append(item)
-            encoded.append(tokens)
-        return kept, encoded, cut_away
-
-    train_kept, train_encoded, train_cut = encode_all(train_examples)
-    val_kept, val_encoded, val_cut = encode_all(validation_examples)
-    lengths = [e.full_length for e in train_encoded + val_encoded]
-    summary.add_token_lengths(lengths, length)
-    if train_cut or val_cut:
-        summary.dropped["response cut away by sequence_length"] = train_cut + val_cut
-    summary.train_count = len(train_kept)
-    summary.validation_count = len(val_kept)
-    if not train_encoded:
-        from gemma_tune.data import example
-
-        reason = f"no training example keeps a response within {length} tokens"
-        raise example.DataError(
-            [example.Problem(config.data.path or config.data.name, 0, "sequence_length", reason)]
-        )
-    return train_encoded, val_kept, val_encoded
-
-
 @dataclasses.dataclass
 class _Data:
     """The checked examples (retrieved context attached if asked), summary and retriever."""
@@ -137,15 +101,13 @@ def _start(config, workdir: str) -> str:
 
 def _read_data(config) -> _Data:
     """Reads and checks the data, and attaches retrieved passages when `retrieval.train`."""
-    from gemma_tune import evaluate
     from gemma_tune.data import sources
+    from gemma_tune.evaluation import retrieval
 
     print("Reading and checking the data ...", flush=True)
     train_examples, validation_examples, summary = sources.load(config.data)
-    retriever = evaluate.retriever(config.retrieval)
+    retriever = retrieval.from_config(config.retrieval)
     if retriever is not None and config.retrieval.train:
-        from gemma_tune.evaluation import retrieval
-
         print(f"Attaching {config.retrieval.top_k} retrieved passages to every prompt ...")
         train_examples, validation_examples = (
             retrieval.attach_context(items, retriever, config.retrieval.top_k)
@@ -208,9 +170,9 @@ def _parameter_counts(config, prepared) -> tuple[int, int]:
 def _encode(config, chat_template, data: _Data, run_path: str) -> _Encoded:
     """Encodes the examples, writes the data summary, and packs the training rows if asked."""
     from gemma_tune.runs import run_dir
-    from gemma_tune.training import packing
+    from gemma_tune.training import encoding, packing
 
-    train_encoded, val_kept, val_encoded = prepare_data(
+    train_encoded, val_kept, val_encoded = encoding.encode_examples(
         config, chat_template, data.summary, data.train_examples, data.validation_examples
     )
     run_dir.write_data_summary(run_path, data.summary.to_dict())
@@ -229,9 +191,9 @@ def _encode(config, chat_template, data: _Data, run_path: str) -> _Encoded:
 
 def _answer_as_base(config, loaded, chat_template, data: _Data, encoded: _Encoded, run_path):
     """The base model's answers, before any update (reused when resuming)."""
-    from gemma_tune import evaluate
+    from gemma_tune.evaluation import answers, run_evaluation
 
-    evaluation = evaluate.RunEvaluation(
+    evaluation = run_evaluation.RunEvaluation(
         loaded,
         chat_template,
         config,
@@ -239,7 +201,7 @@ def _answer_as_base(config, loaded, chat_template, data: _Data, encoded: _Encode
         data.train_examples[: config.samples.count],
         data.retriever,
     )
-    evaluation.answer(evaluate.BASE, run_path)
+    evaluation.answer(answers.BASE, run_path)
     return evaluation
 
 
@@ -319,11 +281,11 @@ def _save_adapter(config, loaded, run_path: str) -> None:
 def _finish(config, prepared, evaluation, final: dict, run_path: str, started: float) -> None:
     """The tuned model's answers, the comparison, result.json (written last but the report)
     and the report; prints the validation results where no comparison table showed them."""
-    from gemma_tune import evaluate
+    from gemma_tune.evaluation import answers
     from gemma_tune.reporting import report
     from gemma_tune.runs import run_dir
 
-    evaluation.answer(evaluate.TUNED)
+    evaluation.answer(answers.TUNED)
     final = evaluation.finish(run_path, final)
     total, trainable = _parameter_counts(config, prepared)
     result = {

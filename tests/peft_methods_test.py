@@ -216,7 +216,7 @@ def _deep_tuner(remat):
     """An 8-layer tiny Gemma 3 with LoRA, where activations dominate a step's memory."""
     tokenizer = testing.tiny_tokenizer("gemma3")
     backbone = testing.tiny_backbone("gemma3", tokenizer.vocabulary_size(), num_layers=8)
-    loaded = model.LoadedModel(model._causal_lm_for(backbone), tokenizer, "tiny:gemma3")
+    loaded = model.LoadedModel(model.causal_lm_for(backbone), tokenizer, "tiny:gemma3")
     keras.utils.set_random_seed(0)
     model.enable_lora(loaded, 4)
     if remat:

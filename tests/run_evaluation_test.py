@@ -8,6 +8,7 @@ import pytest
 
 from gemma_tune.data import example
 from gemma_tune.evaluation import answers, run_evaluation
+from gemma_tune.runs import run_dir
 
 FIXTURE_RUN = os.path.join(os.path.dirname(__file__), "fixtures", "run_v1")
 
@@ -24,7 +25,7 @@ def test_a_run_resolves_to_its_model_adapter_seed_and_a_timestamped_directory(tm
     assert target.preset == target.config["model"]["preset"]
     assert target.adapter == os.path.join(run_path, "adapter")
     assert target.seed == target.config.get("seed", 0)
-    assert os.path.dirname(target.out) == os.path.join(run_path, run_evaluation.EVALUATIONS_DIR)
+    assert os.path.dirname(target.out) == os.path.join(run_path, run_dir.EVALUATIONS_DIR)
     other = run_evaluation.resolve_target(run_path, "tiny:gemma2", "ad", None, "out")
     assert (other.preset, other.adapter, other.out) == ("tiny:gemma2", "ad", "out")
 

@@ -43,7 +43,7 @@ _TRAIN = textwrap.dedent(
         backbone = testing.tiny_backbone(
             architecture, tokenizer.vocabulary_size(), seed=0, num_key_value_heads=kv_heads
         )
-        loaded = model.LoadedModel(model._causal_lm_for(backbone), tokenizer, architecture)
+        loaded = model.LoadedModel(model.causal_lm_for(backbone), tokenizer, architecture)
         keras.utils.set_random_seed(0)
         model.enable_lora(loaded, 4)
         chat = template.ChatTemplate(tokenizer)

@@ -19,10 +19,6 @@ from gemma_tune.evaluation import answers
 from gemma_tune.evaluation.answers import BASE, CONTEXT, TUNED
 from gemma_tune.runs import run_dir
 
-# Where `evaluate` writes inside a run directory by default: RUN_DIR/evaluations/<timestamp>.
-# TODO: move to `gemma_tune.runs.run_dir` (EVALUATIONS_DIR) with the run directory's other names.
-EVALUATIONS_DIR = "evaluations"
-
 
 class RunEvaluation:
     """The evaluation a training run does: base answers before the first update, tuned answers
@@ -170,7 +166,7 @@ def resolve_target(run_path, model_name, adapter, data, out) -> Target:
             preset=model_name or config["model"]["preset"],
             adapter=adapter or tuned_run.adapter_path(run_path),
             seed=config.get("seed", 0),
-            out=out or os.path.join(run_path, EVALUATIONS_DIR, stamp),
+            out=out or os.path.join(run_path, run_dir.EVALUATIONS_DIR, stamp),
         )
     if not model_name or not data:
         raise ValueError("give a run directory, or a model with a data file")

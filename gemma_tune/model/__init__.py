@@ -8,6 +8,7 @@ The names below are the package's face: `from gemma_tune import model; model.loa
 from gemma_tune.model.load import (
     TINY_PREFIX,
     LoadedModel,
+    causal_lm_for,
     load,
     load_tokenizer,
     resolve_dtype,
@@ -35,6 +36,7 @@ __all__ = [
     "METHODS",
     "TINY_PREFIX",
     "LoadedModel",
+    "causal_lm_for",
     "check_tuning",
     "describe_tuning",
     "enable_full",

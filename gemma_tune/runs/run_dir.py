@@ -12,6 +12,7 @@ runs/<experiment>-<timestamp>/
   comparison.json      every system's answers and scores, means and changes
   report.html/.md      the report (`gemma_tune.report`), with loss_curves.png
   result.json          final metrics, parameter counts and timings (written last)
+  evaluations/<time>/  later `python -m gemma_tune.evaluate --run=RUN_DIR` results
 
 This module is the one place that spells these names, and every whole file written into a run
 directory goes through `write_atomically` (a temporary file renamed into place), so a reader or
@@ -42,6 +43,7 @@ REPORT_MD = "report.md"
 LOSS_CURVES = "loss_curves.png"
 RESULT = "result.json"
 TENSORBOARD_DIR = "tensorboard"
+EVALUATIONS_DIR = "evaluations"  # `python -m gemma_tune.evaluate` writes EVALUATIONS_DIR/<time>/
 
 # Inside an adapter directory (`gemma_tune.model.adapters`), which may also live outside a run.
 ADAPTER_WEIGHTS = "adapter.npz"
