@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import keras_hub
 
-from gemma_tune.model.families import base, shared
+from gemma_tune.model.families import shared
 
 
 def _is_gemma2(backbone) -> bool:
@@ -49,7 +49,7 @@ def hf_weights(backbone) -> dict:
     return shared.hf_weights(backbone, post_norms=True, query_key_norms=False)
 
 
-FAMILY = base.Family(
+FAMILY = shared.family(
     name="gemma2",
     title="Gemma 2",
     backbone_class=keras_hub.models.GemmaBackbone,
@@ -59,13 +59,6 @@ FAMILY = base.Family(
     matches=_is_gemma2,
     tiny_backbone=tiny_backbone,
     tiny_tokenizer=lambda proto: keras_hub.models.GemmaTokenizer(proto=proto),
-    lora_targets=shared.LORA_TARGETS,
-    lora_target_groups=shared.LORA_TARGET_GROUPS,
-    default_lora_targets=shared.DEFAULT_LORA_TARGETS,
-    chat=shared.CHAT,
-    hf_chat_template=shared.HF_CHAT_TEMPLATE,
-    hf_tokenizer_class=shared.HF_TOKENIZER_CLASS,
     hf_config=hf_config,
     hf_weights=hf_weights,
-    peft_modules=shared.PEFT_MODULES,
 )

@@ -220,7 +220,7 @@ def gguf_tensor_targets(backbone) -> dict[str, tuple[Any, Callable[[np.ndarray],
     return targets
 
 
-FAMILY = base.Family(
+FAMILY = shared.family(
     name="gemma3",
     title="Gemma 3",
     backbone_class=keras_hub.models.Gemma3Backbone,
@@ -231,15 +231,8 @@ FAMILY = base.Family(
     tiny_tokenizer=lambda proto: keras_hub.models.Gemma3Tokenizer(
         proto=proto, has_vision_tokens=False
     ),
-    lora_targets=shared.LORA_TARGETS,
-    lora_target_groups=shared.LORA_TARGET_GROUPS,
-    default_lora_targets=shared.DEFAULT_LORA_TARGETS,
-    chat=shared.CHAT,
-    hf_chat_template=shared.HF_CHAT_TEMPLATE,
-    hf_tokenizer_class=shared.HF_TOKENIZER_CLASS,
     hf_config=hf_config,
     hf_weights=hf_weights,
-    peft_modules=shared.PEFT_MODULES,
     # Gemma3CausalLM's cache builder also takes image embeddings, vision mask, padding mask
     # and vision indices.
     cache_arguments=4,

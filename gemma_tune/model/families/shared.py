@@ -184,3 +184,18 @@ def hf_common_config(backbone, tokenizer, dtype: str) -> dict:
         "torch_dtype": dtype,
         "use_cache": True,
     }
+
+
+def family(**fields) -> base.Family:
+    """A `base.Family` with what Gemma 1, 2 and 3 share (LoRA targets, chat markers and
+    template, transformers' tokenizer class, PEFT modules) filled in; `fields` gives the rest."""
+    return base.Family(
+        lora_targets=LORA_TARGETS,
+        lora_target_groups=LORA_TARGET_GROUPS,
+        default_lora_targets=DEFAULT_LORA_TARGETS,
+        chat=CHAT,
+        hf_chat_template=HF_CHAT_TEMPLATE,
+        hf_tokenizer_class=HF_TOKENIZER_CLASS,
+        peft_modules=PEFT_MODULES,
+        **fields,
+    )
