@@ -2,7 +2,8 @@
 
 Real Gemma weights need a download; these build in code, in seconds, on any machine. They
 follow the real architectures exactly (Gemma 1, Gemma 2's extra norms and soft caps, Gemma 3's
-query/key norm and sliding window), only smaller, so every code path is exercised.
+query/key norm and sliding window, Gemma 4's KV sharing, per-layer inputs and experts), only
+smaller, so every code path is exercised.
 
     from gemma_tune import testing
     backbone, tokenizer = testing.tiny_model("gemma3")
@@ -23,14 +24,18 @@ _VERBS = ["likes", "sees", "paints", "finds", "carries", "follows"]
 _OBJECTS = ["red apples", "blue boxes", "green hats", "small stones", "old books", "warm bread"]
 _COLORS = ["red", "blue", "green", "yellow", "black", "white"]
 
-# Every family's turn markers, as user-defined pieces of the tiny vocabulary.
-TURN_MARKERS = tuple(
-    dict.fromkeys(
-        marker
-        for family in reversed(families.ALL)
-        for marker in (family.chat.start_of_turn, family.chat.end_of_turn)
-    )
-)
+
+def turn_markers(architecture: str = "gemma1") -> tuple[str, str]:
+    """The family's turn markers, the user-defined pieces of its tiny vocabulary.
+
+    Each tiny vocabulary holds its own family's markers only, so Gemma 1-3's is the vocabulary
+    it always was (runs written by earlier versions, e.g. tests/fixtures/run_v1, keep their
+    token ids) and Gemma 4's has `<|turn>` and `<turn|>` in the same slots.
+    """
+    chat = families.by_name(architecture).chat
+    return (chat.start_of_turn, chat.end_of_turn)
+
+
 ARCHITECTURES = families.NAMES
 
 
@@ -46,12 +51,18 @@ def _vocabulary_corpus() -> list[str]:
     return sentences
 
 
-def sentencepiece_proto(vocabulary_size: int = 320) -> bytes:
+def sentencepiece_proto(
+    vocabulary_size: int = 320, markers: tuple[str, ...] | None = None
+) -> bytes:
     """Trains a small SentencePiece BPE model with Gemma's special tokens and ids.
 
     The settings mirror Gemma's real vocabulary (byte fallback, no dummy prefix, identity
     normalization, ids pad 0 / eos 1 / bos 2 / unk 3, the turn markers as user-defined pieces
     so they match inside raw text), so templating and masking behave as on the real model.
+
+    Args:
+      vocabulary_size: the number of pieces.
+      markers: the turn markers to add as pieces (ids 4, 5, ...); None: Gemma 1-3's.
 
     Returns:
       The serialized ModelProto, ready for `GemmaTokenizer(proto=...)`.
@@ -75,7 +86,7 @@ def sentencepiece_proto(vocabulary_size: int = 320) -> bytes:
         eos_piece="<eos>",
         bos_piece="<bos>",
         unk_piece="<unk>",
-        user_defined_symbols=list(TURN_MARKERS),
+        user_defined_symbols=list(markers or turn_markers()),
         minloglevel=2,
     )
     return model.getvalue()
@@ -127,7 +138,8 @@ def tiny_backbone(
 
 def tiny_tokenizer(architecture: str = "gemma1", vocabulary_size: int = 320):
     """Returns the KerasHub tokenizer class of `architecture` over a generated vocabulary."""
-    return families.by_name(architecture).tiny_tokenizer(sentencepiece_proto(vocabulary_size))
+    proto = sentencepiece_proto(vocabulary_size, turn_markers(architecture))
+    return families.by_name(architecture).tiny_tokenizer(proto)
 
 
 def tiny_model(architecture: str = "gemma1", seed: int = 0):

@@ -116,7 +116,7 @@ def test_hf_tokenizer_gives_our_ids(tmp_path, architecture):
     for text in TEXTS:
         assert hf_tokenizer(text, add_special_tokens=False)["input_ids"] == encode(tokenizer, text)
     assert hf_tokenizer("the cat")["input_ids"][0] == 2  # <bos> added, as Gemma expects
-    for marker in testing.TURN_MARKERS:
+    for marker in testing.turn_markers(architecture):
         assert hf_tokenizer.convert_tokens_to_ids(marker) == tokenizer.token_to_id(marker)
 
 

@@ -7,6 +7,7 @@ import pytest
 from gemma_tune import model, testing
 from gemma_tune.data import example as ex
 from gemma_tune.evaluation import generate
+from gemma_tune.model import families
 from gemma_tune.training import template
 
 
@@ -25,7 +26,8 @@ def _sampled_by_full_forward(causal_lm, prompts, steps, temperature, seed):
         for ids in sequences:
             token_ids = np.zeros((1, 64), np.int32)
             token_ids[0, : len(ids)] = ids
-            inputs = {"token_ids": token_ids, "padding_mask": token_ids != 0}
+            family = families.of_backbone(causal_lm.backbone)
+            inputs = family.backbone_inputs(token_ids, token_ids != 0)
             logits = causal_lm.predict_on_batch(inputs)[0, len(ids) - 1]
             ids.append(generate.pick_token(logits, temperature, 0, 1.0, rng))
     return [ids[len(p) :] for ids, p in zip(sequences, prompts, strict=True)]

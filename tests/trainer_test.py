@@ -136,7 +136,7 @@ def test_trainer_loss_equals_the_causal_lm_logits_loss(architecture):
     batch = batching.pack(encoded, config.sequence_length, chat_template.pad_id, 4)
     ours = tuner.evaluate([batch])
     logits = loaded.causal_lm(
-        {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]}
+        loaded.family.backbone_inputs(batch["token_ids"], batch["padding_mask"])
     )
     loss_sum, weight_sum, correct = loss.weighted_sums(
         logits, batch["target_ids"], batch["target_weights"]

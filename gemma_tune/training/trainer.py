@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma_tune.model import keras_compat, lora
+from gemma_tune.model import families, keras_compat, lora
 from gemma_tune.training import batching, loss, multihost, packing, sharding
 
 
@@ -43,6 +43,7 @@ class Trainer:
     ):
         self.causal_lm = causal_lm
         self.backbone = causal_lm.backbone
+        self._family = families.of_backbone(self.backbone)
         self.optimizer = optimizer
         self.mesh = mesh
         self.step = 0
@@ -104,13 +105,12 @@ class Trainer:
     def _sums(self, trainable, frozen, batch, training=True, counter=None):
         if training and counter is not None:
             frozen = lora.set_dropout_counter(frozen, self._dropout_seeds, counter)
-        with packing.segment_attention(self.backbone, batch.get("segment_ids")):
-            hidden, _ = self.backbone.stateless_call(
-                trainable,
-                frozen,
-                {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]},
-                training=training,
-            )
+        segment_ids = batch.get("segment_ids")
+        inputs = self._family.backbone_inputs(
+            batch["token_ids"], batch["padding_mask"], packing.positions(segment_ids)
+        )
+        with packing.segment_attention(self.backbone, segment_ids):
+            hidden, _ = self.backbone.stateless_call(trainable, frozen, inputs, training=training)
         group, index = self._embedding_slot
         embeddings = (trainable if group == "trainable" else frozen)[index]
         scale_slot = self._embedding_scale_slot

@@ -8,15 +8,22 @@ family's module; the rest of gemma_tune asks `of_backbone(...)`, `of_tokenizer(.
 
 from __future__ import annotations
 
-from gemma_tune.model.families import base, gemma1, gemma2, gemma3
+from gemma_tune.model.families import base, gemma1, gemma2, gemma3, gemma4
 
-# Most specific first: several families may share a backbone class.
-ALL: tuple[base.Family, ...] = (gemma3.FAMILY, gemma2.FAMILY, gemma1.FAMILY)
+# Most specific first: several families may share a backbone class (Gemma 1 and 2; Gemma 4
+# dense and MoE).
+ALL: tuple[base.Family, ...] = (
+    gemma4.MOE_FAMILY,
+    gemma4.FAMILY,
+    gemma3.FAMILY,
+    gemma2.FAMILY,
+    gemma1.FAMILY,
+)
 NAMES = tuple(sorted(family.name for family in ALL))
 
 
 def by_name(name: str) -> base.Family:
-    """The family called `name` ("gemma1", "gemma2", "gemma3", ...).
+    """The family called `name` ("gemma1", "gemma2", "gemma3", "gemma4", "gemma4_moe").
 
     Raises:
       ValueError: naming the known families.

@@ -18,6 +18,11 @@ is listed in `families/__init__.py`. It must provide:
   (transformers module under `model.layers.{i}.`, whether the kernel's first axis is heads).
 - `cache_arguments`: how many extra (None) arguments its CausalLM's cache builder takes
   (`keras_compat.build_cache`), for generation with a KV cache.
+- `position_ids`: whether its backbone takes `position_ids` as an input (Gemma 4); every
+  forward pass builds its inputs with `Family.backbone_inputs`.
+- `kernel_read_targets`: LoRA targets whose kernel its decoder blocks multiply by directly
+  (`ops.matmul(x, layer.kernel)`) instead of calling the layer; only what the layer's `kernel`
+  returns takes effect there (`model.lora`, `model.quantize`, `model.tuning`).
 - Optionally `gguf`: how to import llama.cpp GGUF files of this family (`model.gguf_convert`).
 
 Sharding needs nothing per family: `training.sharding` lays weights out by shape. Packing needs
@@ -39,12 +44,15 @@ class ChatMarkers:
     Attributes:
       start_of_turn / end_of_turn: the special tokens around each turn.
       user_role / model_role: the role names written after `start_of_turn`.
+      system_role: the role of a system turn, for a family that has one (Gemma 4); None folds
+        a system prompt into the first user turn (Gemma 1-3).
     """
 
     start_of_turn: str
     end_of_turn: str
     user_role: str = "user"
     model_role: str = "model"
+    system_role: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +96,40 @@ class Family:
     cache_arguments: int = 0
     matches: Callable[[Any], bool] | None = None
     gguf: GgufImport | None = None
+    position_ids: bool = False
+    kernel_read_targets: tuple[str, ...] = ()
 
     def owns(self, backbone) -> bool:
         """Whether `backbone` is a model of this family."""
         if not isinstance(backbone, self.backbone_class):
             return False
         return self.matches is None or self.matches(backbone)
+
+    def backbone_inputs(self, token_ids, padding_mask, positions=None) -> dict:
+        """The input dict of this family's backbone (and CausalLM) for one forward pass.
+
+        Args:
+          token_ids / padding_mask: `[batch, length]` arrays (NumPy or traced).
+          positions: `[batch, length]` position ids, for a family whose backbone takes them
+            (`position_ids`); None means 0..length-1 in every row. Ignored otherwise (Gemma
+            1-3 count positions themselves).
+        """
+        inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+        if self.position_ids:
+            if positions is None:
+                positions = _default_positions(token_ids)
+            inputs["position_ids"] = positions
+        return inputs
+
+
+def _default_positions(token_ids):
+    """0..length-1 in every row, as NumPy for NumPy ids (Keras refuses a mix of arrays and
+    tensors in one call) and as a tensor otherwise."""
+    import numpy as np
+
+    if isinstance(token_ids, np.ndarray):
+        return np.broadcast_to(np.arange(token_ids.shape[1], dtype=np.int32), token_ids.shape)
+    from keras import ops
+
+    shape = ops.shape(token_ids)
+    return ops.broadcast_to(ops.arange(shape[1], dtype="int32")[None], shape)
