@@ -19,6 +19,13 @@ The update runs on activations, not on a merged kernel: Keras' own LoRA forms `W
 step, so its backward pass computes the full kernel's gradient before reducing it to A and B;
 here the backward pass only touches `x`, A and B.
 
+Some blocks do not call their projections but multiply by `layer.kernel` themselves (Gemma 4's
+MLP; the family's `kernel_read_targets`). So that such a block computes what `call` computes,
+an adapted layer's `kernel` is the kernel `call` applies: dequantized, plus the update, rescaled
+by DoRA (`adapted_kernel`), and a quantized layer there reads as its dequantized kernel
+(`FloatKernelEinsumDense`). Dropout on the adapter's input cannot happen in a kernel, so
+`model.tuning` refuses it on those targets.
+
 Dropout needs fresh randomness at every step inside a compiled, stateless step: each adapted
 layer holds a `lora_dropout_seed` pair (layer id, counter) that the trainer overwrites with
 the step counter (`set_dropout_counter`), so a resumed run draws the same masks.
@@ -113,13 +120,54 @@ def _dequantized_einsum(layer, inputs):
     return product(inputs)
 
 
-class AdaptedEinsumDense(keras.layers.EinsumDense):
-    """A Keras `EinsumDense` whose forward pass adds LoRA or DoRA (see the module docstring).
+def _kernel_broadcast(layer, per_unit):
+    """Reshapes a vector over the kernel's output axes so it broadcasts over the kernel."""
+    _, kernel, _, kernel_out = _equation_axes(layer.equation)
+    sizes = dict(zip(kernel, kernel_shape(layer), strict=True))
+    return ops.reshape(per_unit, [sizes[c] if c in kernel_out else 1 for c in kernel])
+
+
+def adapted_kernel(layer, dtype=None):
+    """The kernel an adapted layer applies (dropout off): `W0 + (alpha / r) A B`, for DoRA
+    rescaled per output unit by `m / stop_gradient(||W0 + (alpha / r) A B||)`, with `W0`
+    dequantized for a quantized base. In `dtype` (default: the layer's compute dtype);
+    differentiable in A, B and m."""
+    merged = ops.add(ops.cast(float_kernel(layer), "float32"), update(layer))
+    if getattr(layer, "lora_dora", False):
+        norm = jax.lax.stop_gradient(_column_norm(merged, input_axes(layer)))
+        factor = ops.divide(ops.cast(layer.lora_magnitude, "float32"), norm)
+        merged = ops.multiply(merged, _kernel_broadcast(layer, factor))
+    return ops.cast(merged, dtype or layer.compute_dtype)
+
+
+class FloatKernelEinsumDense(keras.layers.EinsumDense):
+    """An int8/int4 `EinsumDense` whose `kernel` reads as its dequantized float kernel.
+
+    Keras' `kernel` of a quantized layer is the stored integers (without their scales); a
+    block that multiplies by `layer.kernel` itself would compute with those. `model.quantize`
+    gives the projections a family marks as kernel-read this class; their own `call` is
+    Keras' quantized call, unchanged.
+    """
+
+    @property
+    def kernel(self):
+        if self.quantization_mode is None:
+            return keras_compat.kernel_variable(self)
+        return float_kernel(self)
+
+
+class AdaptedEinsumDense(FloatKernelEinsumDense):
+    """A Keras `EinsumDense` whose forward pass adds LoRA or DoRA (see the module docstring),
+    and whose `kernel` is the adapted kernel that forward pass applies (`adapted_kernel`).
 
     `adapt` turns an existing, built EinsumDense into one in place (`keras_compat.adopt_class`:
     its weights and place in the model kept), because KerasHub's attention and MLP blocks hold
     their projections as attributes.
     """
+
+    @property
+    def kernel(self):
+        return adapted_kernel(self)
 
     def call(self, inputs, training=None):
         if self.quantization_mode is None:
@@ -159,7 +207,7 @@ def adapt(layer, rank: int, alpha: float, dora: bool, dropout: float, layer_id: 
       dropout: dropout on the adapter's input during training (0 disables it).
       layer_id: distinguishes this layer's dropout masks from the other layers'.
     """
-    if type(layer) is not keras.layers.EinsumDense:
+    if type(layer) not in (keras.layers.EinsumDense, FloatKernelEinsumDense):
         raise ValueError(f"{layer.path}: LoRA needs a keras EinsumDense, got {type(layer)}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"lora.dropout must be in [0, 1), got {dropout}")
@@ -206,10 +254,4 @@ def merged_kernel(layer) -> np.ndarray:
     """The float32 kernel that computes what the adapted layer computes (dropout off):
     `W0 + (alpha / r) A B` for LoRA, `m * (W0 + (alpha / r) A B) / ||W0 + (alpha / r) A B||` for
     DoRA, with `W0` dequantized for a quantized base."""
-    merged = np.asarray(float_kernel(layer), np.float32) + np.asarray(update(layer))
-    if getattr(layer, "lora_dora", False):
-        axes = input_axes(layer)
-        norm = np.sqrt(np.sum(np.square(merged), axis=axes, keepdims=True))
-        magnitude = np.expand_dims(np.asarray(layer.lora_magnitude.numpy(), np.float32), axes)
-        merged = merged * (magnitude / norm)
-    return merged
+    return np.asarray(adapted_kernel(layer, "float32"), np.float32)

@@ -14,13 +14,18 @@ so gradients reach the adapters through the whole network and the LM head.
   (`model.int4_block_size`; Keras' grouped int4); the embedding in int8 per row. Gemma's
   embedding is also its output layer (Gemma 3 270M: 168M of its 268M weights, for 262,144
   tokens); QLoRA keeps embeddings and the LM head in 16 bits, we keep them in 8.
+
+A block that multiplies by a projection's `kernel` itself (Gemma 4's MLP, the family's
+`kernel_read_targets`) would read Keras' stored integers there; those projections read as their
+dequantized kernel instead (`lora.FloatKernelEinsumDense`), so the model computes what the
+dequantized float model computes.
 """
 
 from __future__ import annotations
 
 import keras
 
-from gemma_tune.model import keras_compat
+from gemma_tune.model import families, keras_compat, lora
 
 MODES = ("none", "int8", "int4")
 INT4_BLOCK_SIZE = 32
@@ -50,6 +55,10 @@ def quantize(backbone, mode: str, int4_block_size: int = INT4_BLOCK_SIZE) -> Non
     backbone.quantize(
         config=weight_only_int8, filters=lambda layer: layer is backbone.token_embedding
     )
+    kernel_read = families.of_backbone(backbone).kernel_read_targets
+    for layer in keras_compat.all_layers(backbone):
+        if layer.name in kernel_read and type(layer) is keras.layers.EinsumDense:
+            keras_compat.adopt_class(layer, lora.FloatKernelEinsumDense)
 
 
 def mode_of(backbone) -> str:

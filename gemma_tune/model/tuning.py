@@ -85,24 +85,51 @@ def enable_lora(
     if alpha < 0:
         raise ValueError(f"lora.alpha must be positive (or 0 for alpha = rank), got {alpha}")
     names = set(lora_target_names(targets, model.family))
+    _check_kernel_read_dropout(model.family, names, dropout)
     backbone = model.backbone
     backbone.trainable = True
     every_layer = keras_compat.all_layers(backbone)
     layers = [layer for layer in every_layer if layer.weights]
     for layer in every_layer:
         layer.trainable = False
-    enabled, adapted_names = [], set()
+    enabled, adapted = [], dict.fromkeys(sorted(names), 0)
     for index, layer in enumerate(layers):
         if layer.name in names and hasattr(layer, "enable_lora"):
             layer.trainable = True
             lora.adapt(layer, rank, alpha or rank, dora, dropout, layer_id=index)
             enabled.append(index)
-            adapted_names.add(layer.name)
+            adapted[layer.name] += 1
     if not enabled:
         raise ValueError(f"no layer of this model is named like lora.targets {sorted(names)}")
-    for name in sorted(names - adapted_names):
-        print(f"lora.targets: this {model.family.title} model has no {name!r} layer; skipped")
+    _log_missing_targets(model.family.title, adapted, len(backbone.transformer_layers))
     keras_compat.record_lora(backbone, enabled, rank)
+
+
+def _check_kernel_read_dropout(family, names: set[str], dropout: float) -> None:
+    """Refuses LoRA dropout on targets the family's blocks read as a kernel (see
+    `lora.adapted_kernel`): there the adapter is part of the kernel, with no input to drop."""
+    kernel_read = [name for name in family.kernel_read_targets if name in names]
+    if dropout > 0 and kernel_read:
+        raise ValueError(
+            f"lora.dropout={dropout:g} cannot apply to {', '.join(kernel_read)} on "
+            f"{family.title}: its decoder blocks multiply these projections' kernels directly, "
+            "bypassing the layers' forward pass, so the adapter only acts through the adapted "
+            "kernel, where there is no input to drop. Set lora.dropout=0 or leave these "
+            "targets out"
+        )
+
+
+def _log_missing_targets(title: str, adapted: dict[str, int], blocks: int) -> None:
+    """Logs each requested target that some or all decoder blocks lack (Gemma 4's KV-shared
+    layers have no key or value projection, its K=V layers no value projection)."""
+    for name, count in adapted.items():
+        if count == 0:
+            print(f"lora.targets: this {title} model has no {name!r} layer; skipped")
+        elif count < blocks:
+            print(
+                f"lora.targets: {blocks - count} of {blocks} decoder blocks of this {title} "
+                f"model have no {name!r} layer; adapted in the other {count}"
+            )
 
 
 def enable_full(model: LoadedModel) -> None:
