@@ -1,7 +1,7 @@
 """Smoke run: the whole pipeline on a tiny random Gemma, offline, in seconds.
 
     python -m gemma_tune.train --experiment=tiny            # Gemma 1 architecture
-    python -m gemma_tune.train --experiment=tiny:gemma3     # or gemma2, gemma3
+    python -m gemma_tune.train --experiment=tiny:gemma3     # or gemma2, gemma4, gemma4_moe
 
 A two-layer Gemma with a generated SentencePiece vocabulary learns a few dozen generated
 instruction/response pairs (colour questions and "repeat after me"). On 2 CPU cores the run
