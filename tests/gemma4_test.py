@@ -63,9 +63,17 @@ def test_dora_on_the_mlp_follows_its_magnitude_and_equals_the_merged_model(archi
     np.testing.assert_allclose(_logits(merged, token_ids), after, atol=2e-5, rtol=0)
 
 
-@pytest.mark.parametrize("mode", ["int8", "int4"])
-@pytest.mark.parametrize("targets", [["mlp"], ["query"]])
-def test_qlora_computes_what_the_dequantized_float_model_computes(mode, targets):
+@pytest.mark.parametrize(
+    "targets, mode",
+    [
+        (["mlp"], "int4"),
+        # ~10-15 s each: in the slow suite, which CI runs too.
+        pytest.param(["mlp"], "int8", marks=pytest.mark.slow),
+        pytest.param(["query"], "int4", marks=pytest.mark.slow),
+        pytest.param(["query"], "int8", marks=pytest.mark.slow),
+    ],
+)
+def test_qlora_computes_what_the_dequantized_float_model_computes(targets, mode):
     loaded = model.load("tiny:gemma4", "float32")
     float_logits = _logits(loaded, _ids())
     quantize.quantize(loaded.backbone, mode)
@@ -148,3 +156,14 @@ def test_a_gemma4_with_a_vision_encoder_is_refused():
     finally:
         backbone.vision_encoder = None
     assert families.of_backbone(backbone) is families.by_name("gemma4")
+
+
+def test_hf_and_peft_export_of_gemma4_are_refused_not_guessed():
+    from gemma_tune.export import hf_export, peft_export
+
+    loaded = model.load("tiny:gemma4", "float32")
+    with pytest.raises(ValueError, match="Gemma 4"):
+        hf_export.config_dict(loaded.backbone, loaded.tokenizer)
+    model.enable_lora(loaded, 2, targets=["query"])
+    with pytest.raises(ValueError, match="PEFT export of Gemma 4 is not supported yet"):
+        peft_export.adapter(loaded.backbone)

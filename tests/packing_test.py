@@ -55,7 +55,15 @@ def _examples():
     return [ex.Example(turns=(ex.Turn("user", q), ex.Turn("model", a))) for q, a in rows]
 
 
-@pytest.mark.parametrize("architecture", testing.ARCHITECTURES)
+@pytest.mark.parametrize(
+    "architecture",
+    [
+        # The dense tiny Gemma 4 takes ~50 s here (4 layers, per-layer inputs): in the slow
+        # suite, which CI runs too; gemma4_moe covers Gemma 4's restarted positions by default.
+        pytest.param(name, marks=pytest.mark.slow) if name == "gemma4" else name
+        for name in testing.ARCHITECTURES
+    ],
+)
 def test_packed_batch_gives_the_loss_and_gradient_of_separate_rows(architecture):
     config = config_lib.load(f"tiny:{architecture}", ["sequence_length=128"])
     loaded = model.load(config.model.preset, "float32", seed=config.seed)

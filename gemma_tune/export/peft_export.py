@@ -101,7 +101,12 @@ def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict,
     layers = merge.lora_layers(backbone)
     if not layers:
         raise ValueError("the model has no LoRA layers: there is no adapter to export")
-    modules = families.of_backbone(backbone).peft_modules
+    family = families.of_backbone(backbone)
+    modules = family.peft_modules
+    if not modules:
+        raise ValueError(
+            f"PEFT export of {family.title} is not supported yet; export with --to=keras"
+        )
     tensors = {}
     ranks: dict[str, set[int]] = {}
     for layer in layers:
