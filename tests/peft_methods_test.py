@@ -100,6 +100,7 @@ def test_merged_equals_unmerged(method, quantized):
     )
 
 
+@pytest.mark.slow  # ~36 s; CI runs the slow suite too
 def test_quantized_base_is_weight_only_and_close_to_float():
     float_model = model.load("tiny:gemma3", "float32", seed=0)
     expected = np.asarray(float_model.causal_lm(_inputs()))
