@@ -20,6 +20,12 @@ CASES = [
     ("gemma2", 8, 1, 2),  # pure data parallel
     ("gemma3", 2, 4, 2),  # Gemma 3: KerasHub has no layout for it
 ]
+# Gemma 4 (position ids, KV-shared layers, per-layer inputs; 3-D expert weights in the MoE):
+# ~2 minutes together, in the slow suite, which CI runs too.
+GEMMA4_CASES = [
+    ("gemma4", 2, 4, 2),
+    ("gemma4_moe", 2, 4, 2),
+]
 
 # Trains each case twice in one process with 8 fake devices: without a mesh (everything on one
 # device) and on the case's mesh, printing both runs' losses as JSON.
@@ -76,13 +82,13 @@ _TRAIN = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def results():
+def _train(cases) -> dict:
+    """Runs `_TRAIN` on `cases` with 8 fake CPU devices; returns its JSON results."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     env["JAX_PLATFORMS"] = "cpu"
     result = subprocess.run(
-        [sys.executable, "-c", _TRAIN, json.dumps(CASES)],
+        [sys.executable, "-c", _TRAIN, json.dumps(cases)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -92,8 +98,31 @@ def results():
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def results():
+    return _train(CASES)
+
+
+@pytest.fixture(scope="module")
+def gemma4_results():
+    return _train(GEMMA4_CASES)
+
+
 @pytest.mark.parametrize("architecture, data, model_parallel, kv_heads", CASES)
 def test_sharded_training_matches_one_device(results, architecture, data, model_parallel, kv_heads):
+    _check_case(results, architecture, data, model_parallel, kv_heads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("architecture, data, model_parallel, kv_heads", GEMMA4_CASES)
+def test_sharded_gemma4_training_matches_one_device(
+    gemma4_results, architecture, data, model_parallel, kv_heads
+):
+    _check_case(gemma4_results, architecture, data, model_parallel, kv_heads)
+
+
+def _check_case(results, architecture, data, model_parallel, kv_heads) -> None:
+    """The sharded run's losses equal the single-device run's, and weights were split."""
     assert results["devices"] == 8
     case = results[f"{architecture}-{data}-{model_parallel}-{kv_heads}"]
     single, sharded = case["single"], case["sharded"]
