@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import keras_hub
 
-from gemma_tune.model.families import base, shared
+from gemma_tune.model.families import base, gemma4_hf, shared
 
 CHAT = base.ChatMarkers(start_of_turn="<|turn>", end_of_turn="<turn|>", system_role="system")
 
@@ -123,20 +123,13 @@ def _tiny_tokenizer(proto: bytes):
 
 
 def hf_config(backbone, tokenizer, dtype: str) -> dict:
-    """Refuses: gemma_tune does not export Gemma 4 to transformers yet.
-
-    Raises:
-      ValueError: always, naming what to use instead.
-    """
-    raise ValueError(
-        "exporting Gemma 4 to Hugging Face transformers is not supported yet; "
-        "export --to=keras (a merged KerasHub preset) instead"
-    )
+    """transformers' `Gemma4TextConfig` as a dict, dense or MoE (`gemma4_hf.hf_config`)."""
+    return gemma4_hf.hf_config(backbone, tokenizer, dtype)
 
 
 def hf_weights(backbone) -> dict:
-    """Refuses, as `hf_config` does."""
-    return hf_config(backbone, None, "float32")
+    """transformers' `Gemma4ForCausalLM` state dict, float32 (`gemma4_hf.hf_weights`)."""
+    return gemma4_hf.hf_weights(backbone)
 
 
 def _family(name: str, title: str, matches, tiny) -> base.Family:
