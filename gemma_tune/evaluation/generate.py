@@ -56,7 +56,7 @@ class Decoder:
             # decodes there.
             with bind(weights):
                 shape = jax.ShapeDtypeStruct((token_ids.shape[0], width), "int32")
-                spec = jax.eval_shape(lambda ids: self._build_cache(ids)[1], shape)
+                spec = jax.eval_shape(lambda ids: self._empty_cache(ids)[1], shape)
                 cache = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), spec)
                 _, _, cache = causal_lm.call_with_cache(token_ids, cache, 0)
             return cache
@@ -75,7 +75,7 @@ class Decoder:
         self._prefill = jax.jit(prefill, static_argnums=2)
         self._step = jax.jit(step, donate_argnums=1)
 
-    def _build_cache(self, token_ids):
+    def _empty_cache(self, token_ids):
         return keras_compat.build_cache(self.causal_lm, token_ids, self._cache_arguments)
 
     def current_weights(self) -> list:

@@ -119,15 +119,7 @@ def hf_config(backbone, tokenizer, dtype: str) -> dict:
         "rope_parameters": _rope_parameters(backbone),
         "final_logit_softcapping": backbone.token_embedding.logit_soft_cap,
         "max_position_embeddings": 131072,
-        "attention_bias": False,
-        "attention_dropout": 0.0,
-        "initializer_range": 0.02,
-        "pad_token_id": int(tokenizer.pad_token_id),
-        "bos_token_id": int(tokenizer.start_token_id),
-        "eos_token_id": int(tokenizer.end_token_id),
-        "tie_word_embeddings": bool(backbone.token_embedding.tie_weights),
-        "torch_dtype": dtype,
-        "use_cache": True,
+        **shared.hf_token_config(backbone, tokenizer, dtype),
     }
 
 

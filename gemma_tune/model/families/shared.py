@@ -174,6 +174,14 @@ def hf_common_config(backbone, tokenizer, dtype: str) -> dict:
         "num_key_value_heads": backbone.num_key_value_heads,
         "head_dim": backbone.head_dim,
         "rms_norm_eps": float(first.pre_attention_norm.epsilon),
+        **hf_token_config(backbone, tokenizer, dtype),
+    }
+
+
+def hf_token_config(backbone, tokenizer, dtype: str) -> dict:
+    """The config.json entries every Gemma transformers config has alike: special token ids,
+    tied embeddings, dtype, and no attention bias or dropout."""
+    return {
         "attention_bias": False,
         "attention_dropout": 0.0,
         "initializer_range": 0.02,
