@@ -27,8 +27,8 @@ from absl import app, flags, logging
 
 import gemma_tune  # noqa: F401  (selects the JAX backend)
 
-# The evaluation itself lives in gemma_tune.evaluation; these names stay importable from here
-# for training (`evaluate.retriever`, `RunEvaluation`, `BASE`, `TUNED`) and for notebooks.
+# The evaluation itself lives in gemma_tune.evaluation (training imports it from there); these
+# names stay importable from here for scripts and notebooks written against the old module.
 from gemma_tune.evaluation.answers import BASE, CONTEXT, TUNED  # noqa: F401
 from gemma_tune.evaluation.retrieval import from_config as retriever  # noqa: F401
 from gemma_tune.evaluation.run_evaluation import RunEvaluation, evaluate  # noqa: F401
