@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from export_helpers import hf_load, hf_logits
+from export_helpers import hf_load, hf_logits, peft_logits
 
 from gemma_tune import model
 from gemma_tune.export import merge
@@ -27,18 +27,30 @@ def _keras_logits(loaded, token_ids):
     return np.asarray(loaded.causal_lm(inputs))
 
 
-def _tuned_gemma4(architecture):
-    """tiny:`architecture` with LoRA on every target, all factors random and nonzero; the MoE
-    router and experts (zeros or ones at KerasHub's init) get random values first."""
+def _gemma4(architecture):
+    """tiny:`architecture` with its MoE router and experts (zeros or ones at KerasHub's init)
+    set to random values, the same every call."""
     loaded = model.load(f"tiny:{architecture}", "float32")
     rng = np.random.default_rng(1)
     for variable in loaded.backbone.weights:
         if "moe_expert_bank" in variable.path or "moe_router" in variable.path:
             center = 1.0 if variable.path.endswith("scale") else 0.0
             variable.assign((center + rng.normal(0, 0.3, variable.shape)).astype(np.float32))
-    model.enable_lora(loaded, 4, targets=["all"])
+    return loaded
+
+
+def _tuned_gemma4(architecture, dora=False):
+    """`_gemma4` with LoRA (or DoRA) on every target, all factors random and nonzero (DoRA
+    magnitudes scaled by 0.5-1.5)."""
+    loaded = _gemma4(architecture)
+    model.enable_lora(loaded, 4, targets=["all"], dora=dora)
+    rng = np.random.default_rng(2)
     for variable in loaded.causal_lm.trainable_variables:
-        variable.assign(rng.normal(0, 0.2, variable.shape).astype(np.float32))
+        if variable.path.endswith("lora_magnitude"):
+            scale = rng.uniform(0.5, 1.5, variable.shape)
+            variable.assign((np.asarray(variable.numpy()) * scale).astype(np.float32))
+        else:
+            variable.assign(rng.normal(0, 0.2, variable.shape).astype(np.float32))
     return loaded
 
 
@@ -62,6 +74,33 @@ def test_hf_export_of_a_tuned_gemma4_matches_its_logits(tmp_path, architecture):
     # The LoRA (and the MoE weights) mattered: the untuned model's logits are far from these.
     untuned = _keras_logits(model.load(f"tiny:{architecture}", "float32"), token_ids)
     assert np.abs(untuned - expected).max() > 0.1
+
+
+# ~25 s each (two models, transformers and PEFT loads): slow suite.
+@pytest.mark.slow
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+@pytest.mark.parametrize("architecture", ["gemma4", "gemma4_moe"])
+def test_peft_adapter_on_the_exported_gemma4_base_matches_the_tuned_logits(
+    tmp_path, architecture, dora
+):
+    """Every target adapted, including K=V global layers (their own `k_proj` rank) and the
+    MLP that Gemma 4 multiplies by its kernel directly; DoRA as PEFT's `use_dora`."""
+    pytest.importorskip("peft")
+    from gemma_tune.export import hf_export, peft_export
+
+    tuned = _tuned_gemma4(architecture, dora=dora)
+    token_ids = _token_ids()
+    expected = _keras_logits(tuned, token_ids)
+    hf_export.save(_gemma4(architecture), str(tmp_path / "base"))
+    peft_export.save(tuned, str(tmp_path / "adapter"), str(tmp_path / "base"))
+    config = json.loads((tmp_path / "adapter" / peft_export.CONFIG_FILE).read_text())
+    assert config["use_dora"] is dora
+    logits = peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
+    print(f"{architecture} dora={dora}: max |PEFT - Keras| {np.abs(logits - expected).max():.2e}")
+    # float32 on both sides; logits reach the soft cap of 30, hence the relative term.
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-5)
+    base = _keras_logits(_gemma4(architecture), token_ids)
+    assert np.abs(base - expected).max() > 0.1  # the adapter mattered
 
 
 def test_hf_config_of_gemma4_says_what_transformers_would_misread():

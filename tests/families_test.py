@@ -30,8 +30,8 @@ def test_every_lora_target_names_projections_of_the_family(architecture):
     for group, members in family.lora_target_groups.items():
         assert set(members) <= set(family.lora_targets), group
     assert set(family.default_lora_targets) <= set(family.lora_targets)
-    # A family without PEFT names (Gemma 4 for now) has its PEFT export refused.
-    assert not family.peft_modules or set(family.peft_modules) == set(family.lora_targets)
+    # Every LoRA target has a PEFT module to export to.
+    assert set(family.peft_modules) == set(family.lora_targets)
 
 
 @pytest.mark.parametrize("architecture", testing.ARCHITECTURES)

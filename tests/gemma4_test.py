@@ -159,10 +159,19 @@ def test_a_gemma4_with_a_vision_encoder_is_refused():
     assert families.of_backbone(backbone) is families.by_name("gemma4")
 
 
-def test_peft_export_of_gemma4_is_refused_not_guessed():
+def test_peft_export_of_gemma4_gives_k_eq_v_layers_their_own_key_rank():
     from gemma_tune.export import peft_export
 
     loaded = model.load("tiny:gemma4", "float32")
-    model.enable_lora(loaded, 2, targets=["query"])
-    with pytest.raises(ValueError, match="PEFT export of Gemma 4 is not supported yet"):
-        peft_export.adapter(loaded.backbone)
+    model.enable_lora(loaded, 2, targets=["query", "key"])
+    config, tensors = peft_export.adapter(loaded.backbone)
+    # Sliding layer 0 has 2 key heads (PEFT rank 2 x 2); global K=V layer 1 has one (rank 2);
+    # layers 2 and 3 share keys and values and have no key projection at all.
+    assert tensors["base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight"].shape[0] == 4
+    assert tensors["base_model.model.model.layers.1.self_attn.k_proj.lora_A.weight"].shape[0] == 2
+    assert not any("layers.2.self_attn.k_proj" in name for name in tensors)
+    assert config["r"] == 8  # q_proj: 4 heads x rank 2
+    assert config["rank_pattern"] == {
+        r"model\.layers\.0\.self_attn\.k_proj": 4,
+        r"model\.layers\.1\.self_attn\.k_proj": 2,
+    }

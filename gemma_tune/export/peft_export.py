@@ -84,6 +84,32 @@ def peft_factors(layer, modules) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(lora_a), lora_b
 
 
+def rank_pattern(module_ranks: dict[str, int]) -> tuple[list[str], int, dict[str, int]]:
+    """PEFT's `target_modules`, `r` and `rank_pattern` for these per-module ranks.
+
+    A projection whose rank is the same in every layer gets one entry under its short name
+    (`v_proj`); one whose rank differs between layers (Gemma 4's K=V global layers have fewer
+    key heads than its sliding layers) gets an entry per module, its full name escaped as a
+    regular expression, as PEFT matches `rank_pattern` keys.
+
+    Returns:
+      `(target_modules, r, rank_pattern)`, r being the largest rank.
+    """
+    by_target: dict[str, dict[str, int]] = {}
+    for module, rank in module_ranks.items():
+        by_target.setdefault(module.rsplit(".", 1)[-1], {})[module] = rank
+    default_rank = max(module_ranks.values())
+    pattern: dict[str, int] = {}
+    for target, ranks in sorted(by_target.items()):
+        values = set(ranks.values())
+        if len(values) == 1:
+            if (rank := values.pop()) != default_rank:
+                pattern[target] = rank
+            continue
+        pattern.update({re.escape(m): r for m, r in sorted(ranks.items()) if r != default_rank})
+    return sorted(by_target), default_rank, pattern
+
+
 def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict, dict]:
     """The PEFT adapter of a backbone's LoRA layers.
 
@@ -101,14 +127,9 @@ def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict,
     layers = merge.lora_layers(backbone)
     if not layers:
         raise ValueError("the model has no LoRA layers: there is no adapter to export")
-    family = families.of_backbone(backbone)
-    modules = family.peft_modules
-    if not modules:
-        raise ValueError(
-            f"PEFT export of {family.title} is not supported yet; export with --to=keras"
-        )
+    modules = families.of_backbone(backbone).peft_modules
     tensors = {}
-    ranks: dict[str, set[int]] = {}
+    module_ranks: dict[str, int] = {}
     for layer in layers:
         module = module_name(keras_compat.kernel_variable(layer).path, modules)
         lora_a, lora_b = peft_factors(layer, modules)
@@ -118,18 +139,13 @@ def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict,
             # DoRA's magnitude per output unit; our output axes flatten in HF's out order.
             magnitude = np.asarray(layer.lora_magnitude.numpy(), np.float32).reshape(-1)
             tensors[f"base_model.model.{module}.lora_magnitude_vector"] = magnitude
-        ranks.setdefault(module.rsplit(".", 1)[-1], set()).add(lora_a.shape[0])
-    for target, values in ranks.items():
-        if len(values) != 1:
-            raise ValueError(f"{target} has different LoRA ranks across layers: {sorted(values)}")
-    rank_by_target = {target: values.pop() for target, values in ranks.items()}
-    default_rank = max(rank_by_target.values())
-    pattern = {t: r for t, r in sorted(rank_by_target.items()) if r != default_rank}
+        module_ranks[module] = lora_a.shape[0]
+    targets, default_rank, pattern = rank_pattern(module_ranks)
     config = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
         "base_model_name_or_path": base_model_name_or_path,
-        "target_modules": sorted(rank_by_target),
+        "target_modules": targets,
         "r": default_rank,
         "lora_alpha": default_rank,
         "rank_pattern": pattern,

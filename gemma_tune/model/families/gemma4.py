@@ -151,8 +151,9 @@ def _family(name: str, title: str, matches, tiny) -> base.Family:
         hf_tokenizer_class=shared.HF_TOKENIZER_CLASS,
         hf_config=hf_config,
         hf_weights=hf_weights,
-        # Not verified against transformers' Gemma 4 yet: PEFT export is refused (empty).
-        peft_modules={},
+        # transformers' Gemma 4 names its projections as Gemma 1-3 do; K=V global layers have
+        # fewer key heads, so `k_proj`'s PEFT rank differs by layer (`peft_export.rank_pattern`).
+        peft_modules=shared.PEFT_MODULES,
         # Gemma4CausalLM's cache builder, like Gemma 3's, also takes image embeddings, vision
         # mask, padding mask and vision indices.
         cache_arguments=4,
