@@ -176,6 +176,33 @@ def build_cache(causal_lm, token_ids, extra_arguments: int = 0):
     return build(token_ids, *([None] * extra_arguments))
 
 
+def preset_backbone_config(preset: str) -> tuple[type, dict]:
+    """The backbone class a preset holds and the preset's raw `config.json`, read without
+    loading any weight.
+
+    Args:
+      preset: a KerasHub preset name, a local preset directory or an `hf://` handle.
+
+    Returns:
+      `(backbone class, config)`: KerasHub's config (`{"class_name", "config": {...}}`) for
+      Keras presets, transformers' `config.json` for `hf://` ones.
+
+    Why private: KerasHub reads both only inside `from_preset`; knowing the class first lets
+    gemma_tune refuse a non-Gemma preset before loading it, and load a multimodal Gemma's
+    language model alone (`model.load`).
+    """
+    try:
+        from keras_hub.src.utils import preset_utils
+
+        loader = preset_utils.get_preset_loader(preset)
+        return loader.check_backbone_class(), dict(loader.config)
+    except (ImportError, AttributeError) as error:
+        raise UpstreamChanged(
+            "keras_hub.src.utils.preset_utils.get_preset_loader",
+            f"read a preset's config ({error})",
+        ) from error
+
+
 @contextlib.contextmanager
 def narrowed_attention_masks(blocks, narrow):
     """While active, every decoder block's attention mask is passed through `narrow(mask)`.

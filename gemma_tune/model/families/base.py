@@ -23,6 +23,9 @@ is listed in `families/__init__.py`. It must provide:
 - `kernel_read_targets`: LoRA targets whose kernel its decoder blocks multiply by directly
   (`ops.matmul(x, layer.kernel)`) instead of calling the layer; only what the layer's `kernel`
   returns takes effect there (`model.lora`, `model.quantize`, `model.tuning`).
+- `encoders`: the backbone arguments that hold non-text encoders (Gemma 3's
+  `vision_encoder`; Gemma 4's vision and audio encoders). `model.load` sets them to None when
+  it loads a preset, so a multimodal preset loads as its language model alone.
 - Optionally `gguf`: how to import llama.cpp GGUF files of this family (`model.gguf_convert`).
 
 Sharding needs nothing per family: `training.sharding` lays weights out by shape. Packing needs
@@ -98,6 +101,7 @@ class Family:
     gguf: GgufImport | None = None
     position_ids: bool = False
     kernel_read_targets: tuple[str, ...] = ()
+    encoders: tuple[str, ...] = ()
 
     def owns(self, backbone) -> bool:
         """Whether `backbone` is a model of this family."""

@@ -236,6 +236,8 @@ FAMILY = shared.family(
     # Gemma3CausalLM's cache builder also takes image embeddings, vision mask, padding mask
     # and vision indices.
     cache_arguments=4,
+    # Gemma 3 4B, 12B and 27B presets carry a vision encoder; text tuning loads without it.
+    encoders=("vision_encoder",),
     gguf=base.GgufImport(
         architecture="gemma3",
         backbone_config=gguf_backbone_config,

@@ -1,6 +1,7 @@
 """Gemma 4, text-only: KerasHub's `Gemma4Backbone` / `Gemma4CausalLM` without vision or audio
-encoders, dense (`gemma4`) or with a mixture-of-experts block beside each MLP
-(`gemma4_moe`, the 26B A4B layout); transformers' `Gemma4ForCausalLM`.
+encoders (a multimodal preset loads as its language model alone: `encoders`), dense
+(`gemma4`) or with a mixture-of-experts block beside each MLP (`gemma4_moe`, the 26B A4B
+layout); transformers' `Gemma4ForCausalLM`.
 
 What differs from Gemma 3 and matters here:
 - the backbone takes `position_ids` as an input (`Family.position_ids`);
@@ -50,7 +51,8 @@ def _check_text_only(backbone) -> bool:
     if backbone.vision_encoder is not None or backbone.audio_encoder is not None:
         raise ValueError(
             "Gemma 4 with a vision or audio encoder is not supported: gemma_tune tunes "
-            "text-only Gemma 4 (a backbone built with vision_encoder=None, audio_encoder=None)"
+            "text-only Gemma 4 (a backbone built with vision_encoder=None, audio_encoder=None; "
+            "model.preset loads a multimodal preset's language model alone)"
         )
     return True
 
@@ -159,6 +161,8 @@ def _family(name: str, title: str, matches, tiny) -> base.Family:
         cache_arguments=4,
         position_ids=True,
         kernel_read_targets=KERNEL_READ_TARGETS,
+        # Every KerasHub Gemma 4 preset has a vision encoder, the "E" models an audio one too.
+        encoders=("vision_encoder", "audio_encoder"),
     )
 
 

@@ -1,0 +1,106 @@
+"""A multimodal Gemma preset (Gemma 3 with a vision encoder, Gemma 4 with vision and audio
+encoders, as every KerasHub Gemma 4 preset is) loads as its language model alone: the encoders
+are not built, their weights not read, every language-model weight is the preset's, and the
+run log says what was left out. A preset of another architecture is refused before loading.
+
+    python -m pytest -q tests/multimodal_preset_test.py
+"""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+from gemma_tune import model, testing
+from gemma_tune.model.families import gemma4
+
+
+def _tiny_common(tokenizer) -> dict:
+    return dict(
+        vocabulary_size=tokenizer.vocabulary_size(),
+        num_layers=4,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        head_dim=8,
+        dtype="float32",
+    )
+
+
+def _gemma4_with_encoders(tokenizer):
+    """A tiny Gemma 4 "E" model with a vision and an audio encoder."""
+    vision = keras_hub.models.Gemma4VisionEncoder(
+        image_size=16, patch_size=4, num_heads=2, hidden_dim=16, num_layers=1,
+        intermediate_dim=32, head_dim=8, output_dim=32, pool_size=2,
+    )  # fmt: skip
+    audio = keras_hub.models.Gemma4AudioEncoder(
+        input_feat_size=16, hidden_size=16, num_heads=2, num_layers=1,
+        sscp_conv_channels=(8, 4), output_proj_dims=16, output_dim=32,
+    )  # fmt: skip
+    layout = {**gemma4._tiny_layout(_tiny_common(tokenizer)), "image_size": 16}
+    return keras_hub.models.Gemma4Backbone(
+        **layout,
+        vision_encoder=vision,
+        audio_encoder=audio,
+        num_kv_shared_layers=2,
+        hidden_size_per_layer_input=4,
+        vocab_size_per_layer_input=tokenizer.vocabulary_size(),
+    )
+
+
+def _gemma3_with_vision(tokenizer):
+    vision = keras_hub.models.Gemma3VisionEncoder(
+        image_size=16, patch_size=4, num_heads=2, hidden_dim=16, num_layers=1,
+        intermediate_dim=32, output_dim=32, pool_size=2,
+    )  # fmt: skip
+    common = {**_tiny_common(tokenizer), "num_layers": 2}
+    return keras_hub.models.Gemma3Backbone(
+        **common, image_size=16, vision_encoder=vision, use_query_key_norm=True
+    )
+
+
+@pytest.mark.parametrize(
+    "architecture,build,encoders",
+    [
+        ("gemma4", _gemma4_with_encoders, "vision encoder and audio encoder"),
+        ("gemma3", _gemma3_with_vision, "vision encoder"),
+    ],
+)
+def test_a_multimodal_preset_loads_as_its_language_model(
+    tmp_path, capsys, architecture, build, encoders
+):
+    tokenizer = testing.tiny_tokenizer(architecture)
+    keras.utils.set_random_seed(3)
+    multimodal = build(tokenizer)
+    multimodal.save_to_preset(str(tmp_path))
+    tokenizer.save_to_preset(str(tmp_path))
+
+    loaded = model.load(str(tmp_path), "float32")
+
+    assert f"without the {encoders} (their weights are not read)" in capsys.readouterr().out
+    backbone = loaded.backbone
+    assert loaded.family.name == architecture
+    assert backbone.vision_encoder is None
+    assert getattr(backbone, "audio_encoder", None) is None
+    assert sorted(backbone.input.keys()) == sorted(
+        loaded.family.backbone_inputs(np.zeros((1, 2)), np.ones((1, 2))).keys()
+    )
+    saved = {variable.path: np.asarray(variable.numpy()) for variable in multimodal.weights}
+    for variable in backbone.weights:
+        np.testing.assert_array_equal(np.asarray(variable.numpy()), saved[variable.path])
+    tower_weights = len(multimodal.vision_encoder.weights)
+    assert len(backbone.weights) <= len(saved) - tower_weights
+    # The language model runs on text alone.
+    token_ids = np.array([[2, 10, 11, 12, 13]], np.int32)
+    inputs = loaded.family.backbone_inputs(token_ids, np.ones_like(token_ids, bool))
+    assert np.isfinite(np.asarray(loaded.causal_lm(inputs))).all()
+
+
+def test_a_preset_of_another_architecture_is_refused_before_loading(tmp_path):
+    keras_hub.models.GPT2Backbone(
+        vocabulary_size=16, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=8,
+    ).save_to_preset(str(tmp_path))  # fmt: skip
+    with pytest.raises(ValueError, match="GPT2Backbone is not a Gemma backbone"):
+        model.load_text_backbone(str(tmp_path), "float32")
