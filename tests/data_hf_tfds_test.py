@@ -57,9 +57,9 @@ def test_hf_squad_rows():
 
 
 def test_hf_unknown_columns_name_the_supported_layouts():
-    with pytest.raises(ValueError, match="Dolly.*SQuAD") as raised:
-        hf.load_hf("some/dataset", rows=[{"text": "a", "label": 1}])
-    assert "label, text" in str(raised.value)
+    with pytest.raises(ValueError, match="SQuAD.*openai_chat") as raised:
+        hf.load_hf("some/dataset", rows=[{"question": "a", "label": 1}])
+    assert "the columns (label, question) fit no supported format" in str(raised.value)
 
 
 def wiki_row(source, target):

@@ -123,7 +123,7 @@ def test_openai_chat_system_becomes_example_system(tmp_path):
     "row, expected",
     [
         ({"instruction": "", "response": "b"}, [(1, "instruction")]),
-        ({"instruction": "a"}, [(1, "response")]),
+        ({"instruction": "a"}, [(1, "row")]),
         ({"instruction": "a", "response": 3}, [(1, "response")]),
         ({"instruction": "a", "response": "b", "context": ["x"]}, [(1, "context")]),
         ({"input_text": "a", "output_text": " "}, [(1, "output_text")]),
@@ -156,7 +156,7 @@ def test_openai_chat_system_becomes_example_system(tmp_path):
                     {"role": "model", "parts": [{"inlineData": {}}]},
                 ]
             },
-            [(1, "contents[1].parts[0].text")],
+            [(1, "contents[1].parts[0]")],
         ),
         (
             {
@@ -314,23 +314,32 @@ def test_forced_format_reports_missing_fields_of_unknown_rows(tmp_path):
 
 
 def test_forced_format_resolves_ambiguous_rows(tmp_path):
-    path = write_lines(tmp_path, [{"prompt": "p", "response": "r", "completion": "c"}])
+    path = write_lines(tmp_path, [{"instruction": "i", "response": "r", "output": "o"}])
     found, error = problems_of(path)
     assert found == [(1, "row")]
-    assert "several formats" in error.problems[0].reason
-    (item,) = jsonl.read_jsonl(path, format="openai_completion").examples
-    assert turns(item) == [("user", "p"), ("model", "c")]
+    assert "several formats (dolly, alpaca)" in error.problems[0].reason
+    result = jsonl.read_jsonl(path, format="alpaca")
+    assert turns(result.examples[0]) == [("user", "i"), ("model", "o")]
+    assert [(w.line, w.field) for w in result.warnings] == [(1, "response")]
+
+
+def test_a_row_fitting_no_format_names_the_closest_and_what_is_missing(tmp_path):
+    _, error = problems_of(write_lines(tmp_path, [{"instruction": "a", "input": "b"}]))
+    assert error.problems[0].reason == (
+        "the keys (input, instruction) fit no supported format; closest: "
+        "alpaca (missing output); dolly (missing response)"
+    )
 
 
 def test_unknown_keys_fit_no_format(tmp_path):
     found, error = problems_of(write_lines(tmp_path, [{"question": "a", "answer": "b"}]))
     assert found == [(1, "row")]
-    assert "fit no known format" in error.problems[0].reason
+    assert "fit no supported format (each needs: openai_chat: messages;" in str(error)
 
 
 def test_unknown_format_argument(tmp_path):
     with pytest.raises(ValueError, match="openai_chat"):
-        jsonl.read_jsonl(write_lines(tmp_path, []), format="alpaca")
+        jsonl.read_jsonl(write_lines(tmp_path, []), format="bogus")
 
 
 def test_byte_order_mark_and_crlf_are_accepted(tmp_path):

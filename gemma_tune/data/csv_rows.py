@@ -12,6 +12,7 @@ import codecs
 import csv
 import io
 import os
+import sys
 
 from gemma_tune.data import example, read_result
 
@@ -23,8 +24,10 @@ def read_csv(
     output_column: str = "output",
     context_column: str = "",
     system_column: str = "",
+    data: bytes | None = None,
 ) -> read_result.ReadResult:
-    """Reads and validates every row of a CSV file with a header row.
+    """Reads and validates every row of a CSV file with a header row; a cell may be of any
+    size (Python's `csv` module stops at 128 KiB unless told otherwise).
 
     Args:
       path: the local file (UTF-8, an optional byte-order mark is ignored).
@@ -34,6 +37,7 @@ def read_csv(
         cells mean no context.
       system_column: an optional column with a system prompt ("" = none); blank cells mean
         no system prompt.
+      data: the file's bytes when already read (e.g. decompressed); None reads `path`.
 
     Returns:
       The examples, each with `source="path:line"`.
@@ -42,8 +46,10 @@ def read_csv(
       example.DataError: for a missing column, or with every problem of the rows.
     """
     path = os.fspath(path)
-    with open(path, "rb") as file:
-        data = file.read()
+    if data is None:
+        with open(path, "rb") as file:
+            data = file.read()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # Any cell the file holds.
     problems = [
         example.Problem(path, number, "line", f"invalid UTF-8 at byte {error.start + 1}")
         for number, error in _utf8_errors(data)

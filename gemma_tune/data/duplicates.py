@@ -29,8 +29,8 @@ def key(item: example.Example, mode: str) -> Hashable:
     """What two examples must share to be duplicates under `mode` ("exact" or "normalized")."""
     check_mode(mode)
     norm = _normalize if mode == "normalized" else (lambda text: text)
-    turns = tuple((turn.role, norm(turn.text)) for turn in item.turns)
-    return (norm(item.system), norm(item.context), turns)
+    turns = tuple((turn.role, norm(turn.text), turn.weight) for turn in item.turns)
+    return (norm(item.system), norm(item.context), turns, norm(item.text))
 
 
 def deduplicate(

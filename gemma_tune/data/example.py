@@ -17,39 +17,59 @@ ROLES = (USER, MODEL)
 
 @dataclasses.dataclass(frozen=True)
 class Turn:
-    """One turn of a conversation: `role` is "user" or "model"."""
+    """One turn of a conversation.
+
+    Attributes:
+      role: "user" or "model".
+      text: the turn's text.
+      weight: the loss weight of a model turn's tokens: 1 trains on the turn, 0 leaves it out of
+        the loss (OpenAI's per-message `"weight": 0`) while keeping it in the conversation.
+        User turns carry no loss whatever their weight.
+    """
 
     role: str
     text: str
+    weight: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
 class Example:
     """A training or evaluation conversation in a format-independent shape.
 
+    An example is either a conversation (`turns`) or a plain document (`text`, for language
+    modelling: no chat template, every token carries loss); never both.
+
     Attributes:
-      turns: alternating user/model turns, starting with user and ending with model.
+      turns: alternating user/model turns, starting with user and ending with model; empty for
+        a document.
       system: an optional system prompt (Gemma has no system role: the template folds it into
         the first user turn).
       context: an optional passage the prompt is about (Dolly's `context`, a retrieved
         passage); the template places it in the first user turn.
       source: where the row came from, "file:line" or "dataset[index]", for messages.
+      text: the document of a language-modelling example (`{"text": ...}` rows), else None.
     """
 
     turns: tuple[Turn, ...]
     system: str | None = None
     context: str | None = None
     source: str = ""
+    text: str | None = None
+
+    @property
+    def is_document(self) -> bool:
+        """Whether this is a plain document (language modelling) rather than a conversation."""
+        return self.text is not None
 
     @property
     def prompt(self) -> str:
-        """The first user turn's text."""
-        return self.turns[0].text
+        """The first user turn's text ("" for a document: it has no prompt)."""
+        return "" if self.is_document else self.turns[0].text
 
     @property
     def response(self) -> str:
-        """The last model turn's text (the reference answer in evaluation)."""
-        return self.turns[-1].text
+        """The last model turn's text (the reference answer in evaluation); a document's text."""
+        return self.text if self.is_document else self.turns[-1].text
 
 
 class RowError(ValueError):

@@ -8,9 +8,11 @@ empty response), and users should see them all in one pass. `Checker` gathers th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from gemma_tune.data import example
+
+_INDEX = re.compile(r"\[\d+\]")
 
 
 class RowErrors(ValueError):
@@ -21,6 +23,27 @@ class RowErrors(ValueError):
         self.errors = list(errors)
 
 
+def pattern(field: str) -> str:
+    """A field path without its indices (`messages[3].content` -> `messages[].content`), the
+    name under which a file's reader reports something once for all rows and messages."""
+    return _INDEX.sub("[]", field)
+
+
+def list_field(row: Mapping, key: str, checker: Checker) -> list | None:
+    """Reads the non-empty list `row[key]`, recording a problem if it is not one."""
+    if key not in row or row[key] is None:
+        checker.add(key, "missing" if key not in row else "is null")
+        return None
+    value = row[key]
+    if not isinstance(value, list):
+        checker.add(key, f"expected a list, got {type_name(value)}")
+        return None
+    if not value:
+        checker.add(key, "empty")
+        return None
+    return value
+
+
 def type_name(value: object) -> str:
     """The JSON-ish name of a value's type, for messages ("null", "list", "int", ...)."""
     if value is None:
@@ -29,14 +52,29 @@ def type_name(value: object) -> str:
 
 
 class Checker:
-    """Collects the problems of one row while its fields are read."""
+    """Collects the problems of one row while its fields are read, and the keys it ignores.
+
+    Attributes:
+      errors: the problems found so far.
+      unused: the nested keys the row has but the reader does not use, as patterns without
+        indices (`messages[].metadata`), so a file's reader can warn once per key.
+    """
 
     def __init__(self) -> None:
         self.errors: list[example.RowError] = []
+        self.unused: list[str] = []
 
     def add(self, field: str, reason: str) -> None:
         """Records one problem with `field`."""
         self.errors.append(example.RowError(field, reason))
+
+    def note_unused(self, holder: Mapping, used: Collection[str], pattern: str) -> None:
+        """Records the keys of `holder` not in `used` as unused, named `{pattern}.{key}`; a
+        null value counts as absent (Arrow tables, Parquet and `datasets`, fill absent keys
+        with null)."""
+        for key, value in holder.items():
+            if key not in used and value is not None:
+                self.unused.append(f"{pattern}.{key}" if pattern else key)
 
     def text(
         self, row: Mapping, key: str, field: str | None = None, *, required: bool = True

@@ -1,16 +1,30 @@
-"""Hugging Face `datasets` source: Dolly-style and SQuAD-style datasets.
+"""Hugging Face `datasets` source: Hub datasets and `save_to_disk` folders, by their columns.
 
 The row layout is chosen from the dataset's columns: `instruction` and `response` (and an
-optional `context`) are Dolly's, `question`, `context` and `answers` SQuAD's. A public
-dataset's rows cannot be fixed by the user, so a row that cannot become an Example is skipped
-and counted by reason instead of failing the run; the summary reports how many.
+optional `context`) are Dolly's, `question`, `context` and `answers` SQuAD's; otherwise any of
+the file formats (`row_formats`: a `messages`, `conversations`, `text` or prompt/completion
+column, Alpaca's columns, ...). Data supervised tuning must not read (`refused`: preference,
+KTO, tools, images) is refused by its columns. A public dataset's rows cannot be fixed by the
+user, so a row that cannot become an Example is skipped and counted by reason instead of
+failing the run; the summary reports how many. `data.name` may be a local `save_to_disk`
+folder (`hf_disk`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 
-from gemma_tune.data import dolly, example, fields, read_result, squad
+from gemma_tune.data import (
+    dolly,
+    example,
+    fields,
+    hf_disk,
+    read_result,
+    refused,
+    row_formats,
+    squad,
+)
 
 DOLLY_COLUMNS = ("instruction", "response")
 
@@ -38,14 +52,29 @@ def _squad_row(row: Mapping, source: str, keep_context: bool) -> example.Example
 def _layout(name: str, columns: Iterable[str]) -> Callable[[Mapping, str, bool], example.Example]:
     """Picks the row mapper that fits `columns`."""
     columns = set(columns)
+    kind = refused.row_kind(dict.fromkeys(columns))
+    if kind:
+        raise ValueError(f"{name}: {kind[1]} (columns: {', '.join(sorted(columns))})")
     if set(DOLLY_COLUMNS) <= columns:
         return _dolly_row
     if set(squad.COLUMNS) <= columns:
         return _squad_row
+    fit = row_formats.fits(dict.fromkeys(columns))
+    if len(fit) == 1:
+        spec = row_formats.FORMATS[fit[0]]
+        return lambda row, source, keep_context: spec.parse(
+            dict(row), source, keep_context, fields.Checker()
+        )
+    if fit:
+        reason = f"fit several layouts ({', '.join(fit)})"
+    else:
+        reason = row_formats.closest(dict.fromkeys(columns)).removeprefix(
+            f"the keys ({', '.join(sorted(columns))}) "
+        )
     raise ValueError(
-        f"{name}: the columns ({', '.join(sorted(columns))}) fit no supported layout: "
-        f"Dolly ({', '.join(DOLLY_COLUMNS)}, optional context) or "
-        f"SQuAD ({', '.join(squad.COLUMNS)})"
+        f"{name}: the columns ({', '.join(sorted(columns))}) {reason}; the supported "
+        f"layouts are SQuAD ({', '.join(squad.COLUMNS)}) and the file formats "
+        f"({', '.join(row_formats.NAMES)}), see docs/data_formats.md"
     )
 
 
@@ -59,7 +88,8 @@ def load_hf(
     """Reads a Hugging Face dataset split into Examples.
 
     Args:
-      name: the dataset's Hub name, used to load it and in each example's source.
+      name: the dataset's Hub name or a `save_to_disk` folder, used to load it and in each
+        example's source.
       split: the split to load, e.g. "train" or "train[:1000]".
       keep_context: for Dolly rows, keep rows with a context (True) or skip and count them
         under "has context" (False, as in Google's Gemma LoRA tutorial).
@@ -70,9 +100,11 @@ def load_hf(
       The examples, each with `source="name[index]"`, and the rows skipped by reason.
 
     Raises:
-      ValueError: when the columns fit neither the Dolly nor the SQuAD layout.
+      ValueError: when the columns fit no layout, or are of a refused kind of data.
     """
-    if rows is None:
+    if rows is None and os.path.isdir(name):
+        rows = hf_disk.load(name, split)
+    elif rows is None:
         import datasets  # Heavy: only imported when a dataset is really loaded.
 
         rows = datasets.load_dataset(name, split=split)

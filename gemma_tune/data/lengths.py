@@ -48,7 +48,10 @@ def percentile(ordered: Sequence[int], q: float) -> int:
 
 
 def plain_text(item: example.Example) -> str:
-    """The whole conversation as text (system, context, then each turn), one part a line."""
+    """The whole conversation as text (system, context, then each turn), one part a line; a
+    document's text."""
+    if item.is_document:
+        return item.text
     parts = [part for part in (item.system, item.context) if part]
     parts.extend(turn.text for turn in item.turns)
     return "\n".join(parts)

@@ -22,11 +22,14 @@ class ReadResult:
       examples: the examples made, in source order.
       dropped: the number of rows skipped, by reason (e.g. {"has context": 3}).
       rows_read: every row seen, kept or not (blank lines excluded).
+      warnings: things the user should know that do not stop the read, e.g. a key the
+        reader does not use (one per key and file, at the first line that has it).
     """
 
     examples: list[example.Example] = dataclasses.field(default_factory=list)
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
     rows_read: int = 0
+    warnings: list[example.Problem] = dataclasses.field(default_factory=list)
 
     def drop(self, reason: str) -> None:
         """Counts one row skipped for `reason`."""

@@ -13,19 +13,19 @@ import os
 from typing import Any
 
 from gemma_tune.data import (
-    csv_rows,
     example,
+    files,
     hf,
     jsonl,
-    jsonl_formats,
     read_result,
+    row_formats,
     summary,
     tfds_source,
 )
 
 SOURCES = ("hf", "tfds", "file", "tiny")
 CSV = "csv"
-FILE_FORMATS = (jsonl.AUTO, CSV, *jsonl_formats.FORMATS)
+FILE_FORMATS = (jsonl.AUTO, CSV, *row_formats.NAMES)
 
 
 def default_config() -> Any:
@@ -66,32 +66,36 @@ def read_file(
     context_column: str = "",
     system_column: str = "",
     keep_context: bool = False,
+    split: str = "train",
 ) -> read_result.ReadResult:
-    """Reads a local JSONL or CSV file; with format "auto" a ".csv" name means CSV.
+    """Reads a local data file or saved dataset folder, its kind told by its first bytes
+    (`files.read`): JSONL, a JSON array, CSV (a ".csv" name or format "csv"), Parquet, a
+    gzip/bzip2/xz-compressed one of these, or a `save_to_disk` folder.
 
     Args:
-      path: the file.
-      format: "auto", "csv", or one of `jsonl_formats.FORMATS`.
+      path: the file or folder.
+      format: "auto", "csv", or one of `row_formats.NAMES`.
       input_column: CSV only: the user's message column.
       output_column: CSV only: the model's reply column.
       context_column: CSV only: an optional passage column ("" = none).
       system_column: CSV only: an optional system prompt column ("" = none).
-      keep_context: JSONL Dolly rows only: keep rows with a context rather than skip them.
+      keep_context: Dolly rows only: keep rows with a context rather than skip them.
+      split: a saved `DatasetDict` folder only: the split to read.
 
     Raises:
       ValueError: for an unknown format.
       example.DataError: with every problem of the file.
     """
     _check_format(format)
-    if format == CSV or (format == jsonl.AUTO and os.fspath(path).lower().endswith(".csv")):
-        return csv_rows.read_csv(
-            path,
-            input_column=input_column,
-            output_column=output_column,
-            context_column=context_column,
-            system_column=system_column,
-        )
-    return jsonl.read_jsonl(path, format=format, keep_context=keep_context)
+    columns = {
+        "input_column": input_column,
+        "output_column": output_column,
+        "context_column": context_column,
+        "system_column": system_column,
+    }
+    return files.read(
+        path, format=format, split=split, keep_context=keep_context, csv_columns=columns
+    )
 
 
 def _read_config_file(data_config: Any, path: str) -> read_result.ReadResult:
@@ -104,6 +108,7 @@ def _read_config_file(data_config: Any, path: str) -> read_result.ReadResult:
         context_column=_field(data_config, "context_column"),
         system_column=_field(data_config, "system_column"),
         keep_context=_field(data_config, "keep_context"),
+        split=_field(data_config, "split"),
     )
 
 

@@ -39,6 +39,8 @@ class Summary:
       validation_count: the size of the validation set.
       validation_from: "split" (held out of the training source), "file", or "none".
       token_lengths: filled in by `add_token_lengths`, or None.
+      warnings: what the readers warned about ("file:line: key: not used ..."), training
+        and validation sources together.
     """
 
     rows_read: int = 0
@@ -49,6 +51,7 @@ class Summary:
     validation_count: int = 0
     validation_from: str = "none"
     token_lengths: TokenLengths | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def add_token_lengths(self, token_lengths: Sequence[int], sequence_length: int) -> None:
         """Records the token lengths of the examples and how many `sequence_length` truncates.
@@ -91,6 +94,7 @@ class Summary:
                 f"{tokens.truncated} of {tokens.count} longer than "
                 f"sequence_length {tokens.sequence_length} (truncated)"
             )
+        lines.extend(f"warning: {warning}" for warning in self.warnings)
         return "\n".join(lines)
 
 
@@ -140,7 +144,11 @@ def prepare(
     if max_examples < 0:
         raise ValueError(f"max_examples must be >= 0 (0 = all), got {max_examples}")
     train_read = _as_read(examples)
-    result = Summary(rows_read=train_read.rows_read, dropped=dict(train_read.dropped))
+    result = Summary(
+        rows_read=train_read.rows_read,
+        dropped=dict(train_read.dropped),
+        warnings=[str(warning) for warning in train_read.warnings],
+    )
     train, result.duplicates_removed = duplicates.deduplicate(train_read.examples, dedup)
     if max_examples and len(train) > max_examples:
         result.over_max_examples = len(train) - max_examples
@@ -151,6 +159,7 @@ def prepare(
     else:
         validation_read = _as_read(validation_examples)
         result.rows_read += validation_read.rows_read
+        result.warnings += [str(warning) for warning in validation_read.warnings]
         for reason, count in validation_read.dropped.items():
             result.dropped[reason] = result.dropped.get(reason, 0) + count
         seen = () if dedup == "none" else (duplicates.key(item, dedup) for item in train)

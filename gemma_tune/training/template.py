@@ -12,8 +12,12 @@ Gemma 1-3 have no system role, so a system prompt is folded into the first user 
 context passage; Gemma 4 (`<|turn>` ... `<turn|>`) has one, and a system prompt becomes its own
 first turn (`<|turn>system\n{system}<turn|>`), never carrying loss. By default only the model
 turns' text and their closing `<end_of_turn>` carry loss, so the model learns to answer and to
-stop, not to imitate questions. Turn markers are inserted by id rather than left to the
+stop, not to imitate questions; a model turn with `weight` 0 (OpenAI's `"weight": 0`) stays
+in the conversation but carries no loss. Turn markers are inserted by id rather than left to the
 tokenizer, which makes the template independent of how a vocabulary marks those pieces.
+
+A document (`Example.text`, language modelling) gets no chat markers: `<bos>{text}<eos>`, every
+token after BOS carrying loss.
 """
 
 from __future__ import annotations
@@ -92,23 +96,28 @@ class ChatTemplate:
         return self._encoder.encode(text) if text else []
 
     def _segments(self, example: example_lib.Example, for_generation: bool):
-        """Yields `(ids, is_response)` pieces of the conversation in order."""
-        yield [self.bos_id], False
+        """Yields `(ids, weight)` pieces of the conversation in order: `weight` is the loss
+        weight of a response piece, None for the prompt's pieces."""
+        yield [self.bos_id], None
+        if example.is_document:
+            if not for_generation:
+                yield self._text(example.text) + [self.eos_id], 1.0
+            return
         fold_system = self._system_role is None
         if example.system and not fold_system:
-            yield [self.start_of_turn_id] + self._text(f"{self._system_role}\n"), False
-            yield self._text(example.system.strip()) + [self.end_of_turn_id], False
-            yield self._text("\n"), False
+            yield [self.start_of_turn_id] + self._text(f"{self._system_role}\n"), None
+            yield self._text(example.system.strip()) + [self.end_of_turn_id], None
+            yield self._text("\n"), None
         turns = example.turns[:-1] if for_generation else example.turns
         for index, turn in enumerate(turns):
             text = first_user_text(example, fold_system) if index == 0 else turn.text
-            yield [self.start_of_turn_id] + self._text(f"{self._roles[turn.role]}\n"), False
-            is_response = turn.role == example_lib.MODEL
-            yield self._text(text) + [self.end_of_turn_id], is_response
-            yield self._text("\n"), False
+            yield [self.start_of_turn_id] + self._text(f"{self._roles[turn.role]}\n"), None
+            weight = turn.weight if turn.role == example_lib.MODEL else None
+            yield self._text(text) + [self.end_of_turn_id], weight
+            yield self._text("\n"), None
         if for_generation:
             model_role = self._roles[example_lib.MODEL]
-            yield [self.start_of_turn_id] + self._text(f"{model_role}\n"), False
+            yield [self.start_of_turn_id] + self._text(f"{model_role}\n"), None
 
     def encode(self, example: example_lib.Example, sequence_length: int) -> Encoded:
         """Tokenizes a whole conversation for training, truncated to `sequence_length + 1` ids.
@@ -119,9 +128,11 @@ class ChatTemplate:
         """
         token_ids: list[int] = []
         weights: list[float] = []
-        for ids, is_response in self._segments(example, for_generation=False):
+        for ids, weight in self._segments(example, for_generation=False):
             token_ids += ids
-            weights += [1.0 if (is_response or self.train_on_prompt) else 0.0] * len(ids)
+            if weight is None:  # A prompt piece.
+                weight = 1.0 if self.train_on_prompt else 0.0
+            weights += [float(weight)] * len(ids)
         weights[0] = 0.0  # BOS is never a target.
         keep = sequence_length + 1
         return Encoded(
@@ -134,7 +145,8 @@ class ChatTemplate:
         """Token ids of the conversation up to the last model turn, ready for generation.
 
         The example's final model turn (the reference answer) is left out; the ids end with
-        `<start_of_turn>model\\n` so the model writes the answer next.
+        `<start_of_turn>model\\n` so the model writes the answer next. A document's prompt is
+        BOS alone.
         """
         ids: list[int] = []
         for piece, _ in self._segments(example, for_generation=True):

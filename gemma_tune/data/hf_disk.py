@@ -1,0 +1,73 @@
+"""Datasets saved with Hugging Face `datasets`' `save_to_disk`: a folder, read as a user's file.
+
+`Dataset.save_to_disk` writes `state.json` and Arrow shards; `DatasetDict.save_to_disk` writes
+`dataset_dict.json` and a folder per split. Either is loaded with `datasets.load_from_disk`;
+the rows then go through the same format detection and checks as a JSONL file's
+(`rows.read`), each located by its row number and index.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from gemma_tune.data import read_result, rows
+
+_SPLIT = re.compile(r"^([\w.-]+)(?:\[(-?\d*):(-?\d*)\])?$")
+
+
+def is_saved_dataset(path: str) -> bool:
+    """Whether `path` is a folder written by `save_to_disk`."""
+    return any(
+        os.path.isfile(os.path.join(path, name)) for name in ("state.json", "dataset_dict.json")
+    )
+
+
+def load(path: str, split: str = "train"):
+    """Loads a saved dataset's split as a `datasets.Dataset`.
+
+    Args:
+      path: the folder.
+      split: for a saved `DatasetDict`, the split ("train", or a slice "train[:100]"); a
+        saved `Dataset` is one split already (a slice still applies).
+
+    Raises:
+      ValueError: for a folder that is not a saved dataset, or a split it does not have.
+    """
+    if not is_saved_dataset(path):
+        raise ValueError(
+            f"{path}: a folder, but not one written by datasets' save_to_disk "
+            "(no state.json or dataset_dict.json)"
+        )
+    import datasets  # Heavy: only imported when a dataset is really loaded.
+
+    match = _SPLIT.match(split or "train")
+    if not match:
+        raise ValueError(f"{path}: cannot read the split {split!r}; use NAME or NAME[A:B]")
+    name, start, stop = match.groups()
+    loaded = datasets.load_from_disk(path)
+    if isinstance(loaded, datasets.DatasetDict):
+        if name not in loaded:
+            splits = ", ".join(loaded) or "none"
+            raise ValueError(f"{path}: no split {name!r}; the splits are: {splits}")
+        loaded = loaded[name]
+    if start or stop:
+        indices = range(len(loaded))[
+            slice(int(start) if start else None, int(stop) if stop else None)
+        ]
+        loaded = loaded.select(indices)
+    return loaded
+
+
+def read_saved(
+    path: str, *, split: str = "train", format: str = rows.AUTO, keep_context: bool = False
+) -> read_result.ReadResult:
+    """Reads and validates every row of a saved dataset, as a user's file.
+
+    Raises:
+      ValueError: see `load`.
+      gemma_tune.data.example.DataError: with every problem of the rows.
+    """
+    dataset = load(path, split)
+    found = [rows.Row(index + 1, row, index=index) for index, row in enumerate(dataset)]
+    return rows.read(path, found, format=format, keep_context=keep_context)

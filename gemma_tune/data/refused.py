@@ -1,0 +1,59 @@
+"""Data that supervised tuning must not read: named as what it is, never half-read.
+
+Some files look close enough to a supported format that a lenient reader would train on them
+wrongly: a KTO file (`prompt`, `completion`, `label`) read as prompt/completion trains on the
+answers labelled bad; a preference file (`chosen`/`rejected`, OpenAI's `preferred_output`)
+read as chat trains on the rejected answer or on neither. Tool calls and images need a chat
+template gemma_tune does not have. These are refused with a message that says what the data
+is and what to do instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+PREFERENCE = (
+    "preference data ({keys}) is not supported for supervised tuning: it needs a preference "
+    "method such as DPO; to tune on the preferred answers, write them as prompt/completion or "
+    "messages rows"
+)
+KTO = (
+    "KTO data (prompt, completion, label) is not supported for supervised tuning: rows with "
+    "label false are answers not to learn; keep the label true rows as prompt/completion "
+    "without the label key"
+)
+IMAGES = "images are not supported: gemma_tune tunes text-only models on text"
+TOOLS = (
+    "tool calls need a model with tool support, and gemma_tune's chat templates have none yet; "
+    "leave out the tool messages, tool_calls and tools to tune on the text turns"
+)
+
+# Row keys that mark a kind of data, and the message refusing it.
+_ROW_KINDS: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"prompt", "completion", "label"}), KTO),
+    (frozenset({"chosen", "rejected"}), PREFERENCE.format(keys="chosen, rejected")),
+    (
+        frozenset({"preferred_output", "non_preferred_output"}),
+        PREFERENCE.format(keys="preferred_output, non_preferred_output"),
+    ),
+    (frozenset({"images"}), IMAGES),
+    (frozenset({"image"}), IMAGES),
+    (frozenset({"tools"}), TOOLS),
+    (frozenset({"functions"}), TOOLS),
+)
+
+TOOL_ROLES = frozenset({"tool", "function", "function_call", "observation", "ipython"})
+TOOL_KEYS = frozenset({"tool_calls", "function_call", "tool_call_id"})
+IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image", "input_audio", "file"})
+
+
+def row_kind(row: Mapping) -> tuple[str, str] | None:
+    """The refused kind of data `row` is, as `(field, message)`, or None when it is not one.
+
+    The field names the key that gave the kind away (`label`, `chosen`, `tools`, ...).
+    """
+    for keys, message in _ROW_KINDS:
+        if keys <= row.keys():
+            field = "label" if message is KTO else sorted(keys)[0]
+            return field, message
+    return None
