@@ -80,3 +80,22 @@ def test_prompt_for_generation_ends_at_model_turn(chat_template):
 def test_decode_stops_at_stop_tokens(chat_template, stop):
     ids = chat_template._encoder.encode("blue") + [getattr(chat_template, stop)] + [300, 301]
     assert chat_template.decode(ids) == "blue"
+
+
+def test_a_huge_text_is_cut_before_tokenizing_without_changing_the_ids_kept(
+    chat_template, monkeypatch
+):
+    huge = "the cat likes red apples and green pears. " * 20_000  # 860 KB
+    example = _conversation(huge, "ok")
+    lengths = []
+    encode = chat_template._encoder.encode
+    monkeypatch.setattr(
+        chat_template._encoder, "encode", lambda text: lengths.append(len(text)) or encode(text)
+    )
+    capped = chat_template.encode(example, 32)
+    assert max(lengths) == (33 + template._SLACK_TOKENS) * template.MAX_CHARS_PER_TOKEN
+    monkeypatch.setattr(template, "MAX_CHARS_PER_TOKEN", 10**9)
+    whole = chat_template.encode(example, 32)
+    np.testing.assert_array_equal(capped.token_ids, whole.token_ids)
+    np.testing.assert_array_equal(capped.target_weights, whole.target_weights)
+    assert capped.truncated and 33 < capped.full_length < whole.full_length

@@ -1,6 +1,7 @@
 """Checks a data file before training: `python -m gemma_tune.data check FILE`.
 
-Validates every row the way training would read it, prints every problem as
+Validates every row the way training would read it (any file `data.source=file` reads: JSONL,
+a JSON array, CSV, Parquet, a compressed one, a `save_to_disk` folder), prints every problem as
 `file:line: field: reason` and exits 1, or prints the data summary and the character and word
 lengths of the conversations and exits 0. No model or tokenizer is loaded by default, so it
 runs in a second; `--model=PRESET --sequence_length=N` also loads that model's tokenizer and
@@ -9,6 +10,8 @@ reports token lengths with the chat template and how many examples N tokens trun
     python -m gemma_tune.data check train.jsonl
     python -m gemma_tune.data check qa.csv --input_column=question --output_column=answer
     python -m gemma_tune.data check train.jsonl --model=gemma_2b_en --sequence_length=256
+    python -m gemma_tune.data check alpaca_data.json --format=alpaca
+    python -m gemma_tune.data check my_dataset/ --split=train      # a save_to_disk folder
 
 The reader options default to the experiment config's `data.*` values (`gemma_tune.config`).
 """
@@ -32,20 +35,24 @@ flags.DEFINE_string("input_column", _DATA.input_column, "CSV: the user column.")
 flags.DEFINE_string("output_column", _DATA.output_column, "CSV: the model column.")
 flags.DEFINE_string("context_column", _DATA.context_column, "CSV: an optional context column.")
 flags.DEFINE_string("system_column", _DATA.system_column, "CSV: an optional system column.")
+flags.DEFINE_string("split", _DATA.split, "A saved DatasetDict folder: the split to read.")
 flags.DEFINE_bool("keep_context", _DATA.keep_context, "Dolly: keep rows with a context.")
 flags.DEFINE_enum("dedup", _DATA.dedup, duplicates.MODES, "How duplicates are matched.")
 flags.DEFINE_string("model", "", "A preset whose tokenizer measures token lengths.")
 flags.DEFINE_integer("sequence_length", _DEFAULTS.sequence_length, "With --model: the limit.")
 
 
-def _token_lengths(model_preset: str, examples: list[example.Example]) -> list[int]:
-    """Full templated token lengths of `examples` with `model_preset`'s tokenizer."""
+def _token_lengths(
+    model_preset: str, examples: list[example.Example], sequence_length: int
+) -> list[int]:
+    """Full templated token lengths of `examples` with `model_preset`'s tokenizer (a text far
+    longer than `sequence_length` counts only up to the template's cut, as in training)."""
     import gemma_tune  # noqa: F401  (selects the JAX backend before Keras loads)
     from gemma_tune import model
     from gemma_tune.training import template
 
     chat_template = template.ChatTemplate(model.load_tokenizer(model_preset))
-    return [chat_template.encode(item, 0).full_length for item in examples]
+    return [chat_template.encode(item, sequence_length).full_length for item in examples]
 
 
 def _read(path: str):
@@ -60,6 +67,7 @@ def _read(path: str):
             context_column=FLAGS.context_column,
             system_column=FLAGS.system_column,
             keep_context=FLAGS.keep_context,
+            split=FLAGS.split,
         )
     except example.DataError as error:
         for problem in error.problems:
@@ -78,7 +86,9 @@ def check(path: str) -> int:
         return 1
     kept, _, result = summary.prepare(read, dedup=FLAGS.dedup)
     if FLAGS.model and kept:
-        result.add_token_lengths(_token_lengths(FLAGS.model, kept), FLAGS.sequence_length)
+        result.add_token_lengths(
+            _token_lengths(FLAGS.model, kept, FLAGS.sequence_length), FLAGS.sequence_length
+        )
     print(result.format())
     texts = [lengths.plain_text(item) for item in kept]
     characters = lengths.LengthStats.of([len(text) for text in texts])

@@ -18,6 +18,11 @@ tokenizer, which makes the template independent of how a vocabulary marks those 
 
 A document (`Example.text`, language modelling) gets no chat markers: `<bos>{text}<eos>`, every
 token after BOS carrying loss.
+
+Memory stays bounded for any input: before tokenizing, `encode` cuts each text to
+`MAX_CHARS_PER_TOKEN` characters per token it can keep (no token of a Gemma vocabulary is that
+long, so the ids kept are the same as without the cut); the `full_length` of an example with a
+cut text counts only up to the cut.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ import sentencepiece
 
 from gemma_tune.data import example as example_lib
 from gemma_tune.model import families
+
+# More characters than any token of a Gemma vocabulary covers, and the tokens kept beyond the
+# sequence length so that a cut never changes the ids kept (a cut only affects the tokens
+# around it).
+MAX_CHARS_PER_TOKEN = 128
+_SLACK_TOKENS = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,28 +103,34 @@ class ChatTemplate:
         """Ids that end a model turn in generation: `<end_of_turn>` and `<eos>`."""
         return (self.end_of_turn_id, self.eos_id)
 
-    def _text(self, text: str) -> list[int]:
+    def _text(self, text: str, max_chars: int | None = None) -> list[int]:
+        """Token ids of `text`, cut to `max_chars` characters first (None = all)."""
+        if max_chars is not None:
+            text = text[:max_chars]
         return self._encoder.encode(text) if text else []
 
-    def _segments(self, example: example_lib.Example, for_generation: bool):
+    def _segments(
+        self, example: example_lib.Example, for_generation: bool, max_chars: int | None = None
+    ):
         """Yields `(ids, weight)` pieces of the conversation in order: `weight` is the loss
-        weight of a response piece, None for the prompt's pieces."""
+        weight of a response piece, None for the prompt's pieces. Each text is cut to
+        `max_chars` characters before tokenizing (None = whole)."""
         yield [self.bos_id], None
         if example.is_document:
             if not for_generation:
-                yield self._text(example.text) + [self.eos_id], 1.0
+                yield self._text(example.text, max_chars) + [self.eos_id], 1.0
             return
         fold_system = self._system_role is None
         if example.system and not fold_system:
             yield [self.start_of_turn_id] + self._text(f"{self._system_role}\n"), None
-            yield self._text(example.system.strip()) + [self.end_of_turn_id], None
+            yield self._text(example.system.strip(), max_chars) + [self.end_of_turn_id], None
             yield self._text("\n"), None
         turns = example.turns[:-1] if for_generation else example.turns
         for index, turn in enumerate(turns):
             text = first_user_text(example, fold_system) if index == 0 else turn.text
             yield [self.start_of_turn_id] + self._text(f"{self._roles[turn.role]}\n"), None
             weight = turn.weight if turn.role == example_lib.MODEL else None
-            yield self._text(text) + [self.end_of_turn_id], weight
+            yield self._text(text, max_chars) + [self.end_of_turn_id], weight
             yield self._text("\n"), None
         if for_generation:
             model_role = self._roles[example_lib.MODEL]
@@ -126,15 +143,16 @@ class ChatTemplate:
         position still has a target. Use `Encoded.target_weights.sum() == 0` to spot examples
         whose responses were cut away entirely.
         """
+        keep = sequence_length + 1
+        max_chars = (keep + _SLACK_TOKENS) * MAX_CHARS_PER_TOKEN
         token_ids: list[int] = []
         weights: list[float] = []
-        for ids, weight in self._segments(example, for_generation=False):
+        for ids, weight in self._segments(example, for_generation=False, max_chars=max_chars):
             token_ids += ids
             if weight is None:  # A prompt piece.
                 weight = 1.0 if self.train_on_prompt else 0.0
             weights += [float(weight)] * len(ids)
         weights[0] = 0.0  # BOS is never a target.
-        keep = sequence_length + 1
         return Encoded(
             token_ids=np.asarray(token_ids[:keep], np.int32),
             target_weights=np.asarray(weights[:keep], np.float32),
