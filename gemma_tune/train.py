@@ -64,13 +64,28 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
       config: a resolved, locked experiment config (`gemma_tune.config.load`).
       workdir: the run directory to create (or to resume).
       overwrite: delete whatever run `workdir` holds and start over.
+
+    Raises:
+      ValueError: a setting out of its range (`config.check`), before anything is written.
+      run_dir.RunLocked: another live run holds `workdir`.
     """
-    from gemma_tune.training import template
+    from gemma_tune.runs import run_dir
 
     started = time.perf_counter()
+    config_lib.check(config)  # every setting in range before anything is written
     run_path = _start(config, workdir)
     data = _read_data(config)  # bad rows stop the run before anything is written
     mesh = _make_mesh(config)
+    with run_dir.RunLock(run_path):
+        _run_locked(config, run_path, overwrite, data, mesh, started)
+    return run_path
+
+
+def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, started: float):
+    """Everything that writes the run directory, from its config to its report, done while
+    this process holds the directory's lock."""
+    from gemma_tune.training import template
+
     resuming = _open_run_dir(config, run_path, overwrite)
     prepared = _prepare_model(config)
     chat_template = template.ChatTemplate(
@@ -82,7 +97,6 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     final = _train(config, tuner, encoded, chat_template.pad_id, run_path, resume_state)
     _save_adapter(config, prepared.loaded, run_path)
     _finish(config, prepared, evaluation, final, run_path, started)
-    return run_path
 
 
 def _start(config, workdir: str) -> str:
@@ -226,7 +240,8 @@ def _make_trainer(config, loaded, encoded: _Encoded, mesh, run_path: str, resumi
         if latest:
             resume_state = checkpoint.restore(latest, tuner)
             print(f"Resuming from {latest} (step {tuner.step} of {total_steps})", flush=True)
-        run_dir.truncate_metrics(run_path, tuner.step if latest else -1)
+        validated = bool(resume_state) and resume_state.get("validated_step") == tuner.step
+        run_dir.truncate_metrics(run_path, tuner.step if latest else -1, validated)
     return tuner, resume_state
 
 

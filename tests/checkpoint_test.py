@@ -128,6 +128,9 @@ def test_finished_and_other_runs_are_refused_unless_overwritten(uninterrupted, t
     os.makedirs(other)
     with open(os.path.join(other, "config.json"), "w") as f:
         json.dump({**config_lib.load("tiny", SETTINGS).to_dict(), "seed": 7}, f)
+    os.makedirs(os.path.join(other, "checkpoints", "step-000001"))  # far enough to resume
+    with open(os.path.join(other, "checkpoints", "step-000001", "state.json"), "w") as f:
+        f.write("{}")
     with pytest.raises(FileExistsError, match="differs in seed"):
         train.run(config_lib.load("tiny", SETTINGS), other)
     train.run(config_lib.load("tiny", ["train.max_steps=2", "eval.limit=0"]), other, overwrite=True)

@@ -70,6 +70,9 @@ def test_refuses_a_directory_holding_another_run(tmp_path):
     run_path = tmp_path / "run"
     run_path.mkdir()
     (run_path / "config.json").write_text('{"seed": 1, "model": {"preset": "tiny:gemma2"}}')
+    checkpoint = run_path / "checkpoints" / "step-000001"  # it got far enough to resume
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "state.json").write_text("{}")
     result = _train("--experiment=tiny", f"--workdir={run_path}", timeout=120)
     assert result.returncode == 1
     assert "holds an unfinished run of another config" in result.stderr

@@ -15,17 +15,25 @@ runs/<experiment>-<timestamp>/
   evaluations/<time>/  later `python -m gemma_tune.evaluate --run=RUN_DIR` results
 
 This module is the one place that spells these names, and every whole file written into a run
-directory goes through `write_atomically` (a temporary file renamed into place), so a reader or
-a resumed run never sees half a file. `metrics.jsonl` is the one exception by design: it is an
-append-only log whose readers skip a line cut short by a kill.
+directory goes through `write_atomically` (a uniquely named temporary file in the same folder,
+flushed to disk, then renamed over the old one), so a reader or a resumed run never sees half a
+file. `metrics.jsonl` is the one exception by design: it is an append-only log whose readers
+skip a line cut short by a kill. A run holds `RunLock` (an exclusive `fcntl.flock` on
+`.lock`, which names the holder's PID) for its whole life, so a second run on the same
+directory is refused instead of mixing its files with the first's. What is guaranteed, and
+which tests check it: docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
+import fcntl
 import json
 import os
 import shutil
+import sys
+import tempfile
 from collections.abc import Callable
 from typing import IO
 
@@ -44,6 +52,25 @@ LOSS_CURVES = "loss_curves.png"
 RESULT = "result.json"
 TENSORBOARD_DIR = "tensorboard"
 EVALUATIONS_DIR = "evaluations"  # `python -m gemma_tune.evaluate` writes EVALUATIONS_DIR/<time>/
+LOCK = ".lock"  # held (fcntl.flock) by the run using the directory; holds its PID
+
+# What a run writes, so that a start that failed before its first checkpoint can be cleared
+# for a corrected config without touching anything else the folder holds.
+RUN_FILES = (
+    CONFIG,
+    DATA_SUMMARY,
+    METRICS,
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    BASE_ANSWERS,
+    SAMPLES,
+    COMPARISON,
+    REPORT_HTML,
+    REPORT_MD,
+    LOSS_CURVES,
+    RESULT,
+    TENSORBOARD_DIR,
+)
 
 # Inside an adapter directory (`gemma_tune.model.adapters`), which may also live outside a run.
 ADAPTER_WEIGHTS = "adapter.npz"
@@ -61,20 +88,27 @@ CHECKPOINT_STATE = "state.json"
 Content = str | bytes | Callable[[IO[bytes]], None]
 
 
-def write_atomically(path: str, content: Content, fsync: bool = False) -> str:
+def write_atomically(path: str, content: Content, fsync: bool = True) -> str:
     """Writes `content` to `path` through a temporary file and a rename, so a reader (or a
     resumed run) never sees half a file; returns `path`.
+
+    The temporary file has a unique name in the same folder (two writers never share one),
+    is flushed to disk before `os.replace` puts it in place, and the folder is flushed after,
+    so the new file survives a power cut as well as a killed process; on any failure the old
+    file is untouched and the temporary one removed.
 
     Args:
       path: the file to (re)place.
       content: text, bytes, or a function that writes bytes into the open file (large arrays
         are streamed, e.g. `lambda f: numpy.savez(f, **arrays)`, rather than held twice).
-      fsync: flush the file to disk before the rename (checkpoints, which must survive a
-        power cut, not just a killed process).
+      fsync: flush to disk (the default); False only where losing the file to a power cut
+        is harmless.
     """
-    tmp = path + ".tmp"
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
-        with open(tmp, "w" if isinstance(content, str) else "wb") as f:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from others
+        with open(fd, "w" if isinstance(content, str) else "wb") as f:
             if callable(content):
                 content(f)
             else:
@@ -87,7 +121,24 @@ def write_atomically(path: str, content: Content, fsync: bool = False) -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    if fsync:
+        fsync_directory(folder)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fsync_directory(path: str) -> None:
+    """Flushes a folder's entries (a rename into it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text(run_path: str, name: str, text: str) -> str:
@@ -139,9 +190,28 @@ def write_data_summary(run_path: str, summary: dict) -> str:
 
 
 def write_result(run_path: str, result: dict) -> str:
-    """Writes the final metrics (`result.json`), the last file of a run: its presence marks the
-    run as finished (see `prepare`); returns its path."""
+    """Writes the final metrics (`result.json`); with the report written after it, it marks
+    the run as finished (`is_finished`); returns its path."""
     return write_json(run_path, RESULT, result)
+
+
+def is_finished(run_path: str) -> bool:
+    """Whether the run wrote everything: `result.json` and, after it, the report
+    (`report.md` is its last file). A run stopped between the two is resumed, which redoes
+    the end from the final checkpoint."""
+    return all(os.path.exists(os.path.join(run_path, name)) for name in (RESULT, REPORT_MD))
+
+
+def has_checkpoint(run_path: str) -> bool:
+    """Whether the run saved a complete checkpoint (one it could resume from)."""
+    root = checkpoints_dir(run_path)
+    if not os.path.isdir(root):
+        return False
+    return any(
+        name.startswith(CHECKPOINT_PREFIX)
+        and os.path.exists(os.path.join(root, name, CHECKPOINT_STATE))
+        for name in os.listdir(root)
+    )
 
 
 def read_metrics(run_path: str) -> list[dict]:
@@ -197,48 +267,79 @@ def create(path: str) -> str:
         raise FileExistsError(
             f"{path} already holds a run ({CONFIG} exists); choose another --workdir"
         )
+    make_writable_dir(path)
+    return path
+
+
+def make_writable_dir(path: str) -> None:
+    """Creates `path` if needed and checks that files can be written into it.
+
+    Raises:
+      OSError: naming the run directory and why (a file in the way, no permission).
+    """
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write_test")
-        with open(probe, "w") as f:
-            f.write("ok")
+        probe_fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=path)
+        os.close(probe_fd)
         os.remove(probe)
     except OSError as error:
         raise OSError(f"cannot write the run directory {path}: {error.strerror}") from error
-    return path
 
 
 def prepare(path: str, config_dict: dict, overwrite: bool = False) -> bool:
     """Creates a run directory, or reopens an unfinished run of the same config to resume it.
 
+    A run of another config that stopped before its first checkpoint (a start that failed)
+    has nothing to resume: its files are removed and the directory starts over. Call it with
+    the directory's `RunLock` held.
+
     Returns:
       True when `path` holds an unfinished run of this very config (the caller resumes it).
 
     Raises:
-      FileExistsError: `path` holds a finished run, or a run of another config (the keys that
-        differ are named), and `overwrite` is False.
+      FileExistsError: `path` holds a finished run, or a run of another config that saved a
+        checkpoint (the keys that differ are named), and `overwrite` is False.
       OSError: the directory cannot be created or written.
     """
     if os.path.exists(os.path.join(path, CONFIG)):
         if overwrite:
-            print(f"Deleting the run in {path} (--overwrite) ...", flush=True)
-            shutil.rmtree(path)
-        elif os.path.exists(os.path.join(path, RESULT)):
+            print(f"Deleting the run in {path} (--overwrite) ...", file=sys.stderr, flush=True)
+            remove_run_files(path)
+        elif is_finished(path):
             raise FileExistsError(
                 f"{path} holds a finished run; choose another --workdir or pass --overwrite"
             )
         else:
             saved = read_config(path)
             differences = _differences(saved, json.loads(json.dumps(config_dict, default=str)))
-            if differences:
+            if not differences:
+                return True
+            if has_checkpoint(path):
                 raise FileExistsError(
                     f"{path} holds an unfinished run of another config (differs in "
                     f"{', '.join(differences[:5])}); choose another --workdir, pass --overwrite, "
                     f"or continue that run with --resume={path}"
                 )
-            return True
+            print(
+                f"{path} holds a start of another config that stopped before its first "
+                f"checkpoint (differs in {', '.join(differences[:5])}); starting over",
+                file=sys.stderr,
+                flush=True,
+            )
+            remove_run_files(path)
     create(path)
     return False
+
+
+def remove_run_files(path: str) -> None:
+    """Deletes what a run wrote into `path` (`RUN_FILES`, partial writes), keeping the folder,
+    its lock and anything else it holds."""
+    for name in RUN_FILES:
+        target = os.path.join(path, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        elif os.path.lexists(target):
+            os.remove(target)
 
 
 def _differences(saved, wanted, prefix: str = "") -> list[str]:
@@ -252,8 +353,10 @@ def _differences(saved, wanted, prefix: str = "") -> list[str]:
     return [] if saved == wanted else [prefix.rstrip(".")]
 
 
-def truncate_metrics(run_path: str, last_step: int) -> None:
-    """Drops metrics.jsonl records after `last_step` (those of steps a resumed run redoes)."""
+def truncate_metrics(run_path: str, last_step: int, keep_last_validation: bool = True) -> None:
+    """Drops metrics.jsonl records after `last_step` (those of steps a resumed run redoes),
+    and the validation record of `last_step` itself unless `keep_last_validation` (the
+    checkpoint it resumes from was saved before that validation, which is then redone)."""
     path = os.path.join(run_path, METRICS)
     if not os.path.exists(path):
         return
@@ -265,9 +368,68 @@ def truncate_metrics(run_path: str, last_step: int) -> None:
             record = json.loads(line)
         except json.JSONDecodeError:  # A line cut short by a kill.
             continue
-        if record.get("step", 0) <= last_step:
+        step = record.get("step", 0)
+        validation = any(key.startswith("val_") for key in record)
+        redone = step == last_step > 0 and validation and not keep_last_validation
+        if step <= last_step and not redone:
             kept.append(line if line.endswith("\n") else line + "\n")
     write_atomically(path, "".join(kept))
+
+
+class RunLocked(OSError):
+    """Another live process holds the run directory's lock; the message names its PID."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of a run (`with RunLock(path):`).
+
+    An `fcntl.flock` on `RUN_DIR/.lock`: the kernel releases it when the holder exits, even
+    on SIGKILL, so a stale lock never blocks a resume. The file holds the holder's PID, named
+    when a second run is refused.
+    """
+
+    def __init__(self, run_path: str):
+        self.run_path = run_path
+        self.path = os.path.join(run_path, LOCK)
+        self._fd = None
+
+    def acquire(self) -> RunLock:
+        """Creates the directory if needed and takes the lock.
+
+        Raises:
+          RunLocked: another process holds it (its PID named).
+          OSError: the directory cannot be created or written.
+        """
+        make_writable_dir(self.run_path)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunLocked(
+                    f"{self.run_path} is in use by another run (process {holder}); wait for it "
+                    "to finish or stop it, or choose another --workdir"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Releases the lock (the file stays; an unlocked file means nobody holds it)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
 def check_tensorboard() -> None:

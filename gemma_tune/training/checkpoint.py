@@ -6,9 +6,13 @@
 
 A checkpoint is written into a hidden `.partial-*` directory, flushed to disk and then renamed
 into place, so a crash (or a kill) while writing leaves the previous checkpoints intact and the
-half-written one is never read. The data order needs no saving: it is a function of the seed
-and the epoch (`batching.epoch_order`), and the step says how far into it the run got. Only the
-newest `keep` checkpoints are kept. The names are `gemma_tune.runs.run_dir`'s, and each file is
+half-written one is never read. A step saved again (the final step, re-saved once its final
+validation is done; a resumed run's last step) is the same weights with a newer loop state:
+its files are replaced one at a time, each by an atomic rename, so the step's checkpoint is
+complete and loadable at every moment, never deleted before its replacement is in place. The
+data order needs no saving: it is a function of the seed and the epoch
+(`batching.epoch_order`), and the step says how far into it the run got. Only the newest
+`keep` checkpoints are kept. The names are `gemma_tune.runs.run_dir`'s, and each file is
 written (and flushed to disk) through `run_dir.write_atomically`.
 """
 
@@ -29,14 +33,6 @@ PREFIX = run_dir.CHECKPOINT_PREFIX
 PARTIAL = run_dir.CHECKPOINT_PARTIAL
 ARRAYS_FILE = run_dir.CHECKPOINT_ARRAYS
 STATE_FILE = run_dir.CHECKPOINT_STATE
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
@@ -77,16 +73,26 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
         run_dir.write_atomically(arrays_path, lambda f: np.savez(f, **arrays), fsync=True)
         state_text = run_dir.json_text(record, default=float)
         run_dir.write_atomically(os.path.join(partial, STATE_FILE), state_text, fsync=True)
-        if os.path.exists(final):  # A rerun reached the same step again: replace it.
-            shutil.rmtree(final)
-        os.rename(partial, final)
-        _fsync_directory(root)
+        if os.path.exists(final):
+            _replace_files(partial, final)
+        else:
+            os.rename(partial, final)
+        run_dir.fsync_directory(root)
     except OSError as error:
         shutil.rmtree(partial, ignore_errors=True)
         raise OSError(f"cannot write checkpoint {final}: {error.strerror or error}") from error
     for old in list_complete(run_path)[: -max(keep, 1)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _replace_files(partial: str, final: str) -> None:
+    """Moves a re-saved step's files over the old ones, arrays first: each rename is atomic
+    and both versions hold the same step's weights, so `final` stays loadable throughout."""
+    for name in (ARRAYS_FILE, STATE_FILE):
+        os.replace(os.path.join(partial, name), os.path.join(final, name))
+    run_dir.fsync_directory(final)
+    os.rmdir(partial)
 
 
 def list_complete(run_path: str) -> list[str]:

@@ -4,6 +4,10 @@ validation, checkpoints, exact resume, and a clean stop on Ctrl-C or SIGTERM.
 A run resumed from a checkpoint continues mid-epoch at the very batch it would have taken next
 (the data order is a function of the seed and the epoch), with the same weights and optimizer
 state, so it produces the same losses and the same final weights as an uninterrupted run.
+Each checkpoint also records the step its validation results belong to (`validated_step`), so
+a run stopped after its last step but before (or during) the final validation validates on
+resume, and one stopped after it does not validate twice: the final metrics always equal the
+uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -118,10 +122,10 @@ def fit(
             run.train_step(epoch, step_in_epoch, order, progress)
             if stop.signal_number is not None:
                 raise Interrupted(stop.signal_number, run.step, run.save())
-            if run.train.checkpoint_every and run.step % run.train.checkpoint_every == 0:
+            if run.periodic_save_due():
                 run.save()
-        run.validate_at_end(resumed=bool(resume_state))
-        run.save()
+        run.validate_at_end()
+        run.save()  # The final checkpoint: after the final validation, which it records.
     tuner.sync_to_model()
     return run.final_metrics()
 
@@ -137,13 +141,16 @@ class _Fit:
         per_step = self.train.batch_size * self.train.grad_accum_steps
         self.steps_in_epoch = batching.steps_per_epoch(len(train_encoded), per_step)
         self.total_steps = total_train_steps(len(train_encoded), config)
-        self._saved: dict[int, str | None] = {}
+        self._saved: dict[tuple, str | None] = {}
 
     def start(self, resume_state: dict | None) -> None:
         """Takes up the resumed run's state, or measures the base model (`eval_at_start`)."""
         state = dict(resume_state or {})
         self.base_validation = state.get("base_validation", {})
         self.last_validation = state.get("last_validation", {})
+        # The step `last_validation` measured (None: unknown, as in checkpoints written before
+        # this was recorded, which makes the end of the run validate again).
+        self.validated_step = state.get("validated_step")
         if self.validation_encoded and self.train.eval_at_start and not resume_state:
             self.base_validation = {f"base_{k}": v for k, v in self.validate(0).items()}
         self.start_step = self.step = self.tuner.step
@@ -168,21 +175,30 @@ class _Fit:
         self.log({"step": step, **result})
         return result
 
+    def periodic_save_due(self) -> bool:
+        """Whether `train.checkpoint_every` asks for a checkpoint now; not at the last step,
+        whose checkpoint is written after the final validation, recording it."""
+        every = self.train.checkpoint_every
+        return bool(every) and self.step % every == 0 and self.step < self.total_steps
+
     def save(self) -> str | None:
-        """Checkpoints the current step once (None without a run directory)."""
+        """Checkpoints the current step (None without a run directory); once per step and
+        validation state, so a step re-saved after its validation records that it is done."""
         if self.run_path is None:
             return None
-        if self.step not in self._saved:
+        key = (self.step, self.validated_step)
+        if key not in self._saved:
             loop_state = {
                 "tokens_seen": self.tokens_seen,
                 "elapsed_s": self.elapsed(),
                 "base_validation": self.base_validation,
                 "last_validation": self.last_validation,
+                "validated_step": self.validated_step,
             }
-            self._saved[self.step] = checkpoint.save(
+            self._saved[key] = checkpoint.save(
                 self.run_path, self.tuner, loop_state, self.train.keep_checkpoints
             )
-        return self._saved[self.step]
+        return self._saved[key]
 
     def batch_positions(self):
         """Yields `(epoch, step_in_epoch, order)` for each step still to train: the data order
@@ -239,6 +255,7 @@ class _Fit:
             )
         if self.validation_encoded and train.eval_every and self.step % train.eval_every == 0:
             self.last_validation = self.validate(self.step)
+            self.validated_step = self.step
 
     def _diverged(self, loss: float, epoch: int, step_in_epoch: int):
         last = checkpoint.latest(self.run_path) if self.run_path else None
@@ -249,13 +266,12 @@ class _Fit:
             "train.grad_clip_norm"
         )
 
-    def validate_at_end(self, resumed: bool) -> None:
-        """Validates the final weights unless the last step just did (or a resumed run that
-        had already finished did before)."""
-        finished_before = resumed and self.step == self.start_step and self.last_validation
-        if self.validation_encoded and not finished_before:
-            if not self.train.eval_every or self.step % self.train.eval_every:
-                self.last_validation = self.validate(self.step)
+    def validate_at_end(self) -> None:
+        """Validates the final weights unless the results already are of this step (the last
+        step's periodic validation, or a resumed run whose checkpoint recorded it)."""
+        if self.validation_encoded and self.validated_step != self.step:
+            self.last_validation = self.validate(self.step)
+            self.validated_step = self.step
 
     def final_metrics(self) -> dict:
         """Steps, training time, and the validation before and after training."""
