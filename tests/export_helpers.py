@@ -6,7 +6,6 @@ puts tests/ on sys.path, since the directory has no __init__.py.
 
 import functools
 
-import keras_hub
 import numpy as np
 import pytest
 
@@ -32,11 +31,7 @@ def base_model(architecture, num_key_value_heads=2, seed=0):
         dtype="float32",
         num_key_value_heads=num_key_value_heads,
     )
-    if architecture == "gemma3":
-        causal_lm = keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=None)
-    else:
-        causal_lm = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
-    return model.LoadedModel(causal_lm, tokenizer, f"tiny:{architecture}")
+    return model.LoadedModel(model.causal_lm_for(backbone), tokenizer, f"tiny:{architecture}")
 
 
 def tuned_model(architecture, num_key_value_heads=2, rank=4, dora=False):
@@ -68,7 +63,7 @@ def encode(tokenizer, text):
 
 def keras_logits(loaded, token_ids):
     """The Keras model's logits for `token_ids` with no padding."""
-    inputs = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, bool)}
+    inputs = loaded.family.backbone_inputs(token_ids, np.ones_like(token_ids, bool))
     return np.asarray(loaded.causal_lm(inputs))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from export_helpers import CASES, base_model, encode, keras_logits, sample_token_ids, tuned_model
 
-from gemma_tune import model
+from gemma_tune import model, testing
 from gemma_tune.export import merge
 from gemma_tune.model import lora
 
@@ -41,13 +41,15 @@ def test_lora_update_follows_the_layer_forward_pass():
     assert tuple(layer.lora_kernel_b.shape) == (3, 8)
 
 
-def test_keras_preset_round_trips(tmp_path):
-    tuned = tuned_model("gemma3")
+@pytest.mark.parametrize("architecture", ["gemma3", "gemma4", "gemma4_moe"])
+def test_keras_preset_round_trips(tmp_path, architecture):
+    tuned = tuned_model(architecture)
     token_ids = sample_token_ids()
     expected = keras_logits(tuned, token_ids)
     merge.save_keras_preset(tuned, str(tmp_path / "preset"))
     reloaded = model.load(str(tmp_path / "preset"), "float32")
     assert not merge.has_lora(reloaded.backbone)
     np.testing.assert_allclose(keras_logits(reloaded, token_ids), expected, atol=2e-5, rtol=0)
-    text = "<start_of_turn>user\nthe cat likes red apples.<end_of_turn>\n"
+    start, end = testing.turn_markers(architecture)
+    text = f"{start}user\nthe cat likes red apples.{end}\n"
     assert encode(reloaded.tokenizer, text) == encode(tuned.tokenizer, text)
