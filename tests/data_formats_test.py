@@ -272,3 +272,10 @@ def test_a_file_mixing_formats_names_both(tmp_path):
 def test_jsonl_reader_keeps_its_name_and_signature(tmp_path):
     path = write_rows(tmp_path, [{"prompt": "a", "completion": "b"}])
     assert len(jsonl.read_jsonl(path).examples) == 1
+
+
+def test_a_rendered_text_column_next_to_messages_is_not_language_modelling(tmp_path):
+    row = chat((USER, "a"), (ASSISTANT, "b"), text="<start_of_turn>user\na...")
+    result = read(write_rows(tmp_path, [row]))
+    assert not result.examples[0].is_document
+    assert [w.field for w in result.warnings] == ["text"]

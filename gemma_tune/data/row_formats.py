@@ -2,8 +2,9 @@
 
 A format is the fine-tuning layout of a tool users already have data for (`chat_formats`,
 `pair_formats`). A row *fits* a format when it has all the format's required keys; when it
-fits several, the most specific wins (the one needing the most keys: an Alpaca row that also
-carries a `text` column is Alpaca, not language modelling). A row that fits none is told the
+fits several, the most specific wins (the one needing the most keys), and `text` only when no
+other fits (an Alpaca or chat row that also carries a rendered `text` column is Alpaca or
+chat, not language modelling). A row that fits none is told the
 formats it is closest to and the keys each is missing.
 """
 
@@ -12,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
-from gemma_tune.data import chat_formats, example, pair_formats
+from gemma_tune.data import chat_formats, example, fields, pair_formats
 
-Parser = Callable[[dict, str, bool], example.Example]
+Parser = Callable[[dict, str, bool, fields.Checker], example.Example]
+TEXT = "text"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +27,8 @@ class Format:
       name: the `data.format` value that forces it.
       required: the keys every row of the format has.
       optional: the other top-level keys its parser reads.
-      parse: `(row, source, keep_context) -> Example`.
+      parse: `(row, source, keep_context, checker) -> Example`; the checker collects the
+        problems and the nested keys left unused.
     """
 
     name: str
@@ -66,7 +69,7 @@ _ALL = (
         set(),
         pair_formats.pair_parser("text_input", "output"),
     ),
-    _format("text", {"text"}, set(), pair_formats.parse_text),
+    _format(TEXT, {"text"}, set(), pair_formats.parse_text),
 )
 FORMATS: dict[str, Format] = {spec.name: spec for spec in _ALL}
 NAMES = tuple(FORMATS)
@@ -78,8 +81,14 @@ def _specificity(spec: Format, row: Mapping) -> tuple[int, int]:
 
 
 def fits(row: Mapping) -> list[str]:
-    """The formats `row` fits best: one name, several when they tie, none when it fits none."""
+    """The formats `row` fits best: one name, several when they tie, none when it fits none.
+
+    `text` is the fallback: datasets often carry a rendered `text` column next to their
+    `messages` or Alpaca columns, which are then the data.
+    """
     candidates = [spec for spec in _ALL if spec.required <= row.keys()]
+    if len(candidates) > 1:
+        candidates = [spec for spec in candidates if spec.name != TEXT]
     if not candidates:
         return []
     best = max(_specificity(spec, row) for spec in candidates)
