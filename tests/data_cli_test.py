@@ -106,3 +106,23 @@ def test_usage_errors_name_the_problem(tmp_path):
     assert two_files.returncode != 0 and "check takes one file" in two_files.stderr
     bad_format = check(str(tmp_path / "x.jsonl"), "--format=parquet")
     assert bad_format.returncode != 0 and "openai_chat" in bad_format.stderr
+
+
+def test_check_reads_a_gzipped_json_array_and_prints_the_unused_key_warnings(tmp_path):
+    import gzip
+
+    rows = [{"instruction": f"Say {i}.", "input": "", "output": f"{i}", "id": i} for i in range(3)]
+    path = tmp_path / "alpaca.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(rows, indent=2).encode()))
+    run = check(str(path), "--format=alpaca")
+    assert run.returncode == 0, run.stderr
+    assert "train examples: 3" in run.stdout
+    assert f"warning: {path}:2: id: not used by the alpaca format; ignored" in run.stdout
+
+
+def test_check_names_a_kto_file(tmp_path):
+    path = tmp_path / "kto.jsonl"
+    path.write_text('{"prompt": "a", "completion": "b", "label": false}\n')
+    run = check(str(path))
+    assert run.returncode == 1
+    assert run.stdout.startswith(f"{path}:1: label: KTO data (prompt, completion, label) is not")
