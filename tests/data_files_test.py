@@ -190,3 +190,22 @@ def test_hub_datasets_with_the_file_formats_columns(rows, expected):
 def test_hub_preference_datasets_are_refused_by_their_columns():
     with pytest.raises(ValueError, match="preference data .* not supported"):
         hf.load_hf("user/dpo", rows=[{"prompt": "p", "chosen": "a", "rejected": "b"}])
+
+
+def test_hub_dataset_read_by_the_columns_the_user_names(tmp_path):
+    rows = [{"question": "Who?", "answer": "Ada", "passage": "Ada wrote it.", "id": 1}]
+    path = _saved(tmp_path, rows)
+    config = sources.default_config()
+    config.source, config.name, config.validation_fraction = "hf", path, 0.0
+    with pytest.raises(ValueError, match="name the prompt and answer columns with data.input_c"):
+        sources.load(config)
+    config.input_column, config.output_column, config.context_column = (
+        "question",
+        "answer",
+        "passage",
+    )
+    (item,) = sources.load(config)[0]
+    assert (item.prompt, item.response, item.context) == ("Who?", "Ada", "Ada wrote it.")
+    config.output_column = "reply"
+    with pytest.raises(ValueError, match="no column 'reply'; the columns are: answer, id,"):
+        sources.load(config)

@@ -49,9 +49,46 @@ def _squad_row(row: Mapping, source: str, keep_context: bool) -> example.Example
     return squad.to_example(row.get("question"), row.get("context"), texts, source=source)
 
 
-def _layout(name: str, columns: Iterable[str]) -> Callable[[Mapping, str, bool], example.Example]:
-    """Picks the row mapper that fits `columns`."""
+def _column_mapper(mapping: Mapping[str, str]) -> Callable[[Mapping, str, bool], example.Example]:
+    """A row mapper reading the columns the user named (`data.input_column` etc.)."""
+
+    def make(row: Mapping, source: str, keep_context: bool) -> example.Example:
+        del keep_context  # A named context column is always kept.
+        checker = fields.Checker()
+        prompt = checker.text(row, mapping["input_column"])
+        response = checker.text(row, mapping["output_column"])
+        optional = {}
+        for key in ("context_column", "system_column"):
+            column = mapping.get(key)
+            text = checker.text(row, column, required=False) if column else None
+            optional[key] = text if text and text.strip() else None
+        checker.done()
+        turns = (example.Turn(example.USER, prompt), example.Turn(example.MODEL, response))
+        return example.Example(
+            turns=turns,
+            context=optional["context_column"],
+            system=optional["system_column"],
+            source=source,
+        )
+
+    return make
+
+
+def _layout(
+    name: str, columns: Iterable[str], mapping: Mapping[str, str] | None = None
+) -> Callable[[Mapping, str, bool], example.Example]:
+    """Picks the row mapper that fits `columns`: the named columns when `mapping` is given,
+    else the layout the columns fit."""
     columns = set(columns)
+    if mapping:
+        named = [column for column in mapping.values() if column]
+        missing = [column for column in named if column not in columns]
+        if missing:
+            raise ValueError(
+                f"{name}: no column {', '.join(repr(c) for c in missing)}; the columns are: "
+                f"{', '.join(sorted(columns))}"
+            )
+        return _column_mapper(mapping)
     kind = refused.row_kind(dict.fromkeys(columns))
     if kind:
         raise ValueError(f"{name}: {kind[1]} (columns: {', '.join(sorted(columns))})")
@@ -74,7 +111,8 @@ def _layout(name: str, columns: Iterable[str]) -> Callable[[Mapping, str, bool],
     raise ValueError(
         f"{name}: the columns ({', '.join(sorted(columns))}) {reason}; the supported "
         f"layouts are SQuAD ({', '.join(squad.COLUMNS)}) and the file formats "
-        f"({', '.join(row_formats.NAMES)}), see docs/data_formats.md"
+        f"({', '.join(row_formats.NAMES)}), see docs/data_formats.md; or name the prompt and "
+        "answer columns with data.input_column and data.output_column"
     )
 
 
@@ -84,6 +122,7 @@ def load_hf(
     *,
     keep_context: bool = False,
     rows: Iterable[Mapping] | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> read_result.ReadResult:
     """Reads a Hugging Face dataset split into Examples.
 
@@ -95,6 +134,8 @@ def load_hf(
         under "has context" (False, as in Google's Gemma LoRA tutorial).
       rows: already loaded rows (e.g. a `datasets.Dataset`, or a list of dicts); when given,
         nothing is downloaded.
+      columns: the columns to read instead of a detected layout: `input_column` and
+        `output_column` (required), `context_column` and `system_column` ("" = none).
 
     Returns:
       The examples, each with `source="name[index]"`, and the rows skipped by reason.
@@ -108,14 +149,14 @@ def load_hf(
         import datasets  # Heavy: only imported when a dataset is really loaded.
 
         rows = datasets.load_dataset(name, split=split)
-    columns = getattr(rows, "column_names", None)
+    dataset_columns = getattr(rows, "column_names", None)
     result = read_result.ReadResult()
-    if columns is None:
+    if dataset_columns is None:
         rows = list(rows)
         if not rows:
             return result
-        columns = rows[0].keys()
-    mapper = _layout(name, columns)
+        dataset_columns = rows[0].keys()
+    mapper = _layout(name, dataset_columns, columns)
     return read_result.from_public_rows(
         rows, name, lambda row, source: mapper(row, source, keep_context)
     )

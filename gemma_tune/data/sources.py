@@ -112,6 +112,16 @@ def _read_config_file(data_config: Any, path: str) -> read_result.ReadResult:
     )
 
 
+def _named_columns(data_config: Any) -> dict[str, str] | None:
+    """The `data.*_column` fields when the user changed any from its default (then a Hugging
+    Face dataset is read by those columns instead of a detected layout), else None."""
+    names = ("input_column", "output_column", "context_column", "system_column")
+    columns = {name: _field(data_config, name) for name in names}
+    if all(columns[name] == _defaults()[name] for name in names):
+        return None
+    return columns
+
+
 def _read_source(data_config: Any) -> read_result.ReadResult:
     """Reads the training source the config names."""
     source = _field(data_config, "source")
@@ -120,7 +130,12 @@ def _read_source(data_config: Any) -> read_result.ReadResult:
     if source == "hf":
         if not name:
             raise ValueError("data.source='hf' needs data.name (a Hugging Face dataset)")
-        return hf.load_hf(name, split, keep_context=_field(data_config, "keep_context"))
+        return hf.load_hf(
+            name,
+            split,
+            keep_context=_field(data_config, "keep_context"),
+            columns=_named_columns(data_config),
+        )
     if source == "tfds":
         if not name:
             raise ValueError("data.source='tfds' needs data.name (a TFDS dataset)")
