@@ -175,3 +175,40 @@ def test_peft_export_of_gemma4_gives_k_eq_v_layers_their_own_key_rank():
         r"model\.layers\.0\.self_attn\.k_proj": 4,
         r"model\.layers\.1\.self_attn\.k_proj": 2,
     }
+
+
+# ~40 s each (a subprocess run of the tiny experiment, base and tuned samples): slow suite.
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "architecture,overrides",
+    [("gemma4", []), ("gemma4_moe", ["train.packing=true"])],
+    ids=["dense", "moe-packed"],
+)
+def test_the_tiny_experiment_trains_gemma4_from_the_command_line(tmp_path, architecture, overrides):
+    import json
+    import subprocess
+    import sys
+
+    run_path = tmp_path / "run"
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    command = [
+        sys.executable,
+        "-m",
+        "gemma_tune.train",
+        "--experiment=tiny",
+        f"--workdir={run_path}",
+    ]
+    result = subprocess.run(
+        [*command, "--set", f"model.preset=tiny:{architecture}", *sets],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (run_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+    config = json.loads((run_path / "config.json").read_text())
+    assert config["model"]["preset"] == f"tiny:{architecture}"
+    assert config["train"]["packing"] == ("train.packing=true" in overrides)
+    assert (run_path / "report.html").exists() and (run_path / "adapter" / "adapter.npz").exists()

@@ -171,6 +171,26 @@ def test_each_method_learns(overrides):
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
 
 
+# ~10-20 s each: slow suite (CI runs it). Gemma 4's MLP reads its kernels directly, so each
+# method there goes through the adapted layer's `kernel`.
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "architecture,overrides",
+    [
+        ("gemma4", ["method=dora", 'lora.targets=["all"]']),
+        ("gemma4", ["model.quantize=int8", 'lora.targets=["all"]']),
+        ("gemma4", ["model.quantize=int4", "method=dora", 'lora.targets=["mlp"]']),
+        ("gemma4", ["method=full", "train.learning_rate=0.003"]),
+        ("gemma4_moe", ['lora.targets=["all"]']),
+        ("gemma4_moe", ["model.quantize=int8", "method=dora", 'lora.targets=["mlp"]']),
+    ],
+    ids=["dora-all", "qlora-int8-all", "qdora-int4-mlp", "full", "moe-lora-all", "moe-int8-mlp"],
+)
+def test_each_method_learns_on_gemma4(architecture, overrides):
+    losses, _ = _fit([f"model.preset=tiny:{architecture}", *overrides])
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
+
+
 def test_full_fine_tuning_trains_every_weight():
     _, tuner = _fit(["method=full", "train.learning_rate=0.003"], steps=2)
     backbone = tuner.backbone
