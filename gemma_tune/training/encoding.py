@@ -1,9 +1,19 @@
 """Encoding a run's examples: chat template -> token ids and loss weights, with the examples
-whose response the sequence length cuts away dropped and counted in the data summary."""
+whose response the sequence length cuts away dropped and counted in the data summary (their
+token lengths, the longest, still count in its length statistics)."""
 
 from __future__ import annotations
 
 from gemma_tune.data import example
+
+
+def _source_name(data_config) -> str:
+    """The data source as users named it: the file, the dataset, or "tiny"."""
+    if data_config.source == "file":
+        return data_config.path
+    if data_config.source == "tiny":
+        return "tiny"
+    return data_config.name
 
 
 def encode_examples(config, chat_template, summary, train_examples, validation_examples):
@@ -18,12 +28,15 @@ def encode_examples(config, chat_template, summary, train_examples, validation_e
     """
     length = config.sequence_length
 
+    lengths = []  # Every example's, the ones cut away included: they are the longest.
+
     def encode_all(examples):
         """The examples keeping some response within the length, their encodings, and how
         many were cut away."""
         kept, encoded, cut_away = [], [], 0
         for item in examples:
             tokens = chat_template.encode(item, length)
+            lengths.append(tokens.full_length)
             if tokens.target_weights.sum() == 0:
                 cut_away += 1
                 continue
@@ -33,7 +46,6 @@ def encode_examples(config, chat_template, summary, train_examples, validation_e
 
     train_kept, train_encoded, train_cut = encode_all(train_examples)
     val_kept, val_encoded, val_cut = encode_all(validation_examples)
-    lengths = [e.full_length for e in train_encoded + val_encoded]
     summary.add_token_lengths(lengths, length)
     if train_cut or val_cut:
         summary.dropped["response cut away by sequence_length"] = train_cut + val_cut
@@ -42,6 +54,6 @@ def encode_examples(config, chat_template, summary, train_examples, validation_e
     if not train_encoded:
         reason = f"no training example keeps a response within {length} tokens"
         raise example.DataError(
-            [example.Problem(config.data.path or config.data.name, 0, "sequence_length", reason)]
+            [example.Problem(_source_name(config.data), 0, "sequence_length", reason)]
         )
     return train_encoded, val_kept, val_encoded
