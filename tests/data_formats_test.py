@@ -279,3 +279,11 @@ def test_a_rendered_text_column_next_to_messages_is_not_language_modelling(tmp_p
     result = read(write_rows(tmp_path, [row]))
     assert not result.examples[0].is_document
     assert [w.field for w in result.warnings] == ["text"]
+
+
+def test_sharegpt_with_role_and_content_keys(tmp_path):
+    row = {
+        "conversations": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    }
+    (item,) = read(write_rows(tmp_path, [row])).examples
+    assert [t[:2] for t in turns(item)] == [("user", "a"), ("model", "b")]

@@ -3,6 +3,7 @@
   openai_chat: {"messages": [{"role": "system"|"user"|"assistant", "content", "name"?,
                 "weight"?: 0|1}]}  (OpenAI fine-tuning, TRL's conversational format)
   sharegpt:    {"conversations": [{"from": "system"|"human"|"gpt", "value"}], "system"?}
+               (or role/content messages with user/assistant roles inside `conversations`)
   gemini:      {"systemInstruction"?: {"parts": [{"text"}]},
                 "contents": [{"role": "user"|"model", "parts": [{"text"}, ...]}]}
 
@@ -22,7 +23,6 @@ OPENAI_ROLES = {"system": "system", "user": example.USER, "assistant": example.M
 SHAREGPT_ROLES = {"system": "system", "human": example.USER, "gpt": example.MODEL}
 SHAREGPT_ROLES.update({"user": example.USER, "assistant": example.MODEL})
 _OPENAI_KEYS = frozenset({"role", "content", "weight"})  # A `name` is warned about.
-_SHAREGPT_KEYS = frozenset({"from", "value"})
 
 
 def _content(message: Mapping, key: str, field: str, checker: fields.Checker) -> str | None:
@@ -163,13 +163,16 @@ def parse_sharegpt(
     conversations = fields.list_field(row, "conversations", checker)
     turns = None
     if conversations is not None:
+        first = conversations[0] if isinstance(conversations[0], Mapping) else {}
+        # Some ShareGPT exports use OpenAI's role/content keys inside `conversations`.
+        keys = ("role", "content") if "role" in first and "from" not in first else ("from", "value")
         system, turns = read_messages(
             _indexed(conversations, "conversations"),
             checker,
             roles=SHAREGPT_ROLES,
-            role_key="from",
-            content_key="value",
-            used_keys=_SHAREGPT_KEYS,
+            role_key=keys[0],
+            content_key=keys[1],
+            used_keys=frozenset(keys) | {"weight"},
             pattern="conversations[]",
             container="conversations",
             system=system if system and system.strip() else None,
