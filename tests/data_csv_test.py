@@ -88,3 +88,12 @@ def test_invalid_utf8_is_reported_with_its_line(tmp_path):
     (problem,) = raised.value.problems
     assert (problem.line, problem.field) == (3, "line")
     assert "invalid UTF-8" in problem.reason
+
+
+def test_columns_not_read_are_warned_about_once(tmp_path):
+    path = write(tmp_path, "id,input,output,notes\n1,a,b,x\n2,c,d,y\n")
+    result = csv_rows.read_csv(path)
+    assert [str(w) for w in result.warnings] == [
+        f"{path}:1: id: column not used (not one of the data.*_column settings)",
+        f"{path}:1: notes: column not used (not one of the data.*_column settings)",
+    ]

@@ -40,7 +40,7 @@ def read_csv(
       data: the file's bytes when already read (e.g. decompressed); None reads `path`.
 
     Returns:
-      The examples, each with `source="path:line"`.
+      The examples, each with `source="path:line"`, and a warning per column not read.
 
     Raises:
       example.DataError: for a missing column, or with every problem of the rows.
@@ -72,6 +72,11 @@ def read_csv(
         raise example.DataError(problems)
     index = {name: header.index(name) for name in wanted}
     result = read_result.ReadResult()
+    result.warnings = [
+        example.Problem(path, 1, name, "column not used (not one of the data.*_column settings)")
+        for name in header
+        if name and name not in wanted
+    ]
     while True:
         start = reader.line_num + 1
         try:
