@@ -1,7 +1,8 @@
 """The one entry point from a data config to the training and validation sets.
 
-`load` reads the configured source (a Hugging Face dataset, a TFDS dataset, a local JSONL or CSV
-file, or "tiny": the generated rows of `gemma_tune.testing` for offline smoke runs), an optional
+`load` reads the configured source (a Hugging Face dataset, a TFDS dataset, a local file of any
+kind `files.read` knows, or "tiny": the generated rows of `gemma_tune.testing` for offline
+smoke runs), an optional
 separate validation file, and hands both to `summary.prepare`. Problems in the training and the
 validation file are raised together, so one run shows all of them.
 """
@@ -24,7 +25,7 @@ from gemma_tune.data import (
 )
 
 SOURCES = ("hf", "tfds", "file", "tiny")
-CSV = "csv"
+CSV = files.CSV
 FILE_FORMATS = (jsonl.AUTO, CSV, *row_formats.NAMES)
 
 
@@ -148,7 +149,10 @@ def _read_source(data_config: Any) -> read_result.ReadResult:
         return hf.load_hf("tiny", split, keep_context=keep_context, rows=rows)
     path = _field(data_config, "path")
     if not path:
-        raise ValueError("data.source='file' needs data.path (a JSONL or CSV file)")
+        raise ValueError(
+            "data.source='file' needs data.path "
+            "(a JSONL, JSON, CSV or Parquet file, or a save_to_disk folder)"
+        )
     return _read_config_file(data_config, path)
 
 
