@@ -209,3 +209,20 @@ def test_hub_dataset_read_by_the_columns_the_user_names(tmp_path):
     config.output_column = "reply"
     with pytest.raises(ValueError, match="no column 'reply'; the columns are: answer, id,"):
         sources.load(config)
+
+
+def test_a_saved_dataset_dict_gives_training_and_validation(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = [{"text": f"doc {i}"} for i in range(5)]
+    saved = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list(rows[:4]),
+            "validation": datasets.Dataset.from_list(rows[4:]),
+        }
+    )
+    saved.save_to_disk(str(tmp_path / "both"))
+    config = sources.default_config()
+    config.source = "file"
+    config.path = config.validation_path = str(tmp_path / "both")
+    train, validation, _ = sources.load(config)
+    assert [item.text for item in validation] == ["doc 4"] and len(train) == 4

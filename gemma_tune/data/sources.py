@@ -99,8 +99,11 @@ def read_file(
     )
 
 
-def _read_config_file(data_config: Any, path: str) -> read_result.ReadResult:
-    """Reads `path` with the config's format and column settings."""
+def _read_config_file(
+    data_config: Any, path: str, split: str | None = None
+) -> read_result.ReadResult:
+    """Reads `path` with the config's format and column settings; a saved `DatasetDict`
+    folder at `split` (default `data.split`)."""
     return read_file(
         path,
         format=_field(data_config, "format"),
@@ -109,7 +112,7 @@ def _read_config_file(data_config: Any, path: str) -> read_result.ReadResult:
         context_column=_field(data_config, "context_column"),
         system_column=_field(data_config, "system_column"),
         keep_context=_field(data_config, "keep_context"),
-        split=_field(data_config, "split"),
+        split=split or _field(data_config, "split"),
     )
 
 
@@ -190,7 +193,7 @@ def load(
     validation_path = _field(data_config, "validation_path")
     if validation_path:
         try:
-            validation_read = _read_config_file(data_config, validation_path)
+            validation_read = _read_config_file(data_config, validation_path, "validation")
         except example.DataError as error:
             problems.extend(error.problems)
     if problems:
