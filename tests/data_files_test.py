@@ -226,3 +226,25 @@ def test_a_saved_dataset_dict_gives_training_and_validation(tmp_path):
     config.path = config.validation_path = str(tmp_path / "both")
     train, validation, _ = sources.load(config)
     assert [item.text for item in validation] == ["doc 4"] and len(train) == 4
+
+
+def test_pretty_printed_objects_are_rows_not_one_error_per_line(tmp_path):
+    path = tmp_path / "pretty.json"
+    path.write_text(json.dumps(ALPACA[0], indent=2) + "\n" + json.dumps(ALPACA[1], indent=2))
+    first, second = sources.read_file(path).examples
+    assert (first.response, second.response) == ("Apple.", "cat")
+    assert second.source == f"{path}:6"
+
+
+def test_rows_wrapped_in_an_object_say_so(tmp_path):
+    path = tmp_path / "wrapped.json"
+    path.write_text(json.dumps({"version": 1, "data": ALPACA}, indent=2))
+    ((line, field, reason),) = problems(path)
+    assert (line, field) == (1, "row")
+    assert "'data' holds a list of objects: give those rows alone" in reason
+
+
+def test_a_broken_jsonl_line_is_still_named_by_its_line(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"text": "a"}\n{"text": \n{"text": "c"}\n')
+    assert [(line, field) for line, field, _ in problems(path)] == [(2, "line")]

@@ -1,4 +1,5 @@
-"""Reads a JSON file holding one array of rows (`[{...}, {...}]`), the way Alpaca ships.
+"""Reads a JSON file holding one array of rows (`[{...}, {...}]`), the way Alpaca ships, or
+a stream of JSON objects laid out freely (pretty-printed objects one after another).
 
 The array is decoded element by element, so each row keeps the line it starts on and its
 index: problems read `file.json:12: [3].output: missing`. Invalid JSON stops the read at the
@@ -58,6 +59,28 @@ def parse_array(path: str, data: bytes) -> tuple[list[rows.Row], list[example.Pr
         if separator != ",":
             return found, problem(position, "expected ',' or ']' after an array element")
         position = _skip(text, position + 1)
+
+
+def parse_stream(path: str, data: bytes) -> list[rows.Row] | None:
+    """Reads JSON values one after another, however they are laid out on lines (pretty-printed
+    objects, several per line); None when the text is not such a stream."""
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        return None
+    decoder = json.JSONDecoder()
+    found: list[rows.Row] = []
+    position, line, counted = _skip(text, 0), 1, 0
+    while position < len(text):
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            return None
+        line += text.count("\n", counted, position)
+        counted = position
+        found.append(rows.Row(line, value))
+        position = _skip(text, end)
+    return found
 
 
 def _skip(text: str, position: int) -> int:

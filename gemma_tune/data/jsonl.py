@@ -1,7 +1,8 @@
 """Reads a local JSONL file, in any of the `row_formats`, into Examples.
 
 Each non-blank line is one JSON object; a line that is not valid UTF-8 or JSON is a problem
-located by its line, and the objects go to `rows.read`, which detects the format, names
+located by its line (unless the whole file is a stream of pretty-printed objects, which are
+read as rows), and the objects go to `rows.read`, which detects the format, names
 refused kinds of data, collects every problem and warns about unused keys. Users fix their
 file in one pass instead of one error per run.
 """
@@ -12,7 +13,7 @@ import codecs
 import json
 import os
 
-from gemma_tune.data import example, read_result, rows
+from gemma_tune.data import example, json_array, read_result, rows
 
 AUTO = rows.AUTO
 
@@ -76,6 +77,11 @@ def read_jsonl(
         with open(path, "rb") as file:
             data = file.read()
     found, problems, rows_read = parse_lines(path, data)
+    if any(problem.reason.startswith("invalid JSON") for problem in problems):
+        # Pretty-printed objects are not JSONL, but they are rows: read them as a stream.
+        stream = json_array.parse_stream(path, data)
+        if stream is not None:
+            found, problems, rows_read = stream, [], len(stream)
     return rows.read(
         path,
         found,

@@ -95,10 +95,21 @@ def fits(row: Mapping) -> list[str]:
     return [spec.name for spec in candidates if _specificity(spec, row) == best]
 
 
+def _is_rows(value: object) -> bool:
+    """Whether `value` looks like rows nested in a wrapper object (`{"data": [{...}]}`)."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], Mapping)
+
+
 def closest(row: Mapping, limit: int = 3) -> str:
     """Why `row` fits no format: the formats sharing the most keys with it and what each
     lacks, or every format's required keys when it shares none."""
     keys = ", ".join(sorted(row)) or "none"
+    nested = [key for key, value in row.items() if _is_rows(value)]
+    if nested:
+        return (
+            f"the keys ({keys}) fit no supported format, and {nested[0]!r} holds a list of "
+            "objects: give those rows alone, as a JSON array or JSONL"
+        )
     shared = [spec for spec in _ALL if spec.keys & row.keys()]
     if not shared:
         needs = "; ".join(f"{spec.name}: {', '.join(sorted(spec.required))}" for spec in _ALL)
