@@ -83,6 +83,25 @@ def test_cli_keras_export_loads_with_model_load(run_path, tmp_path):
     )
 
 
+def test_cli_gguf_export_reads_back_as_the_run(run_path, tmp_path, monkeypatch):
+    from gemma_tune.export import exporter, gguf_export
+    from gemma_tune.runs import tuned_run
+
+    monkeypatch.setenv("GEMMA_TUNE_CACHE", str(tmp_path / "cache"))
+    expected = keras_logits(tuned_run.load_tuned(run_path, "float32").loaded, sample_token_ids())
+    exporter.export(run_path, "gguf", str(tmp_path / "gguf"), gguf_type="f32")
+    assert sorted(p.name for p in (tmp_path / "gguf").iterdir()) == [
+        gguf_export.MODELFILE,
+        gguf_export.file_name("f32"),
+    ]
+    reloaded = model.load(str(tmp_path / "gguf" / gguf_export.file_name("f32")), "float32")
+    np.testing.assert_allclose(
+        keras_logits(reloaded, sample_token_ids()), expected, atol=2e-5, rtol=0
+    )
+    with pytest.raises(ValueError, match="--gguf_type"):
+        exporter.export(run_path, "gguf", str(tmp_path / "b"), dtype="bfloat16")
+
+
 def test_cli_refuses_a_non_empty_out_unless_overwrite(run_path, tmp_path):
     from gemma_tune.export import exporter
 

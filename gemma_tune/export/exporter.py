@@ -1,11 +1,12 @@
-"""Export a tuned run (`python -m gemma_tune.export --run=RUN_DIR --to=hf|peft|keras --out=DIR`
-runs `export`; the command line is `gemma_tune/export/__main__.py`).
+"""Export a tuned run (`python -m gemma_tune.export --run=RUN_DIR --to=hf|peft|keras|gguf
+--out=DIR` runs `export`; the command line is `gemma_tune/export/__main__.py`).
 
     python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf              # merged
     python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf --dtype=bfloat16
     python -m gemma_tune.export --run=RUN_DIR --to=keras --out=exported/keras        # merged
     python -m gemma_tune.export --run=RUN_DIR --to=hf --base_only --out=exported/base
     python -m gemma_tune.export --run=RUN_DIR --to=peft --out=exported/adapter
+    python -m gemma_tune.export --run=RUN_DIR --to=gguf --out=exported/gguf --gguf_type=q8_0
 
 - `--to=hf`: the tuned model with LoRA merged into its weights, as a transformers directory
   (`AutoModelForCausalLM.from_pretrained(DIR)`, `AutoTokenizer.from_pretrained(DIR)`).
@@ -15,7 +16,11 @@ runs `export`; the command line is `gemma_tune/export/__main__.py`).
   tuned model only on the base the run was tuned on: export that base once with
   `--to=hf --base_only`. A Hub checkpoint of the same model is a different base when the run's
   preset is not bit-identical to it (`gemma3_270m` comes from a 4-bit GGUF, for one).
-- `--base_only` (with `--to=hf` or `--to=keras`): the run's base model, without the adapter.
+- `--to=gguf`: the same merged model as one GGUF file for llama.cpp and Ollama
+  (`model-f16.gguf`, or `--gguf_type=q8_0` / `f32`) and an Ollama `Modelfile`
+  (`gemma_tune.export.gguf_export`; Gemma 3).
+- `--base_only` (with `--to=hf`, `--to=keras` or `--to=gguf`): the run's base model, without
+  the adapter.
 - `--base_model` (with `--to=peft`): the base's directory or Hub id, recorded in
   `adapter_config.json` as `base_model_name_or_path`.
 
@@ -38,6 +43,8 @@ HINTS = {
     "and transformers.AutoTokenizer.from_pretrained({out!r}).",
     "keras": "Load it with gemma_tune.model.load({out!r}) or "
     "python -m gemma_tune.sample --model={out} --prompt=...",
+    "gguf": "Run it with llama-cli -m {out}/model-TYPE.gguf, or ollama create NAME -f "
+    "{out}/Modelfile; gemma_tune reads it back with --set model.preset={out}/model-TYPE.gguf.",
     "peft": "Load it with peft.PeftModel.from_pretrained(base, {out!r}), where base is "
     "transformers.AutoModelForCausalLM.from_pretrained(BASE) and BASE was written by "
     "python -m gemma_tune.export --run={run} --to=hf --base_only --out=BASE.",
@@ -88,17 +95,19 @@ def export(
     overwrite: bool = False,
     base_only: bool = False,
     base_model: str | None = None,
+    gguf_type: str = "f16",
 ) -> str:
     """Exports a run directory's model (see the module docstring for the formats).
 
     Args:
       run_path: a run directory written by `gemma_tune.train`.
-      to: "hf", "peft" or "keras".
+      to: "hf", "peft", "keras" or "gguf".
       out: the directory to create.
       dtype: "float32" or "bfloat16" for hf and keras; peft adapters are always float32.
       overwrite: replace a non-empty `out`.
-      base_only: export the run's base model instead of the tuned one (hf, keras).
+      base_only: export the run's base model instead of the tuned one (hf, keras, gguf).
       base_model: for peft, the base model's path or Hub id recorded in adapter_config.json.
+      gguf_type: for gguf, the 2-D weights' type: "f16", "q8_0" or "f32".
 
     Returns:
       `out`.
@@ -109,17 +118,23 @@ def export(
       FileNotFoundError: when `run_path` is not a finished run.
     """
     from gemma_tune import model
-    from gemma_tune.export import hf_export, merge, peft_export
+    from gemma_tune.export import gguf_export, hf_export, merge, peft_export
     from gemma_tune.runs import tuned_run
 
     if to not in HINTS:
         raise ValueError(f"--to must be one of {sorted(HINTS)}, got {to!r}")
     if to == "peft" and base_only:
-        raise ValueError("--base_only exports a full model; use it with --to=hf or --to=keras")
+        raise ValueError("--base_only exports a full model; use it with --to=hf, keras or gguf")
     if to == "peft" and dtype != "float32":
         raise ValueError("PEFT adapters are saved in float32; drop --dtype")
     if base_model and to != "peft":
         raise ValueError("--base_model only applies to --to=peft")
+    if to == "gguf" and dtype != "float32":
+        raise ValueError("--dtype applies to hf and keras; GGUF takes --gguf_type (f16, q8_0, f32)")
+    if gguf_type not in gguf_export.TYPES:
+        raise ValueError(
+            f"--gguf_type must be one of {sorted(gguf_export.TYPES)}, got {gguf_type!r}"
+        )
     check_out(out, overwrite)
     config = tuned_run.read_config(run_path)
     preset = config["model"]["preset"]
@@ -141,6 +156,9 @@ def export(
         elif to == "keras":
             print(f"Writing {what} as a KerasHub preset ({dtype}) ...", flush=True)
             merge.save_keras_preset(loaded, directory, dtype)
+        elif to == "gguf":
+            print(f"Writing {what} as GGUF ({gguf_type}) with an Ollama Modelfile ...", flush=True)
+            gguf_export.save(loaded, directory, gguf_type)
         else:
             print("Writing the LoRA adapter as a PEFT adapter (float32) ...", flush=True)
             peft_export.save(loaded, directory, base_model)

@@ -60,18 +60,24 @@ class ChatMarkers:
 
 @dataclasses.dataclass(frozen=True)
 class GgufImport:
-    """How to build a family's KerasHub model from a GGUF file.
+    """How to read a family's model from a GGUF file, and write one (`export.gguf_export`).
 
     Attributes:
       architecture: GGUF `general.architecture` (e.g. "gemma3").
       backbone_config: (metadata, source name) -> backbone keyword arguments (no vocabulary).
       tensor_targets: backbone -> {GGUF tensor name: (variable, Hugging Face layout -> Keras)}.
       tokenizer_arguments: extra keyword arguments for the tokenizer class.
+      tensor_name: Hugging Face weight name -> (GGUF tensor name, whether GGUF stores the
+        weight plus one, as llama.cpp does for Gemma's norms).
+      metadata: the family's Hugging Face config dict -> GGUF `ARCH.*` metadata, keys without
+        the architecture prefix (`{"block_count": 18, ...}`).
     """
 
     architecture: str
     backbone_config: Callable[[Mapping[str, Any], str], dict]
     tensor_targets: Callable[[Any], dict]
+    tensor_name: Callable[[str], tuple[str, bool]]
+    metadata: Callable[[Mapping[str, Any]], dict]
     tokenizer_arguments: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 

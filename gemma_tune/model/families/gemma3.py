@@ -4,6 +4,7 @@ with query/key norms and five sliding-window layers per global one; transformers
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -220,6 +221,76 @@ def gguf_tensor_targets(backbone) -> dict[str, tuple[Any, Callable[[np.ndarray],
     return targets
 
 
+# Hugging Face weight name within a decoder layer -> (GGUF name, stored as weight + 1).
+_GGUF_LAYER_TENSORS = {
+    "input_layernorm": ("attn_norm", True),
+    "post_attention_layernorm": ("post_attention_norm", True),
+    "pre_feedforward_layernorm": ("ffn_norm", True),
+    "post_feedforward_layernorm": ("post_ffw_norm", True),
+    "self_attn.q_norm": ("attn_q_norm", True),
+    "self_attn.k_norm": ("attn_k_norm", True),
+    "self_attn.q_proj": ("attn_q", False),
+    "self_attn.k_proj": ("attn_k", False),
+    "self_attn.v_proj": ("attn_v", False),
+    "self_attn.o_proj": ("attn_output", False),
+    "mlp.gate_proj": ("ffn_gate", False),
+    "mlp.up_proj": ("ffn_up", False),
+    "mlp.down_proj": ("ffn_down", False),
+}
+_GGUF_LAYER_NAME = re.compile(r"^model\.layers\.(\d+)\.(.+)\.weight$")
+
+
+def gguf_tensor_name(hf_name: str) -> tuple[str, bool]:
+    """llama.cpp's tensor name for a transformers Gemma 3 weight, and whether GGUF stores it
+    plus one (the norms: llama.cpp computes `x * w`, transformers `x * (1 + w)`); the layout
+    is transformers' `(out, in)` in both.
+
+    Raises:
+      ValueError: for a weight llama.cpp's Gemma 3 has no tensor for.
+    """
+    if hf_name == "model.embed_tokens.weight":
+        return "token_embd.weight", False
+    if hf_name == "model.norm.weight":
+        return "output_norm.weight", True
+    match = _GGUF_LAYER_NAME.match(hf_name)
+    if match and match.group(2) in _GGUF_LAYER_TENSORS:
+        name, plus_one = _GGUF_LAYER_TENSORS[match.group(2)]
+        return f"blk.{match.group(1)}.{name}.weight", plus_one
+    raise ValueError(f"{hf_name} has no llama.cpp Gemma 3 tensor")
+
+
+def gguf_metadata(hf_config: Mapping[str, Any]) -> dict[str, Any]:
+    """llama.cpp's `gemma3.*` metadata for a transformers Gemma 3 config (what
+    `gguf_backbone_config` reads back).
+
+    Raises:
+      ValueError: for what llama.cpp's Gemma 3 cannot express (an attention soft cap).
+    """
+    if hf_config.get("attn_logit_softcapping"):
+        raise ValueError("llama.cpp's Gemma 3 has no attention logit soft cap")
+    metadata = {
+        "context_length": int(hf_config["max_position_embeddings"]),
+        "embedding_length": int(hf_config["hidden_size"]),
+        "block_count": int(hf_config["num_hidden_layers"]),
+        "feed_forward_length": int(hf_config["intermediate_size"]),
+        "attention.head_count": int(hf_config["num_attention_heads"]),
+        "attention.head_count_kv": int(hf_config["num_key_value_heads"]),
+        "attention.key_length": int(hf_config["head_dim"]),
+        "attention.value_length": int(hf_config["head_dim"]),
+        "attention.layer_norm_rms_epsilon": float(hf_config["rms_norm_eps"]),
+        "attention.sliding_window": int(hf_config["sliding_window"]),
+        "rope.freq_base": float(hf_config["rope_theta"]),
+        "rope.freq_base_swa": float(hf_config["rope_local_base_freq"]),
+    }
+    if hf_config.get("final_logit_softcapping"):
+        metadata["final_logit_softcapping"] = float(hf_config["final_logit_softcapping"])
+    scaling = hf_config.get("rope_scaling")
+    if scaling:
+        metadata["rope.scaling.type"] = "linear"
+        metadata["rope.scaling.factor"] = float(scaling["factor"])
+    return metadata
+
+
 FAMILY = shared.family(
     name="gemma3",
     title="Gemma 3",
@@ -242,6 +313,8 @@ FAMILY = shared.family(
         architecture="gemma3",
         backbone_config=gguf_backbone_config,
         tensor_targets=gguf_tensor_targets,
+        tensor_name=gguf_tensor_name,
+        metadata=gguf_metadata,
         tokenizer_arguments={"has_vision_tokens": False},
     ),
 )
