@@ -248,3 +248,12 @@ def test_a_broken_jsonl_line_is_still_named_by_its_line(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text('{"text": "a"}\n{"text": \n{"text": "c"}\n')
     assert [(line, field) for line, field, _ in problems(path)] == [(2, "line")]
+
+
+def test_source_hf_on_a_local_data_file_reads_it_as_the_users_file(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(ALPACA))
+    config = sources.default_config()
+    config.source, config.name, config.validation_fraction = "hf", str(path), 0.0
+    train, _, _ = sources.load(config)
+    assert [item.response for item in train] == ["Apple.", "cat"]

@@ -287,3 +287,18 @@ def test_sharegpt_with_role_and_content_keys(tmp_path):
     }
     (item,) = read(write_rows(tmp_path, [row])).examples
     assert [t[:2] for t in turns(item)] == [("user", "a"), ("model", "b")]
+
+
+def test_alpaca_history_becomes_the_earlier_turns(tmp_path):
+    row = {"instruction": "And 3+3?", "input": "", "output": "6", "history": [["2+2?", "4"]]}
+    (item,) = read(write_rows(tmp_path, [row])).examples
+    assert [t[:2] for t in turns(item)] == [
+        ("user", "2+2?"),
+        ("model", "4"),
+        ("user", "And 3+3?"),
+        ("model", "6"),
+    ]
+    bad = {**row, "history": [["2+2?"]]}
+    assert problems(write_rows(tmp_path, [bad], "bad.jsonl")) == [
+        (1, "history[0]", "expected a [prompt, response] pair")
+    ]

@@ -1,7 +1,8 @@
 """The one-exchange formats (a prompt and its answer) and plain text for language modelling.
 
   dolly:             {"instruction", "response", "context"?, "category"?}  (Dolly-15k)
-  alpaca:            {"instruction", "input"?, "output", "system"?}  (Stanford Alpaca)
+  alpaca:            {"instruction", "input"?, "output", "system"?, "history"?}  (Stanford
+                     Alpaca; LLaMA-Factory's `history` of earlier [prompt, response] pairs)
   vertex_legacy:     {"input_text", "output_text"}  (Vertex AI PaLM tuning)
   ai_studio:         {"text_input", "output"}  (Google AI Studio tuning)
   openai_completion: {"prompt", "completion"}: two strings (OpenAI's legacy format, TRL's
@@ -42,14 +43,39 @@ def parse_alpaca(
     task_input = checker.text(row, "input", required=False)
     output = checker.text(row, "output")
     system = checker.text(row, "system", required=False)
+    history = _alpaca_history(row, checker)
     checker.done()
     prompt = instruction
     if task_input and task_input.strip():
         prompt = f"{instruction}\n\n{task_input}"
-    turns = (example.Turn(example.USER, prompt), example.Turn(example.MODEL, output))
+    turns = (*history, example.Turn(example.USER, prompt), example.Turn(example.MODEL, output))
     return example.Example(
         turns=turns, system=system if system and system.strip() else None, source=source
     )
+
+
+def _alpaca_history(row: dict, checker: fields.Checker) -> list[example.Turn]:
+    """The earlier exchanges of an Alpaca row (`history`: [[prompt, response], ...], as
+    LLaMA-Factory writes them), as turns."""
+    history = row.get("history")
+    if history is None:
+        return []
+    if not isinstance(history, list):
+        checker.add(
+            "history",
+            f"expected a list of [prompt, response] pairs, got {fields.type_name(history)}",
+        )
+        return []
+    turns = []
+    for index, pair in enumerate(history):
+        if not (isinstance(pair, list) and len(pair) == 2):
+            checker.add(f"history[{index}]", "expected a [prompt, response] pair")
+            continue
+        pair_row = {"prompt": pair[0], "response": pair[1]}
+        prompt = checker.text(pair_row, "prompt", f"history[{index}][0]")
+        response = checker.text(pair_row, "response", f"history[{index}][1]")
+        turns += [example.Turn(example.USER, prompt), example.Turn(example.MODEL, response)]
+    return turns
 
 
 def pair_parser(input_key: str, output_key: str):

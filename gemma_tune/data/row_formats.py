@@ -56,7 +56,12 @@ _ALL = (
     _format(
         "dolly", {"instruction", "response"}, {"context", "category"}, pair_formats.parse_dolly
     ),
-    _format("alpaca", {"instruction", "output"}, {"input", "system"}, pair_formats.parse_alpaca),
+    _format(
+        "alpaca",
+        {"instruction", "output"},
+        {"input", "system", "history"},
+        pair_formats.parse_alpaca,
+    ),
     _format(
         "vertex_legacy",
         {"input_text", "output_text"},

@@ -134,6 +134,8 @@ def _read_source(data_config: Any) -> read_result.ReadResult:
     if source == "hf":
         if not name:
             raise ValueError("data.source='hf' needs data.name (a Hugging Face dataset)")
+        if os.path.isfile(name):  # A local data file: read as the user's own file.
+            return _read_config_file(data_config, name)
         return hf.load_hf(
             name,
             split,
