@@ -21,17 +21,18 @@ notebook): `evaluate.evaluate("runs/demo-...", data="more.jsonl")`.
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags, logging
 
 import gemma_tune  # noqa: F401  (selects the JAX backend)
+from gemma_tune import command_line
+
+command_line.import_keras_hub_quietly()  # the names below import it; without TF's C++ lines
 
 # The evaluation itself lives in gemma_tune.evaluation (training imports it from there); these
 # names stay importable from here for scripts and notebooks written against the old module.
-from gemma_tune.evaluation.answers import BASE, CONTEXT, TUNED  # noqa: F401
-from gemma_tune.evaluation.retrieval import from_config as retriever  # noqa: F401
-from gemma_tune.evaluation.run_evaluation import RunEvaluation, evaluate  # noqa: F401
+from gemma_tune.evaluation.answers import BASE, CONTEXT, TUNED  # noqa: E402, F401
+from gemma_tune.evaluation.retrieval import from_config as retriever  # noqa: E402, F401
+from gemma_tune.evaluation.run_evaluation import RunEvaluation, evaluate  # noqa: E402, F401
 
 FLAGS = flags.FLAGS
 
@@ -52,30 +53,31 @@ def define_flags() -> None:
 
 
 def main(argv) -> int:
-    """Runs `evaluate` with the flags; returns the exit code (1 on bad input, named)."""
+    """Runs `evaluate` with the flags; returns the exit code. A bad input (a missing or damaged
+    run, adapter or data file) is one line on stderr and exit 1 (`command_line`)."""
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from gemma_tune.data import example
+    from gemma_tune.runs import run_dir
 
-    try:
-        evaluate(
-            FLAGS.run,
-            model_name=FLAGS.model,
-            adapter=FLAGS.adapter,
-            data=FLAGS.data,
-            data_format=FLAGS.format,
-            split=FLAGS.split,
-            limit=FLAGS.limit,
-            max_new_tokens=FLAGS.max_new_tokens,
-            out=FLAGS.out,
-        )
-    except (example.DataError, FileExistsError, FileNotFoundError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if FLAGS.run:
+        run_dir.read_config(FLAGS.run)  # a missing or damaged run, before any model loads
+    if FLAGS.adapter:
+        run_dir.check_adapter(FLAGS.adapter)
+    evaluate(
+        FLAGS.run,
+        model_name=FLAGS.model,
+        adapter=FLAGS.adapter,
+        data=FLAGS.data,
+        data_format=FLAGS.format,
+        split=FLAGS.split,
+        limit=FLAGS.limit,
+        max_new_tokens=FLAGS.max_new_tokens,
+        out=FLAGS.out,
+    )
     return 0
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    command_line.run(main)

@@ -13,11 +13,13 @@ the sampling. Without `--prompt`, it reads prompts interactively until an empty 
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
 
 import gemma_tune  # noqa: F401  (selects the JAX backend)
+from gemma_tune import command_line
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "A run directory: its model and adapter are loaded.")
@@ -37,17 +39,35 @@ flags.DEFINE_string("dtype", None, "float32, bfloat16 or auto (default: the run'
 
 
 def _resolve(run: str | None, model_name: str | None, adapter: str | None):
-    """Returns `(preset, adapter_dir, seed, dtype)` from --run or --model/--adapter."""
-    from gemma_tune.runs import tuned_run
+    """Returns `(preset, adapter_dir, seed, dtype)` from --run or --model/--adapter, the run's
+    files and the adapter checked before any model loads.
+
+    Raises:
+      FileNotFoundError / ValueError: a missing, unfinished or damaged run or adapter, named.
+    """
+    from gemma_tune.runs import run_dir
 
     if run:
-        config = tuned_run.read_config(run)
-        adapter_dir = adapter or tuned_run.adapter_path(run)
+        config = run_dir.read_config(run)
+        adapter_dir = adapter or _run_adapter(run)
+        run_dir.check_adapter(adapter_dir)
         preset = model_name or config["model"]["preset"]
         return preset, adapter_dir, config.get("seed", 0), config["model"]["dtype"]
     if not model_name:
         raise app.UsageError("give --run=RUN_DIR or --model=PRESET")
+    if adapter:
+        run_dir.check_adapter(adapter)
     return model_name, adapter, 0, "auto"
+
+
+def _run_adapter(run: str) -> str:
+    """The run's adapter directory; FileNotFoundError when the run has not written it."""
+    from gemma_tune.runs import run_dir
+
+    path = run_dir.adapter_dir(run)
+    if not os.path.exists(os.path.join(path, run_dir.ADAPTER_METADATA)):
+        raise FileNotFoundError(f"{run} has no adapter yet (did the run finish?)")
+    return path
 
 
 class Chat:
@@ -121,17 +141,25 @@ def _respond(chat: Chat, text: str) -> None:
 
 
 def main(argv) -> None:
-    """Loads the model from the flags and answers `--prompt`, or each line of stdin."""
+    """Loads the model from the flags and answers `--prompt`, or each line of stdin. Only the
+    answers go to stdout; loading messages go to stderr.
+
+    Raises:
+      FileNotFoundError / ValueError: a missing or damaged run or adapter (`command_line`
+        prints it as one line).
+    """
     del argv
     logging.set_verbosity(logging.WARNING)
     preset, adapter_dir, seed, dtype = _resolve(FLAGS.run, FLAGS.model, FLAGS.adapter)
     if FLAGS.compare_base and not adapter_dir:
         raise app.UsageError("--compare_base needs a tuned model: give --run or --adapter")
-    chat = Chat(preset, adapter_dir, seed, FLAGS.dtype or dtype)
+    command_line.import_keras_hub_quietly()
+    with command_line.status_to_stderr():
+        chat = Chat(preset, adapter_dir, seed, FLAGS.dtype or dtype)
     if FLAGS.prompt is not None:
         _respond(chat, FLAGS.prompt)
         return
-    print("Type a prompt and press Enter (empty line or Ctrl-D to quit).", flush=True)
+    print("Type a prompt and press Enter (empty line or Ctrl-D to quit).", file=sys.stderr)
     for line in sys.stdin:
         if not line.strip():
             break
@@ -140,4 +168,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    command_line.run(main)

@@ -24,6 +24,7 @@ import time
 from absl import app, flags, logging
 
 import gemma_tune
+from gemma_tune import command_line
 from gemma_tune import config as config_lib
 
 FLAGS = flags.FLAGS
@@ -119,6 +120,7 @@ def _read_data(config) -> _Data:
     from gemma_tune.evaluation import retrieval
 
     print("Reading and checking the data ...", flush=True)
+    _check_not_empty(config.data)
     train_examples, validation_examples, summary = sources.load(config.data)
     retriever = retrieval.from_config(config.retrieval)
     if retriever is not None and config.retrieval.train:
@@ -128,6 +130,31 @@ def _read_data(config) -> _Data:
             for items in (train_examples, validation_examples)
         )
     return _Data(train_examples, validation_examples, summary, retriever)
+
+
+def _check_not_empty(data_config) -> None:
+    """Refuses a data file with nothing in it, naming it, before any reader looks at it.
+
+    Raises:
+      ValueError: `data.path` or `data.validation_path` is an empty file.
+    """
+    import os
+
+    if data_config.source != "file":
+        return
+    for key in ("path", "validation_path"):
+        path = data_config[key]
+        if path and os.path.isfile(path) and not _has_text(path):
+            raise ValueError(f"data.{key}: {path} is empty; it holds no examples")
+
+
+def _has_text(path: str) -> bool:
+    """Whether the file holds anything but whitespace (reading up to its first text)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
 
 
 def _make_mesh(config):
@@ -342,7 +369,8 @@ def _config_from_flags():
 
 def main(argv) -> int:
     """The command line: flags -> config -> `run`; returns the exit status (2 for a bad
-    config, 1 for bad data or a failed run, 128 + the signal when interrupted)."""
+    config, 1 for bad data or a failed run, 128 + the signal when interrupted). Errors are
+    one line on stderr (`command_line`; `--debug` shows the traceback)."""
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -353,17 +381,19 @@ def main(argv) -> int:
         raise app.UsageError(
             "give --experiment=NAME (--experiment=list shows them) or --resume=RUN_DIR"
         )
+    command_line.import_keras_hub_quietly()
     try:
         config = _config_from_flags()
     except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        if FLAGS.debug:
+            raise
+        print(command_line.one_line(error), file=sys.stderr)
         return 2
     if FLAGS.print_config:
         print(config_lib.to_json(config))
         return 0
-    from gemma_tune.data import example
     from gemma_tune.runs import run_dir
-    from gemma_tune.training import loop, sharding
+    from gemma_tune.training import loop
 
     workdir = FLAGS.resume or FLAGS.workdir or run_dir.default_path(config.experiment)
     try:
@@ -374,11 +404,8 @@ def main(argv) -> int:
             file=sys.stderr,
         )
         return 128 + stop.signal_number
-    except (example.DataError, OSError, loop.NonFiniteLossError, sharding.MeshError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     return 0
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    command_line.run(main)

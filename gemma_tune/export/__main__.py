@@ -13,11 +13,9 @@ the end; a non-empty `--out` is refused unless `--overwrite` is given. Details:
 `gemma_tune.export.exporter`.
 """
 
-import sys
-
 from absl import app, flags, logging
 
-from gemma_tune.export import exporter
+from gemma_tune import command_line
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "The run directory to export (written by gemma_tune.train).")
@@ -31,30 +29,30 @@ flags.DEFINE_string("base_model", None, "--to=peft: the base's path or Hub id, r
 
 def main(argv) -> int:
     """Runs `exporter.export` with the flags, then says how to load the result; returns the
-    exit code (1 for a bad combination of flags or a missing run, named)."""
+    exit code. A bad combination of flags or a missing or damaged run is one line on stderr
+    and exit 1 (`command_line`)."""
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     for name in ("run", "to", "out"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
-    try:
-        out = exporter.export(
-            FLAGS.run,
-            FLAGS.to,
-            FLAGS.out,
-            dtype=FLAGS.dtype,
-            overwrite=FLAGS.overwrite,
-            base_only=FLAGS.base_only,
-            base_model=FLAGS.base_model,
-        )
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    command_line.import_keras_hub_quietly()
+    from gemma_tune.export import exporter
+
+    out = exporter.export(
+        FLAGS.run,
+        FLAGS.to,
+        FLAGS.out,
+        dtype=FLAGS.dtype,
+        overwrite=FLAGS.overwrite,
+        base_only=FLAGS.base_only,
+        base_model=FLAGS.base_model,
+    )
     print(f"Exported to {out}")
     print(exporter.HINTS[FLAGS.to].format(out=out, run=FLAGS.run))
     return 0
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    command_line.run(main)

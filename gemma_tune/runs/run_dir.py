@@ -159,12 +159,69 @@ def write_json(run_path: str, name: str, payload) -> str:
 
 
 def read_json(run_path: str, name: str):
-    """Reads `run_path/name` as JSON; None when the file does not exist."""
+    """Reads `run_path/name` as JSON; None when the file does not exist.
+
+    Raises:
+      ValueError: the file is not valid JSON (cut short, or not gemma_tune's), naming it.
+    """
     path = os.path.join(run_path, name)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    with open(path, "rb") as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is damaged: not valid JSON ({error})") from None
+
+
+def check_adapter(directory: str) -> dict:
+    """Checks an adapter directory before a model is loaded for it, and returns its metadata:
+    `adapter.json` must be valid JSON and `adapter.npz` must hold exactly the arrays, of the
+    shapes, that `adapter.json` lists.
+
+    Raises:
+      FileNotFoundError: either file is missing, naming it.
+      ValueError: either file is damaged (cut short, not JSON or not an .npz), or they do not
+        match each other, naming the file and the first difference.
+    """
+    metadata_path = os.path.join(directory, ADAPTER_METADATA)
+    weights_path = os.path.join(directory, ADAPTER_WEIGHTS)
+    for path in (metadata_path, weights_path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} is missing (was the adapter written completely?)")
+    metadata = read_json(directory, ADAPTER_METADATA)
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{metadata_path} is damaged: not a JSON object")
+    shapes = _array_shapes(weights_path)
+    listed = metadata.get("weights")
+    if isinstance(listed, dict):
+        listed = {name: tuple(shape) for name, shape in listed.items()}
+        for name in sorted(set(listed) | set(shapes)):
+            if listed.get(name) != shapes.get(name):
+                raise ValueError(
+                    f"{weights_path} does not match {metadata_path}: {name} is "
+                    f"{_shape_text(shapes.get(name))} in the weights and "
+                    f"{_shape_text(listed.get(name))} in the metadata"
+                )
+    return metadata
+
+
+def _array_shapes(path: str) -> dict[str, tuple]:
+    """The name and shape of each array in an .npz file (an adapter's are small)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path) as arrays:
+            return {name: tuple(arrays[name].shape) for name in arrays.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise ValueError(f"{path} is damaged: not a complete .npz file ({error})") from None
+
+
+def _shape_text(shape) -> str:
+    return "absent" if shape is None else f"shape {list(shape)}"
 
 
 def read_config(run_path: str) -> dict:

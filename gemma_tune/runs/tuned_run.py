@@ -38,10 +38,16 @@ def read_config(run_path: str) -> dict:
 
 
 def adapter_path(run_path: str) -> str:
-    """The run's adapter directory; raises FileNotFoundError when the run saved none yet."""
+    """The run's adapter directory, checked (`run_dir.check_adapter`) before any model loads.
+
+    Raises:
+      FileNotFoundError: the run saved no adapter yet (it has not finished).
+      ValueError: the adapter's files are damaged or do not match each other, naming them.
+    """
     path = run_dir.adapter_dir(run_path)
     if not os.path.exists(os.path.join(path, run_dir.ADAPTER_METADATA)):
         raise FileNotFoundError(f"{run_path} has no adapter yet (did the run finish?)")
+    run_dir.check_adapter(path)
     return path
 
 
