@@ -38,4 +38,4 @@ def test_no_example_left_names_the_source(chat_template, source, name):
         encoding.encode_examples(
             config, chat_template, summary.Summary(), [_pair("a " * 50, "b")], []
         )
-    assert str(raised.value.problems[0]).startswith(f"{name}:0: sequence_length: no training")
+    assert str(raised.value.problems[0]).startswith(f"{name}: sequence_length: no training")

@@ -127,3 +127,14 @@ def test_tfds_unknown_dataset_lists_the_supported_ones():
 def test_tfds_squad_rejects_an_instruction():
     with pytest.raises(ValueError, match="no instruction"):
         tfds_source.load_tfds("squad", instruction="Answer:", rows=[])
+
+
+def test_hf_columns_not_read_are_warned_about_once():
+    rows = [
+        {"id": "1", "title": "T", "question": "Q?", "context": "C.", "answers": {"text": ["A"]}}
+    ]
+    result = hf.load_hf("rajpurkar/squad", rows=rows)
+    assert [str(w) for w in result.warnings] == [
+        "rajpurkar/squad: id: column not used; ignored",
+        "rajpurkar/squad: title: column not used; ignored",
+    ]

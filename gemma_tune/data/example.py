@@ -83,7 +83,8 @@ class RowError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """One problem found in a data file, located precisely enough to fix it."""
+    """One problem found in a data file, located precisely enough to fix it; `line` 0 means
+    the whole source (a dataset's column, a setting), printed without a line."""
 
     path: str
     line: int
@@ -91,7 +92,8 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.field}: {self.reason}"
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.field}: {self.reason}"
 
 
 class DataError(ValueError):

@@ -76,9 +76,9 @@ def _column_mapper(mapping: Mapping[str, str]) -> Callable[[Mapping, str, bool],
 
 def _layout(
     name: str, columns: Iterable[str], mapping: Mapping[str, str] | None = None
-) -> Callable[[Mapping, str, bool], example.Example]:
+) -> tuple[Callable[[Mapping, str, bool], example.Example], frozenset[str]]:
     """Picks the row mapper that fits `columns`: the named columns when `mapping` is given,
-    else the layout the columns fit."""
+    else the layout the columns fit. Returns it with the columns it reads."""
     columns = set(columns)
     if mapping:
         named = [column for column in mapping.values() if column]
@@ -88,20 +88,21 @@ def _layout(
                 f"{name}: no column {', '.join(repr(c) for c in missing)}; the columns are: "
                 f"{', '.join(sorted(columns))}"
             )
-        return _column_mapper(mapping)
+        return _column_mapper(mapping), frozenset(named)
     kind = refused.row_kind(dict.fromkeys(columns))
     if kind:
         raise ValueError(f"{name}: {kind[1]} (columns: {', '.join(sorted(columns))})")
     if set(DOLLY_COLUMNS) <= columns:
-        return _dolly_row
+        return _dolly_row, frozenset({*DOLLY_COLUMNS, "context", "category"})
     if set(squad.COLUMNS) <= columns:
-        return _squad_row
+        return _squad_row, frozenset(squad.COLUMNS)
     fit = row_formats.fits(dict.fromkeys(columns))
     if len(fit) == 1:
         spec = row_formats.FORMATS[fit[0]]
-        return lambda row, source, keep_context: spec.parse(
+        mapper = lambda row, source, keep_context: spec.parse(  # noqa: E731
             dict(row), source, keep_context, fields.Checker()
         )
+        return mapper, spec.keys
     if fit:
         reason = f"fit several layouts ({', '.join(fit)})"
     else:
@@ -156,7 +157,13 @@ def load_hf(
         if not rows:
             return result
         dataset_columns = rows[0].keys()
-    mapper = _layout(name, dataset_columns, columns)
-    return read_result.from_public_rows(
+    mapper, used = _layout(name, dataset_columns, columns)
+    result = read_result.from_public_rows(
         rows, name, lambda row, source: mapper(row, source, keep_context)
     )
+    result.warnings = [
+        example.Problem(name, 0, column, "column not used; ignored")
+        for column in dataset_columns
+        if column not in used
+    ]
+    return result
