@@ -257,3 +257,9 @@ def test_source_hf_on_a_local_data_file_reads_it_as_the_users_file(tmp_path):
     config.source, config.name, config.validation_fraction = "hf", str(path), 0.0
     train, _, _ = sources.load(config)
     assert [item.response for item in train] == ["Apple.", "cat"]
+
+
+def test_utf16_text_is_named(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_bytes("input,output\nhi,hello\n".encode("utf-16"))
+    assert problems(path) == [(1, "file", "UTF-16 text is not supported; save the file as UTF-8")]

@@ -7,6 +7,7 @@ be read as text and fail as "invalid UTF-8". `read` looks at the magic bytes fir
                           (`train.jsonl.gz` -> `train.jsonl`)
   zip, zstd, 7z           refused: "compressed files (zip) are not supported"
   Parquet (`PAR1`)        `parquet.read_parquet`
+  UTF-16 text             refused: "save the file as UTF-8" (spreadsheets export it)
   a `save_to_disk` folder `hf_disk.read_saved`
   text                    CSV for a `.csv` name or `format="csv"`; a JSON array when it starts
                           with `[`; otherwise JSONL
@@ -99,6 +100,8 @@ def read(
             raise _fail(path, f"a {file_kind} file that cannot be decompressed: {error}") from None
         name = path.removesuffix(suffix).removesuffix(suffix.upper())
         file_kind = kind(data)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _fail(path, "UTF-16 text is not supported; save the file as UTF-8")
     if file_kind not in ("text", "parquet"):
         raise _fail(
             path,
