@@ -70,7 +70,6 @@ def read_messages(
     role_key: str = "role",
     content_key: str = "content",
     used_keys: frozenset[str] = _OPENAI_KEYS,
-    pattern: str = "messages[]",
     container: str = "messages",
     system: str | None = None,
 ) -> tuple[str | None, tuple[example.Turn, ...] | None]:
@@ -83,8 +82,8 @@ def read_messages(
       roles: the format's role names -> "system", `example.USER` or `example.MODEL`.
       role_key: the key holding the role ("role", ShareGPT's "from").
       content_key: the key holding the text ("content", ShareGPT's "value").
-      used_keys: the message keys the format reads; others are noted as unused.
-      pattern: how unused keys are named (`messages[].metadata`).
+      used_keys: the message keys the format reads; others are noted as unused, named by
+        the field without its index (`messages[].metadata`).
       container: the field named when the whole conversation is wrong.
       system: a system prompt given outside the messages (ShareGPT's "system" key), if any.
 
@@ -98,7 +97,7 @@ def read_messages(
             checker.add(field, f"expected an object, got {fields.type_name(message)}")
             roles_known = False
             continue
-        checker.note_unused(message, used_keys | refused.TOOL_KEYS, pattern)
+        checker.note_unused(message, used_keys | refused.TOOL_KEYS, fields.pattern(field))
         role = checker.text(message, role_key, f"{field}.{role_key}")
         tool_keys = sorted(refused.TOOL_KEYS & message.keys())
         if role in refused.TOOL_ROLES or tool_keys:
@@ -173,7 +172,6 @@ def parse_sharegpt(
             role_key=keys[0],
             content_key=keys[1],
             used_keys=frozenset(keys) | {"weight"},
-            pattern="conversations[]",
             container="conversations",
             system=system if system and system.strip() else None,
         )

@@ -124,9 +124,7 @@ def parse_prompt_completion(
                 checker.add(f"{field}.role", "completion messages must be 'assistant' messages")
         messages = [(f"prompt[{i}]", m) for i, m in enumerate(prompt_messages)]
         messages += list(zip(completion_fields, completion_messages, strict=True))
-        system, turns = chat_formats.read_messages(
-            messages, checker, pattern="prompt[]", container="completion"
-        )
+        system, turns = chat_formats.read_messages(messages, checker, container="completion")
     checker.done()
     return example.Example(turns=turns, system=system, source=source)
 
