@@ -113,3 +113,32 @@ def test_a_stop_at_each_final_write_resumes_to_the_uninterrupted_result(
     assert sorted(adapter) == sorted(expected_adapter)
     for name, value in expected_adapter.items():
         np.testing.assert_array_equal(adapter[name], value, err_msg=name)
+
+
+def test_a_stop_signal_after_the_last_step_validates_on_resume(
+    uninterrupted, tmp_path, monkeypatch
+):
+    """SIGINT during the last step checkpoints that step before its final validation (the
+    checkpoint records step 6's validation); the resumed run validates step 8."""
+    import signal
+
+    from gemma_tune.training import checkpoint, loop
+
+    run_path = str(tmp_path / "run")
+    train_step = loop._Fit.train_step
+
+    def last_step_interrupted(self, *args):
+        train_step(self, *args)
+        if self.step == self.total_steps:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(loop._Fit, "train_step", last_step_interrupted)
+    with pytest.raises(loop.Interrupted):
+        train.run(config_lib.load("tiny", SETTINGS), run_path)
+    monkeypatch.undo()
+    state = run_dir.read_json(checkpoint.latest(run_path), checkpoint.STATE_FILE)
+    assert (state["step"], state["validated_step"]) == (8, 6)
+
+    train.run(config_lib.load("tiny", SETTINGS), run_path)
+    result, metrics, _ = _outputs(run_path)
+    assert (result, metrics) == uninterrupted[:2]
