@@ -263,3 +263,16 @@ def test_utf16_text_is_named(tmp_path):
     path = tmp_path / "qa.csv"
     path.write_bytes("input,output\nhi,hello\n".encode("utf-16"))
     assert problems(path) == [(1, "file", "UTF-16 text is not supported; save the file as UTF-8")]
+
+
+def test_null_tool_fields_of_an_arrow_table_are_absent_not_tool_calls(tmp_path):
+    pyarrow = pytest.importorskip("pyarrow")
+    from pyarrow import parquet
+
+    plain = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    tool_call = {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}
+    rows = [{"messages": plain, "tools": None}, {"messages": [plain[0], tool_call], "tools": None}]
+    path = tmp_path / "chat.parquet"
+    parquet.write_table(pyarrow.Table.from_pylist(rows), path)
+    ((line, field, _),) = problems(path)
+    assert (line, field) == (2, "[1].messages[1].tool_calls")

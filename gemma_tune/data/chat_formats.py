@@ -99,7 +99,7 @@ def read_messages(
             continue
         checker.note_unused(message, used_keys | refused.TOOL_KEYS, fields.pattern(field))
         role = checker.text(message, role_key, f"{field}.{role_key}")
-        tool_keys = sorted(refused.TOOL_KEYS & message.keys())
+        tool_keys = sorted(key for key in refused.TOOL_KEYS if message.get(key))
         if role in refused.TOOL_ROLES or tool_keys:
             where = f"{field}.{tool_keys[0]}" if tool_keys else f"{field}.{role_key}"
             checker.add(where, refused.TOOLS)

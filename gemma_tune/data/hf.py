@@ -89,7 +89,7 @@ def _layout(
                 f"{', '.join(sorted(columns))}"
             )
         return _column_mapper(mapping), frozenset(named)
-    kind = refused.row_kind(dict.fromkeys(columns))
+    kind = refused.row_kind(dict.fromkeys(columns, True))
     if kind:
         raise ValueError(f"{name}: {kind[1]} (columns: {', '.join(sorted(columns))})")
     if set(DOLLY_COLUMNS) <= columns:

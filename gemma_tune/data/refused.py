@@ -50,10 +50,12 @@ IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image", "input_audio"
 def row_kind(row: Mapping) -> tuple[str, str] | None:
     """The refused kind of data `row` is, as `(field, message)`, or None when it is not one.
 
-    The field names the key that gave the kind away (`label`, `chosen`, `tools`, ...).
+    The field names the key that gave the kind away (`label`, `chosen`, `tools`, ...). A
+    null value counts as absent (Arrow tables fill absent keys with null).
     """
+    present = {key for key, value in row.items() if value is not None}
     for keys, message in _ROW_KINDS:
-        if keys <= row.keys():
+        if keys <= present:
             field = "label" if message is KTO else sorted(keys)[0]
             return field, message
     return None
