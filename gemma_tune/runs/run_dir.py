@@ -127,6 +127,15 @@ def write_atomically(path: str, content: Content, fsync: bool = True) -> str:
 
 
 def _umask() -> int:
+    """The process's umask: read from /proc where it can be (setting it to read it back would
+    briefly change it for other threads), else set and restored."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
