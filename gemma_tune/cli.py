@@ -6,7 +6,9 @@
 
 Each command runs its module exactly as `python -m gemma_tune.<module>` does (with `runpy`,
 under `__main__` and the same `sys.argv` after the command word), so flags, `--help`, output
-and exit codes are the same either way. Only the chosen command's module is imported.
+and exit codes are the same either way. Only the chosen command's module is imported. Each
+command prints a user error as one `error: ...` line on stderr and exits non-zero (`--debug`
+shows the traceback: `gemma_tune.command_line`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def usage() -> str:
         "commands:",
         *(f"  {name:{width}}  {about}" for name, (_, about) in COMMANDS.items()),
         "",
-        "`gemma-tune <command> --help` lists a command's flags.",
+        "`gemma-tune <command> --help` lists a command's flags. An error is one line on stderr",
+        "and a non-zero exit; add --debug to see its traceback.",
     ]
     return "\n".join(lines)
 
