@@ -102,6 +102,62 @@ def test_cli_gguf_export_reads_back_as_the_run(run_path, tmp_path, monkeypatch):
         exporter.export(run_path, "gguf", str(tmp_path / "b"), dtype="bfloat16")
 
 
+def test_cli_pushes_an_export_with_its_model_card_to_the_hub(run_path, tmp_path):
+    """`--push_to_hub` against a local stand-in for the Hub's upload API (`fake_hub`)."""
+    import os
+    import subprocess
+    import sys
+
+    from fake_hub import FakeHub
+
+    hub = FakeHub()
+    try:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_TOKEN": "hf_test",
+            "HF_HUB_DISABLE_XET": "1",
+        }
+        out = tmp_path / "adapter"
+        result = subprocess.run(
+            [sys.executable, "-m", "gemma_tune.export", f"--run={run_path}", "--to=peft",
+             f"--out={out}", "--push_to_hub=me/tiny-adapter", "--private"],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+    finally:
+        hub.close()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "Uploaded to the Hub: me/tiny-adapter"
+    repo = hub.repos["me/tiny-adapter"]
+    assert repo["private"] is True
+    assert sorted(repo["files"]) == sorted(p.name for p in out.iterdir())
+    assert sorted(repo["files"]) == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    assert (
+        repo["files"]["adapter_model.safetensors"]
+        == (out / "adapter_model.safetensors").read_bytes()
+    )
+    card = repo["files"]["README.md"].decode()
+    assert card.startswith("---\nlibrary_name: peft\n")
+    assert "from `tiny:gemma3`" in card and "LoRA, rank 2, alpha 2, on query, value" in card
+    assert "| validation loss | - | " in card  # the base was not validated in this run
+    assert "--set 'train.max_steps=2'" in card
+    assert "python -m gemma_tune.train --experiment=tiny:gemma3" in card
+
+
+def test_cli_refuses_a_bad_hub_repository_before_exporting(run_path, tmp_path):
+    from gemma_tune.export import exporter
+
+    with pytest.raises(ValueError, match="expected ORG/NAME"):
+        exporter.export(run_path, "hf", str(tmp_path / "a"), push_to_hub="no-slash")
+    with pytest.raises(ValueError, match="--private applies to --push_to_hub"):
+        exporter.export(run_path, "hf", str(tmp_path / "a"), private=True)
+    assert not (tmp_path / "a").exists()
+
+
 def test_cli_refuses_a_non_empty_out_unless_overwrite(run_path, tmp_path):
     from gemma_tune.export import exporter
 

@@ -1,15 +1,19 @@
-"""Export a tuned run: `python -m gemma_tune.export --run=RUN_DIR --to=hf|peft|keras --out=DIR`.
+"""Export a tuned run: `python -m gemma_tune.export --run=RUN_DIR --to=FORMAT --out=DIR`.
 
     python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf              # merged
     python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf --dtype=bfloat16
     python -m gemma_tune.export --run=RUN_DIR --to=keras --out=exported/keras        # merged
     python -m gemma_tune.export --run=RUN_DIR --to=hf --base_only --out=exported/base
     python -m gemma_tune.export --run=RUN_DIR --to=peft --out=exported/adapter
+    python -m gemma_tune.export --run=RUN_DIR --to=gguf --out=exported/gguf --gguf_type=q8_0
+    python -m gemma_tune.export --run=RUN_DIR --to=hf --out=exported/hf --push_to_hub=ORG/NAME
 
 `--to=hf` writes the tuned model with LoRA merged as a transformers directory, `--to=keras` the
 same merged model as a KerasHub preset, `--to=peft` only the adapter (for the base exported
-with `--to=hf --base_only`). The export is written next to `--out` and renamed into place at
-the end; a non-empty `--out` is refused unless `--overwrite` is given. Details:
+with `--to=hf --base_only`), `--to=gguf` one GGUF file and an Ollama Modelfile;
+`--push_to_hub` uploads the export with a model card. The export is written next to `--out`
+and renamed into place at the end; a non-empty `--out` is refused unless `--overwrite` is
+given. Details:
 `gemma_tune.export.exporter`.
 """
 
@@ -19,12 +23,15 @@ from gemma_tune import command_line
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "The run directory to export (written by gemma_tune.train).")
-flags.DEFINE_enum("to", None, ["hf", "peft", "keras"], "Export format.")
+flags.DEFINE_enum("to", None, ["hf", "peft", "keras", "gguf"], "Export format.")
 flags.DEFINE_string("out", None, "The directory to create.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Weights' dtype (hf, keras).")
 flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
 flags.DEFINE_bool("base_only", False, "Export the run's base model without its adapter.")
 flags.DEFINE_string("base_model", None, "--to=peft: the base's path or Hub id, recorded.")
+flags.DEFINE_enum("gguf_type", "f16", ["f16", "q8_0", "f32"], "--to=gguf: the weights' type.")
+flags.DEFINE_string("push_to_hub", None, "Upload the export to this Hub repo (ORG/NAME).")
+flags.DEFINE_bool("private", False, "--push_to_hub: create the repository private.")
 
 
 def main(argv) -> int:
@@ -48,9 +55,14 @@ def main(argv) -> int:
         overwrite=FLAGS.overwrite,
         base_only=FLAGS.base_only,
         base_model=FLAGS.base_model,
+        gguf_type=FLAGS.gguf_type,
+        push_to_hub=FLAGS.push_to_hub,
+        private=FLAGS.private,
     )
     print(f"Exported to {out}")
     print(exporter.HINTS[FLAGS.to].format(out=out, run=FLAGS.run))
+    if FLAGS.push_to_hub:
+        print(f"Uploaded to the Hub: {FLAGS.push_to_hub}")
     return 0
 
 

@@ -96,6 +96,8 @@ def export(
     base_only: bool = False,
     base_model: str | None = None,
     gguf_type: str = "f16",
+    push_to_hub: str | None = None,
+    private: bool = False,
 ) -> str:
     """Exports a run directory's model (see the module docstring for the formats).
 
@@ -108,6 +110,9 @@ def export(
       base_only: export the run's base model instead of the tuned one (hf, keras, gguf).
       base_model: for peft, the base model's path or Hub id recorded in adapter_config.json.
       gguf_type: for gguf, the 2-D weights' type: "f16", "q8_0" or "f32".
+      push_to_hub: a Hub repository (ORG/NAME) to upload the export to, with a model card
+        (`README.md`, `export.hub`) written into it first.
+      private: create that repository private.
 
     Returns:
       `out`.
@@ -118,7 +123,7 @@ def export(
       FileNotFoundError: when `run_path` is not a finished run.
     """
     from gemma_tune import model
-    from gemma_tune.export import gguf_export, hf_export, merge, peft_export
+    from gemma_tune.export import gguf_export, hf_export, hub, merge, peft_export
     from gemma_tune.runs import tuned_run
 
     if to not in HINTS:
@@ -131,6 +136,10 @@ def export(
         raise ValueError("--base_model only applies to --to=peft")
     if to == "gguf" and dtype != "float32":
         raise ValueError("--dtype applies to hf and keras; GGUF takes --gguf_type (f16, q8_0, f32)")
+    if private and not push_to_hub:
+        raise ValueError("--private applies to --push_to_hub")
+    if push_to_hub:
+        hub.check_repo_id(push_to_hub)
     if gguf_type not in gguf_export.TYPES:
         raise ValueError(
             f"--gguf_type must be one of {sorted(gguf_export.TYPES)}, got {gguf_type!r}"
@@ -162,6 +171,10 @@ def export(
         else:
             print("Writing the LoRA adapter as a PEFT adapter (float32) ...", flush=True)
             peft_export.save(loaded, directory, base_model)
+        if push_to_hub:
+            hub.write_card(directory, run_path, to, push_to_hub)
 
     write_atomically(out, write)
+    if push_to_hub:
+        hub.push(out, push_to_hub, private=private)
     return out
