@@ -1,4 +1,6 @@
-"""Supervised tuning on any local JSONL: Gemini, Vertex, AI Studio, OpenAI or Dolly rows.
+"""Supervised tuning on any local data file: JSONL, a JSON array, Parquet, a compressed file or
+a saved Hugging Face dataset, in any supported format (OpenAI chat, ShareGPT, Alpaca, TRL
+prompt/completion, plain text, Gemini, Vertex, AI Studio, Dolly; docs/data_formats.md).
 
     python -m gemma_tune.train --experiment=jsonl_sft:train.jsonl
     python -m gemma_tune.train --experiment=jsonl_sft --set data.path=train.jsonl \
@@ -13,7 +15,7 @@ from gemma_tune import config as config_lib
 
 def get_config(arg=None):
     config = config_lib.base_config()
-    config.description = "any local JSONL (Gemini/Vertex/AI Studio/OpenAI/Dolly rows)"
+    config.description = "any local data file in a supported format (JSONL, JSON, Parquet, ...)"
     config.data.source = "file"
     config.data.path = arg or "train.jsonl"
     config.data.max_examples = 0
