@@ -13,6 +13,20 @@ import dataclasses
 BASE, TUNED, CONTEXT = "base", "tuned", "+context"
 
 
+def answerable(examples, what: str) -> list:
+    """The examples a model can be asked to answer: documents (`{"text"}` rows, language
+    modelling) have no prompt, so they are scored by validation loss only and left out of the
+    generated answers, with a line saying how many."""
+    kept = [example for example in examples if not example.is_document]
+    if len(kept) < len(examples):
+        print(
+            f"{what}: {len(examples) - len(kept)} documents have no prompt to answer; "
+            "they are scored by validation loss only",
+            flush=True,
+        )
+    return kept
+
+
 def variants(examples, retriever=None, top_k: int = 0) -> dict[str, list]:
     """The prompt variants each model answers, keyed by the system-name suffix: as given (""),
     and with a retriever also without any context ("") and with the retrieved passages

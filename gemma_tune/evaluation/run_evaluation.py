@@ -38,10 +38,11 @@ class RunEvaluation:
         self.loaded = loaded
         self.template = chat_template
         self.config = config
-        self.eval_examples = eval_examples
+        self.eval_examples = answers.answerable(eval_examples, "evaluation")
+        sample_examples = answers.answerable(sample_examples, "samples")
         self.retriever = retriever
         self.variants = answers.variants(
-            eval_examples or sample_examples, retriever, config.retrieval.top_k
+            self.eval_examples or sample_examples, retriever, config.retrieval.top_k
         )
         self.answers: dict[str, list[str]] = {}
         self.free_answers: dict[str, list[str]] = {}
@@ -311,7 +312,12 @@ def evaluate(
     limit = config["eval"]["limit"] if limit is None else limit
     max_new_tokens = max_new_tokens or config["samples"]["max_new_tokens"]
     print("Reading the evaluation data ...", flush=True)
-    examples = read_examples(config, limit, data, data_format, split)
+    examples = answers.answerable(read_examples(config, limit, data, data_format, split), "data")
+    if not examples:
+        raise ValueError(
+            "the evaluation data holds only documents ({\"text\"} rows): there is no prompt to "
+            "answer; their validation loss is in the run's result.json"
+        )
     retriever = retrieval.from_config(config.get("retrieval"))
     top_k = config.get("retrieval", {}).get("top_k", 0)
     prompt_variants = answers.variants(examples, retriever, top_k)
