@@ -173,6 +173,7 @@ def test_every_command_reports_a_damaged_run_in_one_line(finished_run, tmp_path,
     _one_error_line(result, damaged)
 
 
+@pytest.mark.slow  # two model loads and generations (~23 s on 2 CPU cores)
 def test_sample_prints_only_the_answer_on_stdout(finished_run):
     args = ("gemma_tune.sample", f"--run={finished_run}", "--prompt=hi", "--max_new_tokens=4")
     answer = _command(*args)
