@@ -46,8 +46,8 @@ FINAL_WRITES = [
     r"/report\.html$",
     r"/report\.md$",
 ]
-# The default suite stops at this one (the write a kill most often hits: the largest); the
-# slow suite at every write above.
+# The default suite stops at this one (the first write after the final checkpoint, where a
+# resumed run used to skip the final validation); the slow suite at every write above.
 FAST = {r"adapter/adapter\.npz$"}
 
 
