@@ -25,8 +25,9 @@ SHAREGPT_ROLES.update({"user": example.USER, "assistant": example.MODEL})
 _OPENAI_KEYS = frozenset({"role", "content", "weight"})  # A `name` is warned about.
 
 
-def _content(message: Mapping, key: str, field: str, checker: fields.Checker) -> str | None:
-    """Reads a message's content: a string, or a list of {"type": "text", "text"} parts."""
+def content_text(message: Mapping, key: str, field: str, checker: fields.Checker) -> str | None:
+    """Reads a message's content: a string, or a list of {"type": "text", "text"} parts
+    (joined); None after recording a problem in `checker`."""
     content = message.get(key)
     if not isinstance(content, list):
         return checker.text(message, key, field)
@@ -72,6 +73,7 @@ def read_messages(
     used_keys: frozenset[str] = _OPENAI_KEYS,
     container: str = "messages",
     system: str | None = None,
+    prompt_only: bool = False,
 ) -> tuple[str | None, tuple[example.Turn, ...] | None]:
     """Reads a list of chat messages into a system prompt and validated turns.
 
@@ -86,6 +88,8 @@ def read_messages(
         the field without its index (`messages[].metadata`).
       container: the field named when the whole conversation is wrong.
       system: a system prompt given outside the messages (ShareGPT's "system" key), if any.
+      prompt_only: the messages are a preference pair's prompt, which ends with a user
+        turn (`example.validate_prompt`) and trains nothing by itself.
 
     Returns:
       `(system, turns)`; turns is None when a problem was recorded.
@@ -105,7 +109,7 @@ def read_messages(
             checker.add(where, refused.TOOLS)
             roles_known = False
             continue
-        content = _content(message, content_key, f"{field}.{content_key}", checker)
+        content = content_text(message, content_key, f"{field}.{content_key}", checker)
         if role is not None and role not in roles:
             names = ", ".join(repr(name) for name in roles)
             checker.add(f"{field}.{role_key}", f"unknown role {role!r}; expected one of {names}")
@@ -128,8 +132,13 @@ def read_messages(
         text_fields.append(f"{field}.{content_key}")
     if not roles_known:
         return system, None
-    checked = fields.check_turns(turns, role_fields, text_fields, container, checker)
-    if checked and not any(turn.weight for turn in checked if turn.role == example.MODEL):
+    validate = example.validate_prompt if prompt_only else example.validate_turns
+    checked = fields.check_turns(turns, role_fields, text_fields, container, checker, validate)
+    if (
+        checked
+        and not prompt_only
+        and not any(turn.weight for turn in checked if turn.role == example.MODEL)
+    ):
         checker.add(container, "every assistant message has weight 0: nothing to train on")
         return system, None
     return system, checked
@@ -179,7 +188,7 @@ def parse_sharegpt(
     return example.Example(turns=turns, system=system, source=source)
 
 
-def _gemini_parts(holder: dict, field: str, checker: fields.Checker) -> str | None:
+def gemini_parts(holder: dict, field: str, checker: fields.Checker) -> str | None:
     """Concatenates the text parts of a Gemini `parts` list (at `field`), checking each part."""
     parts = holder.get("parts")
     if "parts" not in holder:
@@ -217,22 +226,24 @@ def _gemini_parts(holder: dict, field: str, checker: fields.Checker) -> str | No
     return checker.require("".join(texts), field)
 
 
-def parse_gemini(
-    row: dict, source: str, keep_context: bool, checker: fields.Checker
-) -> example.Example:
-    """Maps a Vertex AI Gemini SFT row: optional system instruction, then user/model contents."""
-    del keep_context
-    system = None
-    instruction = row.get("systemInstruction")
-    if instruction is not None:
-        if not isinstance(instruction, dict):
-            checker.add(
-                "systemInstruction", f"expected an object, got {fields.type_name(instruction)}"
-            )
-        else:
-            checker.text(instruction, "role", "systemInstruction.role", required=False)
-            checker.note_unused(instruction, {"role", "parts"}, "systemInstruction")
-            system = _gemini_parts(instruction, "systemInstruction.parts", checker)
+def gemini_system(row: dict, key: str, checker: fields.Checker) -> str | None:
+    """Reads a Gemini system instruction (`{"role"?, "parts": [{"text"}]}`) at `row[key]`."""
+    instruction = row.get(key)
+    if instruction is None:
+        return None
+    if not isinstance(instruction, dict):
+        checker.add(key, f"expected an object, got {fields.type_name(instruction)}")
+        return None
+    checker.text(instruction, "role", f"{key}.role", required=False)
+    checker.note_unused(instruction, {"role", "parts"}, key)
+    return gemini_parts(instruction, f"{key}.parts", checker)
+
+
+def gemini_contents(
+    row: dict, checker: fields.Checker, *, prompt_only: bool = False
+) -> tuple[example.Turn, ...] | None:
+    """Reads a Gemini `contents` list of user/model turns; `prompt_only` for a preference
+    prompt, which ends with a user turn. None after recording a problem in `checker`."""
     contents = fields.list_field(row, "contents", checker)
     turns, role_fields, text_fields = [], [], []
     roles_known = contents is not None
@@ -247,15 +258,25 @@ def parse_gemini(
         if role is not None and role not in example.ROLES:
             checker.add(f"{field}.role", f"unknown role {role!r}; expected 'user' or 'model'")
             role = None
-        text = _gemini_parts(content, f"{field}.parts", checker)
+        text = gemini_parts(content, f"{field}.parts", checker)
         if role is None:
             roles_known = False
             continue
         turns.append(example.Turn(role, text if text is not None else "?"))
         role_fields.append(f"{field}.role")
         text_fields.append(f"{field}.parts")
-    checked = None
-    if roles_known:
-        checked = fields.check_turns(turns, role_fields, text_fields, "contents", checker)
+    if not roles_known:
+        return None
+    validate = example.validate_prompt if prompt_only else example.validate_turns
+    return fields.check_turns(turns, role_fields, text_fields, "contents", checker, validate)
+
+
+def parse_gemini(
+    row: dict, source: str, keep_context: bool, checker: fields.Checker
+) -> example.Example:
+    """Maps a Vertex AI Gemini SFT row: optional system instruction, then user/model contents."""
+    del keep_context
+    system = gemini_system(row, "systemInstruction", checker)
+    checked = gemini_contents(row, checker)
     checker.done()
     return example.Example(turns=checked, system=system, source=source)

@@ -14,7 +14,7 @@ import io
 import os
 import sys
 
-from gemma_tune.data import example, read_result
+from gemma_tune.data import example, read_result, rows
 
 
 def read_csv(
@@ -138,3 +138,43 @@ def _utf8_errors(data: bytes) -> list[tuple[int, UnicodeDecodeError]]:
         except UnicodeDecodeError as error:
             errors.append((number, error))
     return errors
+
+
+def dict_rows(path: str, data: bytes) -> tuple[list, list[example.Problem]]:
+    """A CSV file's rows as `{column: cell}` objects, for readers that take rows (the
+    preference reader) rather than the input/output columns of `read_csv`.
+
+    Each row keeps the physical line where it starts; a blank cell reads as "" (the reader
+    reports it by column name).
+
+    Returns:
+      `(rows, problems)`: `rows.Row`s, and the lines that are not UTF-8 or not CSV.
+    """
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    problems = [
+        example.Problem(path, number, "line", f"invalid UTF-8 at byte {error.start + 1}")
+        for number, error in _utf8_errors(data)
+    ]
+    text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in next(reader, [])]
+    found = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            problems.append(example.Problem(path, start, "row", f"invalid CSV: {error}"))
+            break
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            reason = f"{len(cells)} cells, but the header has {len(header)}"
+            problems.append(example.Problem(path, start, "row", reason))
+            continue
+        found.append(
+            rows.Row(start, {name: cell for name, cell in zip(header, cells, strict=True) if name})
+        )
+    return found, problems

@@ -113,6 +113,21 @@ def validate_turns(turns: list[Turn]) -> tuple[Turn, ...]:
     Raises:
       RowError: naming the turn index (`turns[i]`) and what is wrong with it.
     """
+    return _validate(turns, last_role=MODEL)
+
+
+def validate_prompt(turns: list[Turn]) -> tuple[Turn, ...]:
+    """Checks that turns alternate user/model, start with user and end with user: the prompt
+    of a preference pair, which the chosen and rejected answers complete.
+
+    Raises:
+      RowError: naming the turn index (`turns[i]`) and what is wrong with it.
+    """
+    return _validate(turns, last_role=USER)
+
+
+def _validate(turns: list[Turn], last_role: str) -> tuple[Turn, ...]:
+    """Checks roles, texts and alternation, a first user turn and a last `last_role` turn."""
     if not turns:
         raise RowError("turns", "no turns")
     for index, turn in enumerate(turns):
@@ -130,8 +145,9 @@ def validate_turns(turns: list[Turn]) -> tuple[Turn, ...]:
         raise RowError(
             "turns[0].role", f"the conversation starts with {turns[0].role!r}, not 'user'"
         )
-    if turns[-1].role != MODEL:
+    if turns[-1].role != last_role:
         raise RowError(
-            f"turns[{len(turns) - 1}].role", "the conversation does not end with a model turn"
+            f"turns[{len(turns) - 1}].role",
+            f"the conversation does not end with a {last_role} turn",
         )
     return tuple(turns)

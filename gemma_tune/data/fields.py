@@ -127,8 +127,10 @@ def check_turns(
     text_fields: Sequence[str],
     container: str,
     checker: Checker,
+    validate=example.validate_turns,
 ) -> tuple[example.Turn, ...] | None:
-    """Validates turn order with `example.validate_turns`, naming fields the way the row does.
+    """Validates turn order with `validate` (`example.validate_turns`, or
+    `example.validate_prompt` for a preference prompt), naming fields the way the row does.
 
     `validate_turns` names `turns[i].role`; a reader wants `contents[2].role` or
     `messages[3].content`, so the i-th turn's fields are mapped through `role_fields` and
@@ -138,7 +140,7 @@ def check_turns(
       The validated turns, or None after recording the problem in `checker`.
     """
     try:
-        return example.validate_turns(turns)
+        return validate(turns)
     except example.RowError as error:
         match = _TURN_FIELD.match(error.field)
         if match:

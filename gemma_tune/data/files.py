@@ -16,9 +16,11 @@ be read as text and fail as "invalid UTF-8". `read` looks at the magic bytes fir
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import lzma
 import os
+from collections.abc import Callable
 
 from gemma_tune.data import (
     csv_rows,
@@ -69,6 +71,7 @@ def read(
     split: str = "train",
     keep_context: bool = False,
     csv_columns: dict[str, str] | None = None,
+    row_reader: Callable | None = None,
 ) -> read_result.ReadResult:
     """Reads a local data file or saved dataset folder, whatever its kind.
 
@@ -78,16 +81,23 @@ def read(
       split: for a saved `DatasetDict` folder, the split to read.
       keep_context: for Dolly rows, keep rows with a context.
       csv_columns: keyword arguments of `csv_rows.read_csv` (the column names).
+      row_reader: `(path, rows, problems=, rows_read=) -> result` reading the file's rows in
+        place of the supervised formats' `rows.read` (the preference reader passes its own);
+        with it, a CSV file's rows are its cells by column name (`csv_rows.dict_rows`), and
+        `format` only says "auto" or "csv".
 
     Raises:
       ValueError: for an unknown format, or a folder that is not a saved dataset.
       example.DataError: for a file that cannot be read, or with every problem of its rows.
     """
     path = os.fspath(path)
-    if format != CSV:
+    supervised = row_reader is None
+    if format != CSV and supervised:
         rows.check_format(format)
+    if supervised:
+        row_reader = functools.partial(rows.read, format=format, keep_context=keep_context)
     if os.path.isdir(path):
-        return hf_disk.read_saved(path, split=split, format=format, keep_context=keep_context)
+        return hf_disk.read_saved(path, split=split, row_reader=row_reader)
     with open(path, "rb") as file:
         data = file.read()
     name = path
@@ -111,10 +121,13 @@ def read(
     if file_kind == "parquet":
         if format == CSV:
             raise _fail(path, "a Parquet file, not CSV; leave data.format at auto")
-        return parquet.read_parquet(path, data, format=format, keep_context=keep_context)
+        return parquet.read_parquet(path, data, row_reader=row_reader)
     if format == CSV or (format == rows.AUTO and name.lower().endswith(".csv")):
-        return csv_rows.read_csv(path, data=data, **(csv_columns or {}))
+        if supervised:
+            return csv_rows.read_csv(path, data=data, **(csv_columns or {}))
+        found, problems = csv_rows.dict_rows(path, data)
+        return row_reader(path, found, problems=problems)
     if json_array.is_array(data) and not name.lower().endswith(".jsonl"):
         found, problems = json_array.parse_array(path, data)
-        return rows.read(path, found, format=format, keep_context=keep_context, problems=problems)
-    return jsonl.read_jsonl(path, format=format, keep_context=keep_context, data=data)
+        return row_reader(path, found, problems=problems)
+    return jsonl.read_jsonl(path, data=data, row_reader=row_reader)

@@ -8,8 +8,10 @@ the rows then go through the same format detection and checks as a JSONL file's
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Callable
 
 from gemma_tune.data import read_result, rows
 
@@ -60,9 +62,15 @@ def load(path: str, split: str = "train"):
 
 
 def read_saved(
-    path: str, *, split: str = "train", format: str = rows.AUTO, keep_context: bool = False
+    path: str,
+    *,
+    split: str = "train",
+    format: str = rows.AUTO,
+    keep_context: bool = False,
+    row_reader: Callable | None = None,
 ) -> read_result.ReadResult:
-    """Reads and validates every row of a saved dataset, as a user's file.
+    """Reads and validates every row of a saved dataset, as a user's file; `row_reader`,
+    when given, reads the rows in place of `rows.read` (see `jsonl.read_jsonl`).
 
     Raises:
       ValueError: see `load`.
@@ -70,4 +78,6 @@ def read_saved(
     """
     dataset = load(path, split)
     found = [rows.Row(index + 1, row, index=index) for index, row in enumerate(dataset)]
-    return rows.read(path, found, format=format, keep_context=keep_context)
+    if row_reader is None:
+        row_reader = functools.partial(rows.read, format=format, keep_context=keep_context)
+    return row_reader(path, found)

@@ -10,8 +10,10 @@ file in one pass instead of one error per run.
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import os
+from collections.abc import Callable
 
 from gemma_tune.data import example, json_array, read_result, rows
 
@@ -52,6 +54,7 @@ def read_jsonl(
     format: str = AUTO,
     keep_context: bool = False,
     data: bytes | None = None,
+    row_reader: Callable | None = None,
 ) -> read_result.ReadResult:
     """Reads and validates every row of a JSONL file.
 
@@ -62,6 +65,8 @@ def read_jsonl(
         skip them and count them under "has context" (False), as Google's Gemma LoRA
         tutorial does.
       data: the file's bytes when already read (e.g. decompressed); None reads `path`.
+      row_reader: `(path, rows, problems=, rows_read=) -> result` reading the decoded rows
+        in place of `rows.read` with `format` (the preference reader passes its own).
 
     Returns:
       The examples, each with `source="path:line"`, the rows skipped by reason and a warning
@@ -82,11 +87,6 @@ def read_jsonl(
         stream = json_array.parse_stream(path, data)
         if stream is not None:
             found, problems, rows_read = stream, [], len(stream)
-    return rows.read(
-        path,
-        found,
-        format=format,
-        keep_context=keep_context,
-        problems=problems,
-        rows_read=rows_read,
-    )
+    if row_reader is None:
+        row_reader = functools.partial(rows.read, format=format, keep_context=keep_context)
+    return row_reader(path, found, problems=problems, rows_read=rows_read)

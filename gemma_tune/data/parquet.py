@@ -8,15 +8,23 @@ the row's number and index (`train.parquet:4: [3].output: missing`). pyarrow com
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Callable
 
 from gemma_tune.data import example, read_result, rows
 
 
 def read_parquet(
-    path: str, data: bytes, *, format: str = rows.AUTO, keep_context: bool = False
+    path: str,
+    data: bytes,
+    *,
+    format: str = rows.AUTO,
+    keep_context: bool = False,
+    row_reader: Callable | None = None,
 ) -> read_result.ReadResult:
-    """Reads and validates every row of a Parquet file's bytes.
+    """Reads and validates every row of a Parquet file's bytes; `row_reader`, when given,
+    reads the rows in place of `rows.read` (see `jsonl.read_jsonl`).
 
     Raises:
       example.DataError: when pyarrow cannot read the file, or with every problem of the rows.
@@ -30,4 +38,6 @@ def read_parquet(
         problem = example.Problem(path, 1, "file", f"unreadable Parquet file: {error}")
         raise example.DataError([problem]) from None
     found = [rows.Row(index + 1, row, index=index) for index, row in enumerate(table.to_pylist())]
-    return rows.read(path, found, format=format, keep_context=keep_context)
+    if row_reader is None:
+        row_reader = functools.partial(rows.read, format=format, keep_context=keep_context)
+    return row_reader(path, found)

@@ -3,7 +3,9 @@
 Some files look close enough to a supported format that a lenient reader would train on them
 wrongly: a KTO file (`prompt`, `completion`, `label`) read as prompt/completion trains on the
 answers labelled bad; a preference file (`chosen`/`rejected`, OpenAI's `preferred_output`)
-read as chat trains on the rejected answer or on neither. Tool calls and images need a chat
+read as chat trains on the rejected answer or on neither; a Vertex AI preference row
+(`contents`, `completions`) read as Gemini chat trains on the prompt alone. The preference
+reader (`preference_rows`) reads those rows and refuses the rest. Tool calls and images need a chat
 template gemma_tune does not have. These are refused with a message that says what the data
 is and what to do instead.
 """
@@ -28,14 +30,17 @@ TOOLS = (
     "leave out the tool messages, tool_calls and tools to tune on the text turns"
 )
 
+_TRL_PREFERENCE = PREFERENCE.format(keys="chosen, rejected")
+_OPENAI_PREFERENCE = PREFERENCE.format(keys="preferred_output, non_preferred_output")
+_VERTEX_PREFERENCE = PREFERENCE.format(keys="contents, completions")
+_PREFERENCE_KINDS = frozenset({_TRL_PREFERENCE, _OPENAI_PREFERENCE, _VERTEX_PREFERENCE})
+
 # Row keys that mark a kind of data, and the message refusing it.
 _ROW_KINDS: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"prompt", "completion", "label"}), KTO),
-    (frozenset({"chosen", "rejected"}), PREFERENCE.format(keys="chosen, rejected")),
-    (
-        frozenset({"preferred_output", "non_preferred_output"}),
-        PREFERENCE.format(keys="preferred_output, non_preferred_output"),
-    ),
+    (frozenset({"chosen", "rejected"}), _TRL_PREFERENCE),
+    (frozenset({"preferred_output", "non_preferred_output"}), _OPENAI_PREFERENCE),
+    (frozenset({"contents", "completions"}), _VERTEX_PREFERENCE),
     (frozenset({"images"}), IMAGES),
     (frozenset({"image"}), IMAGES),
     (frozenset({"tools"}), TOOLS),
@@ -47,14 +52,17 @@ TOOL_KEYS = frozenset({"tool_calls", "function_call", "tool_call_id"})
 IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image", "input_audio", "file"})
 
 
-def row_kind(row: Mapping) -> tuple[str, str] | None:
+def row_kind(row: Mapping, *, preference: bool = False) -> tuple[str, str] | None:
     """The refused kind of data `row` is, as `(field, message)`, or None when it is not one.
 
     The field names the key that gave the kind away (`label`, `chosen`, `tools`, ...). A
-    null value counts as absent (Arrow tables fill absent keys with null).
+    null value counts as absent (Arrow tables fill absent keys with null). `preference`
+    asks for the preference reader, which reads preference rows and refuses the rest.
     """
     present = {key for key, value in row.items() if value is not None}
     for keys, message in _ROW_KINDS:
+        if preference and message in _PREFERENCE_KINDS:
+            continue
         if keys <= present:
             field = "label" if message is KTO else sorted(keys)[0]
             return field, message
