@@ -58,12 +58,12 @@ def main(argv) -> int:
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from gemma_tune.runs import run_dir
+    from gemma_tune.runs import integrity, run_dir
 
     if FLAGS.run:
         run_dir.read_config(FLAGS.run)  # a missing or damaged run, before any model loads
     if FLAGS.adapter:
-        run_dir.check_adapter(FLAGS.adapter)
+        integrity.check_adapter(FLAGS.adapter)
     evaluate(
         FLAGS.run,
         model_name=FLAGS.model,

@@ -45,18 +45,18 @@ def _resolve(run: str | None, model_name: str | None, adapter: str | None):
     Raises:
       FileNotFoundError / ValueError: a missing, unfinished or damaged run or adapter, named.
     """
-    from gemma_tune.runs import run_dir
+    from gemma_tune.runs import integrity, run_dir
 
     if run:
         config = run_dir.read_config(run)
         adapter_dir = adapter or _run_adapter(run)
-        run_dir.check_adapter(adapter_dir)
+        integrity.check_adapter(adapter_dir)
         preset = model_name or config["model"]["preset"]
         return preset, adapter_dir, config.get("seed", 0), config["model"]["dtype"]
     if not model_name:
         raise app.UsageError("give --run=RUN_DIR or --model=PRESET")
     if adapter:
-        run_dir.check_adapter(adapter)
+        integrity.check_adapter(adapter)
     return model_name, adapter, 0, "auto"
 
 

@@ -24,7 +24,7 @@ import time
 from absl import app, flags, logging
 
 import gemma_tune
-from gemma_tune import command_line
+from gemma_tune import command_line, config_ranges
 from gemma_tune import config as config_lib
 
 FLAGS = flags.FLAGS
@@ -67,17 +67,18 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
       overwrite: delete whatever run `workdir` holds and start over.
 
     Raises:
-      ValueError: a setting out of its range (`config.check`), before anything is written.
-      run_dir.RunLocked: another live run holds `workdir`.
+      ValueError: a setting out of its range (`config_ranges.check`), before anything is
+        written.
+      lock.RunLocked: another live run holds `workdir`.
     """
-    from gemma_tune.runs import run_dir
+    from gemma_tune.runs import lock
 
     started = time.perf_counter()
-    config_lib.check(config)  # every setting in range before anything is written
+    config_ranges.check(config)  # every setting in range before anything is written
     run_path = _start(config, workdir)
     data = _read_data(config)  # bad rows stop the run before anything is written
     mesh = _make_mesh(config)
-    with run_dir.RunLock(run_path):
+    with lock.RunLock(run_path):
         _run_locked(config, run_path, overwrite, data, mesh, started)
     return run_path
 

@@ -15,16 +15,16 @@ import pytest
 
 from gemma_tune import config as config_lib
 from gemma_tune import train
-from gemma_tune.runs import run_dir
+from gemma_tune.runs import lock, run_dir
 from gemma_tune.training import checkpoint
 
 # Holds a run directory's lock until killed, as a live run does.
 _HOLDER = textwrap.dedent(
     """
     import sys, time
-    from gemma_tune.runs import run_dir
+    from gemma_tune.runs import lock
 
-    lock = run_dir.RunLock(sys.argv[1]).acquire()
+    held = lock.RunLock(sys.argv[1]).acquire()
     print("held", flush=True)
     time.sleep(600)
     """
@@ -50,9 +50,7 @@ def test_a_second_run_on_a_locked_directory_is_refused_naming_the_holder(holder)
     with open(metrics, "w") as f:  # the live run's log, which must stay untouched
         f.write('{"step": 5, "loss": 1.0}\n')
     settings = ["train.max_steps=2", "eval.limit=0", "samples.count=0"]
-    with pytest.raises(
-        run_dir.RunLocked, match=f"in use by another run \\(process {process.pid}\\)"
-    ):
+    with pytest.raises(lock.RunLocked, match=f"in use by another run \\(process {process.pid}\\)"):
         train.run(config_lib.load("tiny", settings), run_path)
     assert sorted(os.listdir(run_path)) == [run_dir.LOCK, run_dir.METRICS]
     assert open(metrics).read() == '{"step": 5, "loss": 1.0}\n'
@@ -62,7 +60,7 @@ def test_the_lock_is_released_when_its_holder_is_killed(holder):
     run_path, process = holder
     process.send_signal(signal.SIGKILL)
     process.wait()
-    with run_dir.RunLock(run_path):
+    with lock.RunLock(run_path):
         pass
 
 
@@ -75,8 +73,8 @@ def test_the_lock_is_held_for_the_run_and_released_after(tmp_path, monkeypatch):
     seen = []
 
     def check_held(config, *args):
-        with pytest.raises(run_dir.RunLocked, match=f"process {os.getpid()}"):
-            run_dir.RunLock(run_path).acquire()
+        with pytest.raises(lock.RunLocked, match=f"process {os.getpid()}"):
+            lock.RunLock(run_path).acquire()
         seen.append(True)
         raise _Stop
 
@@ -84,7 +82,7 @@ def test_the_lock_is_held_for_the_run_and_released_after(tmp_path, monkeypatch):
     with pytest.raises(_Stop):
         train.run(config_lib.load("tiny", ["train.max_steps=1"]), run_path)
     assert seen
-    with run_dir.RunLock(run_path):  # released although the run failed
+    with lock.RunLock(run_path):  # released although the run failed
         pass
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from gemma_tune import config as config_lib
-from gemma_tune import train
+from gemma_tune import config_ranges, train
 from gemma_tune.runs import run_dir
 
 # Each bad setting, and the message naming the key, the value and the valid range.
@@ -61,7 +61,7 @@ def test_the_documented_special_values_are_accepted():
 
 def test_every_key_with_a_range_exists_in_the_base_config():
     keys = set(config_lib._leaf_keys(config_lib.base_config()))
-    assert set(config_lib.RANGES) <= keys
+    assert set(config_ranges.RANGES) <= keys
 
 
 def test_train_run_checks_a_config_changed_after_loading_before_writing(tmp_path):
@@ -100,5 +100,5 @@ def test_a_start_that_failed_before_its_first_checkpoint_reruns_with_a_fixed_con
 def test_docs_list_every_range():
     docs = os.path.join(os.path.dirname(__file__), "..", "docs", "configuration.md")
     text = open(docs).read()
-    for key, valid in config_lib.RANGES.items():
+    for key, valid in config_ranges.RANGES.items():
         assert f"| `{key}` | {valid.describe()} |" in text, key

@@ -18,17 +18,15 @@ This module is the one place that spells these names, and every whole file writt
 directory goes through `write_atomically` (a uniquely named temporary file in the same folder,
 flushed to disk, then renamed over the old one), so a reader or a resumed run never sees half a
 file. `metrics.jsonl` is the one exception by design: it is an append-only log whose readers
-skip a line cut short by a kill. A run holds `RunLock` (an exclusive `fcntl.flock` on
-`.lock`, which names the holder's PID) for its whole life, so a second run on the same
-directory is refused instead of mixing its files with the first's. What is guaranteed, and
-which tests check it: docs/reliability.md.
+skip a line cut short by a kill. A run holds `gemma_tune.runs.lock.RunLock` on `.lock` for
+its whole life, so a second run on the same directory is refused instead of mixing its files
+with the first's; `gemma_tune.runs.integrity` checks a run's files before a model is loaded
+for them. What is guaranteed, and which tests check it: docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import datetime
-import errno
-import fcntl
 import json
 import os
 import shutil
@@ -184,55 +182,6 @@ def read_json(run_path: str, name: str):
         raise ValueError(f"{path} is damaged: not valid JSON ({error})") from None
 
 
-def check_adapter(directory: str) -> dict:
-    """Checks an adapter directory before a model is loaded for it, and returns its metadata:
-    `adapter.json` must be valid JSON and `adapter.npz` must hold exactly the arrays, of the
-    shapes, that `adapter.json` lists.
-
-    Raises:
-      FileNotFoundError: either file is missing, naming it.
-      ValueError: either file is damaged (cut short, not JSON or not an .npz), or they do not
-        match each other, naming the file and the first difference.
-    """
-    metadata_path = os.path.join(directory, ADAPTER_METADATA)
-    weights_path = os.path.join(directory, ADAPTER_WEIGHTS)
-    for path in (metadata_path, weights_path):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} is missing (was the adapter written completely?)")
-    metadata = read_json(directory, ADAPTER_METADATA)
-    if not isinstance(metadata, dict):
-        raise ValueError(f"{metadata_path} is damaged: not a JSON object")
-    shapes = _array_shapes(weights_path)
-    listed = metadata.get("weights")
-    if isinstance(listed, dict):
-        listed = {name: tuple(shape) for name, shape in listed.items()}
-        for name in sorted(set(listed) | set(shapes)):
-            if listed.get(name) != shapes.get(name):
-                raise ValueError(
-                    f"{weights_path} does not match {metadata_path}: {name} is "
-                    f"{_shape_text(shapes.get(name))} in the weights and "
-                    f"{_shape_text(listed.get(name))} in the metadata"
-                )
-    return metadata
-
-
-def _array_shapes(path: str) -> dict[str, tuple]:
-    """The name and shape of each array in an .npz file (an adapter's are small)."""
-    import zipfile
-
-    import numpy as np
-
-    try:
-        with np.load(path) as arrays:
-            return {name: tuple(arrays[name].shape) for name in arrays.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise ValueError(f"{path} is damaged: not a complete .npz file ({error})") from None
-
-
-def _shape_text(shape) -> str:
-    return "absent" if shape is None else f"shape {list(shape)}"
-
-
 def read_config(run_path: str) -> dict:
     """The run's resolved config as written at its start (`config.json`).
 
@@ -357,7 +306,7 @@ def prepare(path: str, config_dict: dict, overwrite: bool = False) -> bool:
 
     A run of another config that stopped before its first checkpoint (a start that failed)
     has nothing to resume: its files are removed and the directory starts over. Call it with
-    the directory's `RunLock` held.
+    the directory's `lock.RunLock` held.
 
     Returns:
       True when `path` holds an unfinished run of this very config (the caller resumes it).
@@ -440,62 +389,6 @@ def truncate_metrics(run_path: str, last_step: int, keep_last_validation: bool =
         if step <= last_step and not redone:
             kept.append(line if line.endswith("\n") else line + "\n")
     write_atomically(path, "".join(kept))
-
-
-class RunLocked(OSError):
-    """Another live process holds the run directory's lock; the message names its PID."""
-
-
-class RunLock:
-    """An exclusive lock on a run directory for the life of a run (`with RunLock(path):`).
-
-    An `fcntl.flock` on `RUN_DIR/.lock`: the kernel releases it when the holder exits, even
-    on SIGKILL, so a stale lock never blocks a resume. The file holds the holder's PID, named
-    when a second run is refused.
-    """
-
-    def __init__(self, run_path: str):
-        self.run_path = run_path
-        self.path = os.path.join(run_path, LOCK)
-        self._fd = None
-
-    def acquire(self) -> RunLock:
-        """Creates the directory if needed and takes the lock.
-
-        Raises:
-          RunLocked: another process holds it (its PID named).
-          OSError: the directory cannot be created or written.
-        """
-        make_writable_dir(self.run_path)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunLocked(
-                    f"{self.run_path} is in use by another run (process {holder}); wait for it "
-                    "to finish or stop it, or choose another --workdir"
-                ) from None
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        """Releases the lock (the file stays; an unlocked file means nobody holds it)."""
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc_info) -> None:
-        self.release()
 
 
 def check_tensorboard() -> None:

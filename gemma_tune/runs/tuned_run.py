@@ -14,7 +14,7 @@ import os
 from gemma_tune import model
 from gemma_tune.model import adapters
 from gemma_tune.model import prepare as prepare_lib
-from gemma_tune.runs import run_dir
+from gemma_tune.runs import integrity, run_dir
 
 
 @dataclasses.dataclass
@@ -38,7 +38,7 @@ def read_config(run_path: str) -> dict:
 
 
 def adapter_path(run_path: str) -> str:
-    """The run's adapter directory, checked (`run_dir.check_adapter`) before any model loads.
+    """The run's adapter directory, checked (`integrity.check_adapter`) before any model loads.
 
     Raises:
       FileNotFoundError: the run saved no adapter yet (it has not finished).
@@ -47,7 +47,7 @@ def adapter_path(run_path: str) -> str:
     path = run_dir.adapter_dir(run_path)
     if not os.path.exists(os.path.join(path, run_dir.ADAPTER_METADATA)):
         raise FileNotFoundError(f"{run_path} has no adapter yet (did the run finish?)")
-    run_dir.check_adapter(path)
+    integrity.check_adapter(path)
     return path
 
 
