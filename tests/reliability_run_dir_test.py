@@ -159,3 +159,15 @@ def test_a_step_saved_again_is_never_absent(tmp_path, monkeypatch):
     assert [os.path.basename(p) for p in checkpoint.list_complete(run_path)] == ["step-000003"]
     assert run_dir.read_json(final, checkpoint.STATE_FILE)["validated_step"] == 3
     assert os.listdir(run_dir.checkpoints_dir(run_path)) == ["step-000003"]
+
+
+@pytest.mark.parametrize("name", [checkpoint.STATE_FILE, checkpoint.ARRAYS_FILE])
+def test_a_damaged_checkpoint_file_is_named(tmp_path, name):
+    final = checkpoint.save(str(tmp_path), _stub_trainer(3, 1.0), {})
+    path = os.path.join(final, name)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    restored = _stub_trainer(0, 0.0)
+    restored.set_state = lambda *state: None
+    with pytest.raises(ValueError, match=f"{path} is damaged"):
+        checkpoint.restore(final, restored)

@@ -18,9 +18,9 @@ written (and flushed to disk) through `run_dir.write_atomically`.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import zipfile
 
 import numpy as np
 
@@ -123,26 +123,39 @@ def remove_partial(run_path: str) -> None:
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
+def _read_arrays(arrays_path: str, trainable_paths: list[str], optimizer_count: int):
+    """`(trainable, optimizer_state)` from a checkpoint's `state.npz`.
+
+    Raises:
+      ValueError: the file is damaged or lacks an array, naming it.
+    """
+    try:
+        with np.load(arrays_path) as arrays:
+            trainable = [arrays[f"trainable/{p}"] for p in trainable_paths]
+            optimizer_state = [arrays[f"optimizer/{i:05d}"] for i in range(optimizer_count)]
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as error:
+        raise ValueError(f"{arrays_path} is damaged ({error}); delete that checkpoint") from None
+    return trainable, optimizer_state
+
+
 def restore(path: str, trainer) -> dict:
     """Loads a checkpoint into `trainer` (weights, optimizer state, step); returns its state.
 
     Raises:
       ValueError: when the checkpoint's variables do not match the trainer's model, naming
-        the first difference (a checkpoint of another model or another LoRA setup).
+        the first difference (a checkpoint of another model or another LoRA setup), or when
+        one of its files is damaged (cut short, not what it should be), naming the file.
     """
-    with open(os.path.join(path, STATE_FILE)) as f:
-        state = json.load(f)
+    state = run_dir.read_json(path, STATE_FILE)
     trainable_paths = [v.path for v in trainer.backbone.trainable_variables]
     if state["trainable_paths"] != trainable_paths:
         mismatch = sorted(set(state["trainable_paths"]) ^ set(trainable_paths))[:3]
         raise ValueError(f"checkpoint {path} is for other trainable variables: {mismatch}")
     if len(state["optimizer_paths"]) != len(trainer.optimizer_state):
         raise ValueError(f"checkpoint {path} has another optimizer state layout")
-    with np.load(os.path.join(path, ARRAYS_FILE)) as arrays:
-        trainable = [arrays[f"trainable/{p}"] for p in trainable_paths]
-        optimizer_state = [
-            arrays[f"optimizer/{i:05d}"] for i in range(len(trainer.optimizer_state))
-        ]
+    trainable, optimizer_state = _read_arrays(
+        os.path.join(path, ARRAYS_FILE), trainable_paths, len(trainer.optimizer_state)
+    )
     for name, loaded, current in zip(trainable_paths, trainable, trainer.trainable, strict=True):
         if loaded.shape != tuple(current.shape):
             raise ValueError(
