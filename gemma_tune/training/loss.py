@@ -4,6 +4,10 @@ Keras' default reduction divides by every position, padding included, so short e
 long prompts would dilute the loss. Here the loss is `sum(w * nll) / sum(w)`: padding and
 prompt tokens (weight 0) neither count nor dilute, and gradient accumulation stays exact
 because sums, not means, are accumulated.
+
+Preference objectives (`dpo`) need a different reduction of the same head: the sum of each
+row's answer-token log-probabilities (`row_log_probs`, and `head_row_log_probs` from hidden
+states without full logits).
 """
 
 from __future__ import annotations
@@ -108,11 +112,7 @@ def head_sums(
 def _chunk(chunk_hidden, table, scale, chunk_ids, chunk_weights, soft_cap, with_grads):
     """One chunk's `(loss_sum, weight_sum, correct_sum)` and, `with_grads`, the gradient of its
     loss sum with respect to its logits before the soft cap and the scale (`[T, vocab]`)."""
-    raw = jnp.einsum("th,vh->tv", chunk_hidden, table, preferred_element_type=jnp.float32)
-    if scale is not None:
-        raw = raw / scale.astype(jnp.float32)
-    capped = jnp.tanh(raw / soft_cap) if soft_cap else None
-    logits = capped * soft_cap if soft_cap else raw
+    logits, capped = _chunk_logits(chunk_hidden, table, scale, soft_cap)
     log_normalizer = jax.nn.logsumexp(logits, axis=-1)
     target_logits = jnp.take_along_axis(logits, chunk_ids[:, None], axis=-1)[:, 0]
     sums = jnp.stack(
@@ -127,12 +127,28 @@ def _chunk(chunk_hidden, table, scale, chunk_ids, chunk_weights, soft_cap, with_
     # d(sum w * (logsumexp - logit[target])) / d logits = w * (softmax - onehot(target)).
     probabilities = jnp.exp(logits - log_normalizer[:, None])
     targets = jax.nn.one_hot(chunk_ids, logits.shape[-1], dtype=jnp.float32)
-    d_raw = (probabilities - targets) * chunk_weights[:, None]
-    if soft_cap:
-        d_raw = d_raw * (1.0 - capped * capped)
+    d_logits = (probabilities - targets) * chunk_weights[:, None]
+    return sums, _raw_gradient(d_logits, capped, scale, soft_cap)
+
+
+def _chunk_logits(chunk_hidden, table, scale, soft_cap):
+    """A chunk's fp32 logits (`[T, vocab]`), and `tanh(raw / soft_cap)` when capped (else
+    None), which the gradient through the cap needs."""
+    raw = jnp.einsum("th,vh->tv", chunk_hidden, table, preferred_element_type=jnp.float32)
     if scale is not None:
-        d_raw = d_raw / scale.astype(jnp.float32)
-    return sums, d_raw
+        raw = raw / scale.astype(jnp.float32)
+    capped = jnp.tanh(raw / soft_cap) if soft_cap else None
+    return (capped * soft_cap if soft_cap else raw), capped
+
+
+def _raw_gradient(d_logits, capped, scale, soft_cap):
+    """A gradient with respect to the logits, carried back through the soft cap and the
+    int8 scale to the raw `hidden @ table.T` product."""
+    if soft_cap:
+        d_logits = d_logits * (1.0 - capped * capped)
+    if scale is not None:
+        d_logits = d_logits / scale.astype(jnp.float32)
+    return d_logits
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
@@ -191,3 +207,174 @@ def _fused_head_backward(soft_cap, embedding_grad, residuals, cotangent):
 
 
 _fused_head.defvjp(_fused_head_forward, _fused_head_backward)
+
+
+def row_log_probs(logits, target_ids, target_weights):
+    """Per-row weighted sums of the targets' log-probabilities, from full logits.
+
+    The quantity preference objectives compare: `log p(answer | prompt)` of each row is the sum
+    of its answer tokens' log-probabilities. This is the plain form, for tests and small
+    vocabularies; `head_row_log_probs` computes the same from hidden states without full logits.
+
+    Args:
+      logits: `[B, L, vocab]` unnormalized scores (computed in fp32).
+      target_ids / target_weights: `[B, L]`; weight 1 on the answer's tokens, 0 elsewhere.
+
+    Returns:
+      `[B]` float32: `sum_i w[b, i] * log_softmax(logits[b, i])[target_ids[b, i]]`.
+    """
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    target_log_probs = jnp.take_along_axis(log_probs, target_ids[..., None], axis=-1)[..., 0]
+    return jnp.sum(target_log_probs * target_weights.astype(jnp.float32), axis=-1)
+
+
+def head_row_log_probs(
+    hidden,
+    embeddings,
+    target_ids,
+    target_weights,
+    *,
+    embedding_scale=None,
+    soft_cap: float | None = None,
+    max_targets: int = 0,
+    chunk_size: int = 256,
+    embedding_grad: bool = False,
+):
+    """`row_log_probs` computed from final hidden states through the tied head, one chunk of
+    weighted positions at a time, as `head_sums` does for the supervised loss.
+
+    The gradient is formed in the forward pass as well: each position's gradient of its
+    weighted log-probability with respect to its hidden state does not depend on what the
+    objective does with the row's sum, so it is computed while the chunk's logits exist, and
+    the backward pass only multiplies each position's stored gradient by its cotangent (the
+    cotangent of its row's sum). The input gradient costs no second vocabulary matmul in the
+    backward pass; with `embedding_grad` (full fine-tuning) the embedding's gradient does need
+    each cotangent inside the sum over positions, so the backward pass recomputes the logits
+    for it (four vocabulary matmuls per chunk in all, where the supervised head has three).
+
+    Args:
+      hidden: `[B, L, H]` final (normed) hidden states.
+      embeddings: `[vocab, H]` token embedding matrix (the tied head); int8 when quantized.
+      target_ids / target_weights: `[B, L]`.
+      embedding_scale: `[vocab]` per-token scales of an int8 `embeddings`, or None.
+      soft_cap: the final logit soft cap (`tanh(logits / cap) * cap`), or None.
+      max_targets: how many weighted positions to keep in all rows together; at least the
+        number with non-zero weight. 0 keeps every position.
+      chunk_size: positions per logits chunk.
+      embedding_grad: whether the embedding matrix is trained (full fine-tuning).
+
+    Returns:
+      `[B]` float32 sums of `w * log p(target)` per row.
+    """
+    batch, length, width = hidden.shape
+    flat_hidden = hidden.reshape(batch * length, width)
+    flat_ids = target_ids.reshape(-1)
+    flat_weights = target_weights.reshape(-1).astype(jnp.float32)
+    row_of = jnp.arange(batch * length) // length
+    if 0 < max_targets < batch * length:
+        (positions,) = jnp.nonzero(flat_weights > 0, size=max_targets, fill_value=0)
+        valid = jnp.arange(max_targets) < jnp.sum(flat_weights > 0)
+        flat_hidden = flat_hidden[positions]
+        flat_ids = flat_ids[positions]
+        flat_weights = jnp.where(valid, flat_weights[positions], 0.0)
+        row_of = row_of[positions]
+    count = flat_hidden.shape[0]
+    chunks = -(-count // chunk_size)
+    pad = chunks * chunk_size - count
+    position_log_probs = _fused_log_probs(
+        jnp.pad(flat_hidden, ((0, pad), (0, 0))).reshape(chunks, chunk_size, width),
+        embeddings,
+        embedding_scale,
+        jnp.pad(flat_ids, (0, pad)).reshape(chunks, chunk_size),
+        jnp.pad(flat_weights, (0, pad)).reshape(chunks, chunk_size),
+        soft_cap or 0.0,
+        bool(embedding_grad),
+    )
+    return jax.ops.segment_sum(position_log_probs.reshape(-1)[:count], row_of, batch)
+
+
+def _chunk_log_probs(chunk_hidden, table, scale, chunk_ids, chunk_weights, soft_cap, with_grads):
+    """One chunk's `w * log p(target)` per position (`[T]`) and, `with_grads`, its gradient
+    with respect to the raw logits before the soft cap and the scale (`[T, vocab]`)."""
+    logits, capped = _chunk_logits(chunk_hidden, table, scale, soft_cap)
+    log_normalizer = jax.nn.logsumexp(logits, axis=-1)
+    target_logits = jnp.take_along_axis(logits, chunk_ids[:, None], axis=-1)[:, 0]
+    weighted = (target_logits - log_normalizer) * chunk_weights
+    if not with_grads:
+        return weighted, None
+    # d(w * (logit[target] - logsumexp)) / d logits = w * (onehot(target) - softmax).
+    probabilities = jnp.exp(logits - log_normalizer[:, None])
+    targets = jax.nn.one_hot(chunk_ids, logits.shape[-1], dtype=jnp.float32)
+    d_logits = (targets - probabilities) * chunk_weights[:, None]
+    return weighted, _raw_gradient(d_logits, capped, scale, soft_cap)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _fused_log_probs(hidden, embeddings, scale, ids, weights, soft_cap, embedding_grad):
+    """`[chunks, T]` weighted target log-probabilities of `[chunks, T, H]` hidden states."""
+    table = embeddings.astype(hidden.dtype)
+
+    def body(carry, chunk):
+        weighted, _ = _chunk_log_probs(chunk[0], table, scale, chunk[1], chunk[2], soft_cap, False)
+        return carry, weighted
+
+    _, weighted = jax.lax.scan(body, None, (hidden, ids, weights))
+    return weighted
+
+
+def _fused_log_probs_forward(hidden, embeddings, scale, ids, weights, soft_cap, embedding_grad):
+    table = embeddings.astype(hidden.dtype)
+
+    def body(carry, chunk):
+        chunk_hidden, chunk_ids, chunk_weights = chunk
+        weighted, d_raw = _chunk_log_probs(
+            chunk_hidden, table, scale, chunk_ids, chunk_weights, soft_cap, True
+        )
+        d_hidden = jnp.einsum(
+            "tv,vh->th", d_raw.astype(table.dtype), table, preferred_element_type=jnp.float32
+        )
+        return carry, (weighted, d_hidden.astype(hidden.dtype))
+
+    _, (weighted, d_hidden) = jax.lax.scan(body, None, (hidden, ids, weights))
+    kept_hidden = hidden if embedding_grad else None  # Only the embedding's gradient needs it.
+    return weighted, (d_hidden, kept_hidden, embeddings, scale, ids, weights)
+
+
+def _fused_log_probs_backward(soft_cap, embedding_grad, residuals, cotangent):
+    d_hidden, hidden, embeddings, scale, ids, weights = residuals
+    cotangent = cotangent.astype(jnp.float32)
+    if embedding_grad:
+        table = embeddings.astype(hidden.dtype)
+
+        def body(d_table, chunk):
+            chunk_hidden, chunk_ids, chunk_weights = chunk
+            # The gradient is linear in the weights: the cotangent scales each position's.
+            _, d_raw = _chunk_log_probs(
+                chunk_hidden, table, scale, chunk_ids, chunk_weights, soft_cap, True
+            )
+            d_table = d_table + jnp.einsum(
+                "tv,th->vh",
+                d_raw.astype(table.dtype),
+                chunk_hidden,
+                preferred_element_type=jnp.float32,
+            )
+            return d_table, None
+
+        d_table, _ = jax.lax.scan(
+            body, jnp.zeros(table.shape, jnp.float32), (hidden, ids, weights * cotangent)
+        )
+        d_embeddings = d_table.astype(embeddings.dtype)
+    elif jnp.issubdtype(embeddings.dtype, jnp.integer):
+        d_embeddings = np.zeros(embeddings.shape, jax.dtypes.float0)
+    else:
+        d_embeddings = jnp.zeros_like(embeddings)
+    return (
+        (d_hidden * cotangent[..., None]).astype(d_hidden.dtype),
+        d_embeddings,
+        None if scale is None else jnp.zeros_like(scale),
+        np.zeros(ids.shape, jax.dtypes.float0),
+        jnp.zeros_like(weights),
+    )
+
+
+_fused_log_probs.defvjp(_fused_log_probs_forward, _fused_log_probs_backward)
