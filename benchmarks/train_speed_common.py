@@ -48,13 +48,14 @@ def train_settings():
     return config.base_config().train
 
 
-def token_rows(count: int, seq_len: int) -> np.ndarray:
-    """`[count, seq_len + 1]` int32 ids: BOS then consecutive windows of the bundled handbook."""
+def token_rows(count: int, seq_len: int, preset: str = "gemma3_270m") -> np.ndarray:
+    """`[count, seq_len + 1]` int32 ids: BOS then consecutive windows of the bundled handbook,
+    in `preset`'s vocabulary."""
     import sentencepiece
 
     from gemma_tune import bundled, model
 
-    tokenizer = model.load_tokenizer("gemma3_270m")
+    tokenizer = model.load_tokenizer(preset)
     encoder = sentencepiece.SentencePieceProcessor(model_proto=tokenizer.proto)
     with open(bundled.path("handbook.md")) as handbook:
         ids = np.asarray(encoder.encode(handbook.read()), np.int32)

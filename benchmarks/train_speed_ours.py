@@ -10,9 +10,9 @@ from train_speed_common import MATMUL_SIZE, RANK, matmul_rate, train_settings
 
 
 class Ours:
-    """Gemma 3 270M with gemma_tune's LoRA and its compiled `Trainer` step."""
+    """Gemma 3 270M (or `preset`) with gemma_tune's LoRA and its compiled `Trainer` step."""
 
-    def __init__(self):
+    def __init__(self, preset: str = "gemma3_270m"):
         import jax
 
         import gemma_tune  # noqa: F401  (JAX backend)
@@ -20,7 +20,7 @@ class Ours:
         from gemma_tune.training import optimizer, trainer
 
         self.jax = jax
-        self.loaded = model.load("gemma3_270m", "float32")
+        self.loaded = model.load(preset, "float32")
         model.enable_lora(self.loaded, RANK)
         self.tuner = trainer.Trainer(
             self.loaded.causal_lm, optimizer.make(train_settings(), total_steps=1000)

