@@ -52,6 +52,12 @@ TENSORBOARD_DIR = "tensorboard"
 EVALUATIONS_DIR = "evaluations"  # `python -m gemma_tune.evaluate` writes EVALUATIONS_DIR/<time>/
 LOCK = ".lock"  # held (fcntl.flock) by the run using the directory; holds its PID
 
+# Settings that may change between a stop and a resume: the device layout (more or fewer
+# devices or hosts). A checkpoint holds whole arrays gathered to the host and every layout
+# trains on the same batches, so the run continues, equal within float rounding (the order
+# of the sums changes with the layout).
+RESUMABLE_CHANGES = ("mesh.",)
+
 # What a run writes, so that a start that failed before its first checkpoint can be cleared
 # for a corrected config without touching anything else the folder holds.
 RUN_FILES = (
@@ -309,7 +315,8 @@ def prepare(path: str, config_dict: dict, overwrite: bool = False) -> bool:
     the directory's `lock.RunLock` held.
 
     Returns:
-      True when `path` holds an unfinished run of this very config (the caller resumes it).
+      True when `path` holds an unfinished run of this very config, its device layout
+      (`RESUMABLE_CHANGES`) aside; the caller resumes it and rewrites its config.
 
     Raises:
       FileExistsError: `path` holds a finished run, or a run of another config that saved a
@@ -326,7 +333,10 @@ def prepare(path: str, config_dict: dict, overwrite: bool = False) -> bool:
             )
         else:
             saved = read_config(path)
-            differences = _differences(saved, json.loads(json.dumps(config_dict, default=str)))
+            wanted = json.loads(json.dumps(config_dict, default=str))
+            differences = [
+                key for key in _differences(saved, wanted) if not key.startswith(RESUMABLE_CHANGES)
+            ]
             if not differences:
                 return True
             if has_checkpoint(path):
