@@ -25,8 +25,9 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("debug", False, "On an error, show its traceback instead of one line.")
 
-# Exit status of a command stopped by a user error.
+# Exit status of a command stopped by a user error, and by Ctrl-C (128 + SIGINT, as shells do).
 USER_ERROR_STATUS = 1
+INTERRUPTED_STATUS = 130
 
 
 def is_user_error(error: BaseException) -> bool:
@@ -51,9 +52,15 @@ def one_line(error: BaseException) -> str:
 
 def call(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
     """Runs a command's `main(argv)` and returns its exit status; a user error is printed as
-    one line on stderr (with `--debug`, raised with its traceback) and exits 1."""
+    one line on stderr (with `--debug`, raised with its traceback) and exits 1, and Ctrl-C
+    outside training (which saves a checkpoint first) prints "interrupted" and exits 130."""
     try:
         return main(argv) or 0
+    except KeyboardInterrupt:
+        if FLAGS.debug:
+            raise
+        print("interrupted", file=sys.stderr, flush=True)
+        return INTERRUPTED_STATUS
     except Exception as error:
         if FLAGS.debug or not is_user_error(error):
             raise

@@ -193,3 +193,21 @@ def test_sample_keeps_its_interactive_hint_off_stdout(finished_run):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Type a prompt" in result.stderr and result.stdout == ""
+
+
+def test_ctrl_c_is_one_line_not_a_traceback(finished_run):
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gemma_tune.sample", f"--run={finished_run}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while "Type a prompt" not in process.stderr.readline():  # loaded, waiting for a prompt
+        assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "interrupted" and stdout == ""
