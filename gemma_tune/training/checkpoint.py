@@ -6,10 +6,11 @@
 
 A checkpoint is written into a hidden `.partial-*` directory, flushed to disk and then renamed
 into place, so a crash (or a kill) while writing leaves the previous checkpoints intact and the
-half-written one is never read. A step saved again (the final step, re-saved once its final
-validation is done; a resumed run's last step) is the same weights with a newer loop state:
-its files are replaced one at a time, each by an atomic rename, so the step's checkpoint is
-complete and loadable at every moment, never deleted before its replacement is in place. The
+half-written one is never read. A step saved again (a run resumed from its last step's
+checkpoint saves that step again after the final validation) is the same weights with a
+newer loop state: its files are replaced one at a time, each by an atomic rename, so the step's
+checkpoint is complete and loadable at every moment, never deleted before its replacement is
+in place. The
 data order needs no saving: it is a function of the seed and the epoch
 (`batching.epoch_order`), and the step says how far into it the run got. Only the newest
 `keep` checkpoints are kept. The names are `gemma_tune.runs.run_dir`'s, and each file is
