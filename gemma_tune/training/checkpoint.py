@@ -10,8 +10,7 @@ half-written one is never read. A step saved again (a run resumed from its last 
 checkpoint saves that step again after the final validation) is the same weights with a
 newer loop state: its files are replaced one at a time, each by an atomic rename, so the step's
 checkpoint is complete and loadable at every moment, never deleted before its replacement is
-in place. The
-data order needs no saving: it is a function of the seed and the epoch
+in place. The data order needs no saving: it is a function of the seed and the epoch
 (`batching.epoch_order`), and the step says how far into it the run got. Only the newest
 `keep` checkpoints are kept. The names are `gemma_tune.runs.run_dir`'s, and each file is
 written (and flushed to disk) through `run_dir.write_atomically`.
