@@ -211,3 +211,31 @@ def test_ctrl_c_is_one_line_not_a_traceback(finished_run):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert stderr.strip() == "interrupted" and stdout == ""
+
+
+def test_train_on_a_directory_in_use_is_one_line_naming_the_holder(tmp_path):
+    workdir = str(tmp_path / "run")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from gemma_tune.runs import lock; "
+            "held = lock.RunLock(sys.argv[1]).acquire(); print('held', flush=True); "
+            "time.sleep(600)",
+            workdir,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = _command("gemma_tune.train", "--experiment=tiny", f"--workdir={workdir}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {workdir} is in use by another run (process {holder.pid}); wait for it to "
+        "finish or stop it, or choose another --workdir"
+    )
