@@ -171,3 +171,13 @@ def test_a_damaged_checkpoint_file_is_named(tmp_path, name):
     restored.set_state = lambda *state: None
     with pytest.raises(ValueError, match=f"{path} is damaged"):
         checkpoint.restore(final, restored)
+
+
+def test_starting_over_removes_only_what_a_run_wrote(tmp_path):
+    for name in (run_dir.CONFIG, run_dir.METRICS, ".result.json.k2j4.tmp", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    for folder in (run_dir.CHECKPOINTS_DIR, run_dir.EVALUATIONS_DIR, run_dir.ADAPTER_DIR):
+        (tmp_path / folder).mkdir()
+    with lock.RunLock(str(tmp_path)):
+        run_dir.remove_run_files(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [run_dir.LOCK, "notes.txt"]

@@ -74,6 +74,7 @@ RUN_FILES = (
     LOSS_CURVES,
     RESULT,
     TENSORBOARD_DIR,
+    EVALUATIONS_DIR,
 )
 
 # Inside an adapter directory (`gemma_tune.model.adapters`), which may also live outside a run.
@@ -357,9 +358,10 @@ def prepare(path: str, config_dict: dict, overwrite: bool = False) -> bool:
 
 
 def remove_run_files(path: str) -> None:
-    """Deletes what a run wrote into `path` (`RUN_FILES`, partial writes), keeping the folder,
-    its lock and anything else it holds."""
-    for name in RUN_FILES:
+    """Deletes what a run wrote into `path` (`RUN_FILES`, and temporary files a killed write
+    left), keeping the folder, its lock and anything else it holds."""
+    leftovers = [n for n in os.listdir(path) if n.startswith(".") and n.endswith(".tmp")]
+    for name in (*RUN_FILES, *leftovers):
         target = os.path.join(path, name)
         if os.path.isdir(target) and not os.path.islink(target):
             shutil.rmtree(target)
