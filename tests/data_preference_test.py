@@ -3,6 +3,8 @@ by file, line and field; supervised tuning keeps refusing preference rows."""
 
 import gzip
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -195,3 +197,31 @@ def test_forced_format_and_unused_keys(tmp_path):
 def test_supervised_reading_still_refuses_preference_rows(tmp_path, name):
     with pytest.raises(example.DataError, match="preference data .* is not supported"):
         files.read(_write(tmp_path, [FORMATS[name]]))
+
+
+def _check(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "gemma_tune.data", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_data_check_reads_preference_pairs(tmp_path):
+    good = _write(tmp_path, [FORMATS["vertex_preference"], FORMATS["vertex_preference"]])
+    run = _check(str(good), "--preference=auto")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[:3] == [
+        "format: vertex_preference",
+        "rows read: 2",
+        "preference pairs: 2",
+    ]
+    assert "chosen words: p50 1" in run.stdout
+    bad = _write(tmp_path, [FORMATS["trl"], {**FORMATS["trl"], "rejected": "4"}], "bad.jsonl")
+    run = _check(str(bad), "--preference=auto")
+    assert run.returncode == 1
+    assert run.stdout.splitlines() == [
+        f"{bad}:2: rejected: identical to the preferred answer: nothing to prefer"
+    ]
+    assert "1 problem(s)" in run.stderr

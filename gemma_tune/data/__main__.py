@@ -12,8 +12,12 @@ reports token lengths with the chat template and how many examples N tokens trun
     python -m gemma_tune.data check train.jsonl --model=gemma_2b_en --sequence_length=256
     python -m gemma_tune.data check alpaca_data.json --format=alpaca
     python -m gemma_tune.data check my_dataset/ --split=train      # a save_to_disk folder
+    python -m gemma_tune.data check pairs.jsonl --preference=auto   # preference pairs (DPO)
 
-The reader options default to the experiment config's `data.*` values (`gemma_tune.config`).
+`--preference=auto` (or a preference format, `preference_formats.NAMES`, or `csv`) reads the
+file as preference pairs (`preference_rows`) and prints how many there are and the lengths of
+their answers. The reader options default to the experiment config's `data.*` values
+(`gemma_tune.config`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ import sys
 from absl import app, flags
 
 from gemma_tune import config as config_lib
-from gemma_tune.data import duplicates, example, lengths, sources, summary
+from gemma_tune.data import (
+    duplicates,
+    example,
+    lengths,
+    preference_formats,
+    preference_rows,
+    sources,
+    summary,
+)
 
 COMMANDS = ("check",)
 _DEFAULTS = config_lib.base_config()
@@ -40,6 +52,12 @@ flags.DEFINE_bool("keep_context", _DATA.keep_context, "Dolly: keep rows with a c
 flags.DEFINE_enum("dedup", _DATA.dedup, duplicates.MODES, "How duplicates are matched.")
 flags.DEFINE_string("model", "", "A preset whose tokenizer measures token lengths.")
 flags.DEFINE_integer("sequence_length", _DEFAULTS.sequence_length, "With --model: the limit.")
+flags.DEFINE_enum(
+    "preference",
+    "",
+    ["", preference_rows.AUTO, preference_rows.CSV, *preference_formats.NAMES],
+    "Read the file as preference pairs (DPO) of this format; empty: supervised data.",
+)
 
 
 def _token_lengths(
@@ -70,12 +88,42 @@ def _read(path: str):
             split=FLAGS.split,
         )
     except example.DataError as error:
-        for problem in error.problems:
-            print(problem)
-        print(f"{len(error.problems)} problem(s) in {path}", file=sys.stderr)
+        _print_problems(path, error)
     except (OSError, ValueError) as error:
         print(f"{path}: {error}", file=sys.stderr)
     return None
+
+
+def _print_problems(path: str, error: example.DataError) -> None:
+    """Prints each problem on stdout, and their count on stderr."""
+    for problem in error.problems:
+        print(problem)
+    print(f"{len(error.problems)} problem(s) in {path}", file=sys.stderr)
+
+
+def check_preference(path: str) -> int:
+    """Validates `path` as preference pairs, prints its problems or a summary (format, pair
+    count, unused keys, answer lengths), and returns the exit code."""
+    try:
+        read = preference_rows.read_file(path, format=FLAGS.preference, split=FLAGS.split)
+    except example.DataError as error:
+        _print_problems(path, error)
+        return 1
+    except (OSError, ValueError) as error:
+        print(f"{path}: {error}", file=sys.stderr)
+        return 1
+    print(f"format: {read.format or 'none'}")
+    print(f"rows read: {read.rows_read}")
+    print(f"preference pairs: {len(read.pairs)}")
+    for warning in read.warnings:
+        print(f"warning: {warning}")
+    for side in ("chosen", "rejected"):
+        words = lengths.LengthStats.of([len(getattr(p, side).split()) for p in read.pairs])
+        print(f"{side} words: {words.format()}")
+    if not read.pairs:
+        print(f"{path}: no preference pairs", file=sys.stderr)
+        return 1
+    return 0
 
 
 def check(path: str) -> int:
@@ -111,7 +159,7 @@ def main(argv) -> int:
         raise app.UsageError(f"give a command: {' | '.join(COMMANDS)} (check FILE)")
     if len(args) != 2:
         raise app.UsageError(f"check takes one file, got {args[1:] or 'none'}")
-    return check(args[1])
+    return check_preference(args[1]) if FLAGS.preference else check(args[1])
 
 
 if __name__ == "__main__":
