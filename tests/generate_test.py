@@ -17,13 +17,13 @@ def _prompt(chat_template, text):
 
 
 def _sampled_by_full_forward(causal_lm, prompts, steps, temperature, seed):
-    """The reference: no cache, each whole sequence through the model for every new token, rows
-    sampled in turn from one seeded generator (as the batched decoder does). One fixed padded
-    width, so Keras compiles its predict function once."""
-    rng = np.random.default_rng(seed)
+    """The reference: no cache, each whole sequence through the model for every new token, each
+    prompt sampled from its own generator seeded by `[seed, index]` (as the batched decoder
+    does). One fixed padded width, so Keras compiles its predict function once."""
     sequences = [list(p) for p in prompts]
+    rngs = [np.random.default_rng([seed, index]) for index in range(len(prompts))]
     for _ in range(steps):
-        for ids in sequences:
+        for ids, rng in zip(sequences, rngs, strict=True):
             token_ids = np.zeros((1, 64), np.int32)
             token_ids[0, : len(ids)] = ids
             family = families.of_backbone(causal_lm.backbone)
@@ -63,6 +63,33 @@ def test_greedy_rows_do_not_depend_on_their_batch():
     together = generate.generate_ids(loaded.causal_lm, prompts, 12, (), batch_size=2)
     assert [a.tolist() for a in alone] == [t.tolist() for t in together]
     assert len({tuple(a.tolist()) for a in alone}) > 1
+
+
+@pytest.mark.parametrize("architecture", ["gemma3", "gemma4"])
+def test_finished_rows_free_their_slot_and_answers_do_not_change(architecture):
+    """Seven sampled prompts through two slots: every answer equals the one it gets when all
+    seven decode at once (a refilled slot starts clean, sampling is per prompt), and rows that
+    stop early free their slot, so it takes fewer decode steps than fixed batches of two."""
+    loaded = model.load(f"tiny:{architecture}", "float32", seed=1)
+    chat_template = template.ChatTemplate(loaded.tokenizer)
+    words = ["Hi", "the cat sees old books", "What color is the sky?", "red", "Repeat: blue sky"]
+    prompts = [_prompt(chat_template, text) for text in words + ["green apples", "Tell me"]]
+    sampling = dict(temperature=1.0, seed=5)
+    decoder = generate.decoder_for(loaded.causal_lm)
+    free = decoder.generate(prompts, 10, (), batch_size=len(prompts), **sampling)
+    # The most common token as the stop: answers stop early, at different steps.
+    counts = np.bincount(np.concatenate(free), minlength=loaded.tokenizer.vocabulary_size())
+    stop = int(np.argmax(counts))
+    at_once = decoder.generate(prompts, 10, (stop,), batch_size=len(prompts), **sampling)
+    expected = [a.tolist() for a in at_once]
+    slotted = decoder.generate(prompts, 10, (stop,), batch_size=2, **sampling)
+    assert [s.tolist() for s in slotted] == expected
+    lengths = [len(e) for e in expected]
+    assert min(lengths) < 10 and len(set(lengths)) > 2, lengths
+    # Fixed batches of two would take, per batch, as many steps as its longest row (+1 for a
+    # stop token); the slots take about the total over two rows.
+    fixed = sum(max(min(n + 1, 10) for n in lengths[i : i + 2]) for i in range(0, len(lengths), 2))
+    assert decoder.last_decode_steps < fixed, (decoder.last_decode_steps, fixed)
 
 
 @pytest.mark.parametrize("architecture", ["gemma1", "gemma3"])

@@ -6,6 +6,12 @@ one prompt to a terminal. Prompts are right-padded to a width rounded up to a mu
 row decodes from its own position (the one-token step is vmapped over rows, each with its own
 cache index), so a batch takes exactly as many decode steps as tokens it generates, whatever
 its prompt lengths. Decoding stops at Gemma's stop tokens (`<end_of_turn>`, `<eos>`).
+
+Many prompts (`Decoder.generate`, `generate_ids`) are decoded `batch_size` rows at a time with
+slots: a row that finishes frees its slot at once and the next prompt is prefilled alone into
+that slot's part of the cache, so the batch stays full and a short answer never waits for the
+longest one of its batch. Sampling uses one generator per prompt (seeded by the seed and the
+prompt's position), so every answer is the same whatever else is in the batch.
 """
 
 from __future__ import annotations
@@ -72,8 +78,20 @@ class Decoder:
             with bind(weights):
                 return jax.vmap(one_row)(tokens, cache, indices)
 
+        def fill(weights, cache, slot, token_ids, width):
+            # One prompt prefilled alone, written into row `slot` of the batch's cache.
+            row = prefill(weights, token_ids, width)
+            return jax.tree.map(
+                lambda leaf, new: jax.lax.dynamic_update_slice_in_dim(leaf, new, slot, axis=0),
+                cache,
+                row,
+            )
+
         self._prefill = jax.jit(prefill, static_argnums=2)
         self._step = jax.jit(step, donate_argnums=1)
+        self._fill = jax.jit(fill, static_argnums=4, donate_argnums=1)
+        # Decode steps the last `generate` took (a measure of the slots' effect).
+        self.last_decode_steps = 0
 
     def _empty_cache(self, token_ids):
         return keras_compat.build_cache(self.causal_lm, token_ids, self._cache_arguments)
@@ -125,6 +143,73 @@ class Decoder:
                 return
             indices = indices + 1
 
+    def _padded(self, prompts: list) -> np.ndarray:
+        """Prompts right-padded with 0 into one `[rows, width]` array, width a bucket multiple."""
+        token_ids = np.zeros(
+            (len(prompts), _round_up(max(map(len, prompts)), self.bucket)), np.int32
+        )
+        for row, prompt in enumerate(prompts):
+            token_ids[row, : len(prompt)] = prompt
+        return token_ids
+
+    def generate(
+        self,
+        prompts: list,
+        max_new_tokens: int,
+        stop_token_ids: tuple[int, ...],
+        weights=None,
+        batch_size: int = 8,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        progress=None,
+    ) -> list[np.ndarray]:
+        """The new ids of each prompt (its first stop token and after left out), decoding
+        `batch_size` rows at a time and refilling a row's slot as soon as it finishes (see the
+        module docstring). Prompt `i` samples with `np.random.default_rng([seed, i])`.
+
+        Args:
+          progress: called with the number of prompts finished, after each one.
+        """
+        weights = self.current_weights() if weights is None else weights
+        width = _round_up(max(map(len, prompts)) + max_new_tokens, self.bucket)
+        stops = set(stop_token_ids)
+        rngs = [np.random.default_rng([seed, index]) for index in range(len(prompts))]
+        queue = list(range(len(prompts)))
+        active = queue[:batch_size]
+        del queue[:batch_size]
+        # A full batch from the start (a short last batch repeats its last prompt, unread),
+        # so one compiled step serves every call of this batch size.
+        first = [prompts[i] for i in active] + [prompts[active[-1]]] * (batch_size - len(active))
+        cache = self._prefill(weights, self._padded(first), width)
+        tokens = np.array([p[-1] for p in first], np.int32)
+        indices = np.array([len(p) - 1 for p in first], np.int32)
+        active += [-1] * (batch_size - len(active))
+        produced: dict[int, list[int]] = {i: [] for i in range(len(prompts))}
+        self.last_decode_steps = 0
+        while any(index >= 0 for index in active):
+            logits, cache = self._step(weights, cache, tokens, indices)
+            logits = np.asarray(logits)
+            self.last_decode_steps += 1
+            indices = indices + 1
+            for slot, index in enumerate(active):
+                if index < 0:
+                    continue
+                token = pick_token(logits[slot], temperature, top_k, top_p, rngs[index])
+                if token not in stops:
+                    produced[index].append(token)
+                    tokens[slot] = token
+                if token in stops or len(produced[index]) >= max_new_tokens:
+                    active[slot] = queue.pop(0) if queue else -1
+                    if progress:
+                        progress(1)
+                    if active[slot] >= 0:
+                        prompt = prompts[active[slot]]
+                        cache = self._fill(weights, cache, slot, self._padded([prompt]), width)
+                        tokens[slot], indices[slot] = prompt[-1], len(prompt) - 1
+        return [np.array(produced[i], np.int32) for i in range(len(prompts))]
+
 
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -154,30 +239,19 @@ def generate_ids(
       prompts: one int array per prompt (BOS included).
       max_new_tokens: the most tokens to generate per prompt.
       stop_token_ids: ids that end a sequence.
-      batch_size: prompts per compiled call (the last batch is filled up with repeats, so one
-        compiled shape serves every batch).
+      batch_size: rows decoded at once; a finished row's slot takes the next prompt.
       **sampling: `temperature`, `top_k`, `top_p`, `seed` (greedy by default).
     """
+    if not prompts:
+        return []
     decoder = decoder_for(causal_lm)
-    weights = decoder.current_weights()
-    # Batching prompts of similar length keeps the padded prompt width small.
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    outputs: dict[int, np.ndarray] = {}
-    batches = range(0, len(order), batch_size)
-    for start in tqdm.tqdm(batches, desc="generate", unit="batch", disable=len(batches) < 2):
-        chunk_ids = order[start : start + batch_size]
-        chunk = [prompts[i] for i in chunk_ids]
-        chunk += [chunk[-1]] * (batch_size - len(chunk))
-        produced: list[list[int]] = [[] for _ in chunk_ids]
-        for tokens, stopped in decoder.steps(
-            chunk, max_new_tokens, stop_token_ids, weights, **sampling
-        ):
-            for row in range(len(chunk_ids)):
-                if not stopped[row]:
-                    produced[row].append(int(tokens[row]))
-        for row, index in enumerate(chunk_ids):
-            outputs[index] = np.array(produced[row], np.int32)
-    return [outputs[i] for i in range(len(prompts))]
+    with tqdm.tqdm(
+        total=len(prompts), desc="generate", unit="answer", disable=len(prompts) <= batch_size
+    ) as bar:
+        return decoder.generate(
+            prompts, max_new_tokens, stop_token_ids, batch_size=batch_size,
+            progress=bar.update, **sampling,
+        )  # fmt: skip
 
 
 class TokenStream:
