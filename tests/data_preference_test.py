@@ -118,6 +118,11 @@ def test_csv_json_array_parquet_and_gzip_containers(tmp_path):
     table = pyarrow.Table.from_pylist([FORMATS["trl_conversational"]] * 3)
     pyarrow.parquet.write_table(table, tmp_path / "pairs.parquet")
     assert len(preference_rows.read_file(tmp_path / "pairs.parquet").pairs) == 3
+    import datasets
+
+    datasets.Dataset.from_list([FORMATS["trl"]] * 2).save_to_disk(str(tmp_path / "saved"))
+    saved = preference_rows.read_file(tmp_path / "saved")
+    assert [pair.source for pair in saved.pairs] == [f"{tmp_path / 'saved'}:{n}" for n in (1, 2)]
 
 
 def _problems(path, **kwargs):
