@@ -11,8 +11,11 @@ Every process reads the same data in the same order (the order is a function of 
 each one can place its own devices' part of every batch and weight from identical host
 arrays; XLA's collectives do the rest. Each process writes a complete run directory: process
 0 the one asked for, process N `<workdir>.processN` (identical results; on hosts without a
-shared disk each resumes from its own checkpoints). Arrays spread over other hosts' devices
-are gathered (`process_allgather`) before they are saved.
+shared disk each resumes from its own checkpoints), and is its only writer, holding its lock
+(`gemma_tune.runs.lock`). Arrays spread over other hosts' devices are gathered
+(`process_allgather`) before they are saved, so a checkpoint resumes on any device layout:
+a run stopped on two hosts can continue on one (`mesh.*` may change on resume;
+tests/reliability_multihost_test.py).
 """
 
 from __future__ import annotations
