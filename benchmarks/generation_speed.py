@@ -46,7 +46,7 @@ def _time(fn, repeats: int) -> float:
 
 
 def ours(prompts, new_tokens: int, repeats: int) -> dict[str, float]:
-    loaded = model.load("gemma3_270m", "float32")
+    loaded = model.load("gemma3_270m_gguf", "float32")
     stream = generate.TokenStream(loaded.causal_lm)
 
     def one_at_a_time():
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--prompts", type=int, default=8)
     args = parser.parse_args()
-    chat_template = template.ChatTemplate(model.load_tokenizer("gemma3_270m"))
+    chat_template = template.ChatTemplate(model.load_tokenizer("gemma3_270m_gguf"))
     prompts = _prompts(chat_template, args.prompts)
     print(f"{len(prompts)} prompts, {args.new_tokens} new tokens each, greedy", flush=True)
     results = {"gemma_tune": ours(prompts, args.new_tokens, args.repeats)}

@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="also time transformers + PEFT")
     args = parser.parse_args()
 
-    loaded = model.load("gemma3_270m", "float32")
+    loaded = model.load("gemma3_270m_gguf", "float32")
     chat_template = template.ChatTemplate(loaded.tokenizer)
     examples = jsonl.read_jsonl(bundled.path("rag_train.jsonl"), keep_context=True).examples
     encoded = [chat_template.encode(e, args.sequence_length) for e in examples]

@@ -37,7 +37,7 @@ def worker(seq_len: int, remat: bool, steps: int) -> dict:
     from gemma_tune import config, model
     from gemma_tune.training import optimizer, trainer
 
-    loaded = model.load("gemma3_270m", "float32")
+    loaded = model.load("gemma3_270m_gguf", "float32")
     model.enable_lora(loaded, 4)
     if remat:
         model.enable_remat(loaded)

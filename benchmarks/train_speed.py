@@ -79,9 +79,9 @@ def _guard_memory(sides: dict, floor_gib: float) -> None:
         time.sleep(0.1)
 
 
-# --model choices: ours loads the preset; the peer the packaged GGUF (gemma3_270m) or our
+# --model choices: ours loads the preset; the peer the packaged GGUF (gemma3_270m_gguf) or our
 # Hugging Face export of the same preset.
-PRESETS = {"gemma3_270m": "gemma3_270m", "tiny": "tiny:gemma3"}
+PRESETS = {"gemma3_270m_gguf": "gemma3_270m_gguf", "tiny": "tiny:gemma3"}
 
 
 def _export_for_peer(name: str, directory: str) -> str:
@@ -182,7 +182,7 @@ def main() -> None:
     parser.add_argument(
         "--model",
         choices=tuple(PRESETS),
-        default="gemma3_270m",
+        default="gemma3_270m_gguf",
         help="tiny: both sides on a tiny random Gemma 3 (checks the plumbing only)",
     )
     parser.add_argument("--worker", choices=("ours", "peer"), help=argparse.SUPPRESS)
@@ -217,7 +217,7 @@ def main() -> None:
     result["numpy_matmul"] = [matmul_rate(lambda: numpy_matrix @ numpy_matrix)]
     with tempfile.TemporaryDirectory() as tmp:
         args.worker_arguments = (f"--model={args.model}",)
-        if args.model != "gemma3_270m":
+        if args.model != "gemma3_270m_gguf":
             args.worker_arguments += (f"--peer_dir={_export_for_peer(args.model, tmp)}",)
         all_rows = token_rows(max(batch_sizes), args.seq_len, PRESETS[args.model])
         rows_paths = {}

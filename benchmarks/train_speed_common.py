@@ -48,7 +48,7 @@ def train_settings():
     return config.base_config().train
 
 
-def token_rows(count: int, seq_len: int, preset: str = "gemma3_270m") -> np.ndarray:
+def token_rows(count: int, seq_len: int, preset: str = "gemma3_270m_gguf") -> np.ndarray:
     """`[count, seq_len + 1]` int32 ids: BOS then consecutive windows of the bundled handbook,
     in `preset`'s vocabulary."""
     import sentencepiece

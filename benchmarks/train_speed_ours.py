@@ -12,7 +12,7 @@ from train_speed_common import MATMUL_SIZE, RANK, matmul_rate, train_settings
 class Ours:
     """Gemma 3 270M (or `preset`) with gemma_tune's LoRA and its compiled `Trainer` step."""
 
-    def __init__(self, preset: str = "gemma3_270m"):
+    def __init__(self, preset: str = "gemma3_270m_gguf"):
         import jax
 
         import gemma_tune  # noqa: F401  (JAX backend)

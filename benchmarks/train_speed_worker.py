@@ -21,7 +21,7 @@ from train_speed_peer import Peer
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_speed.py")
 
 
-def worker(side: str, preset: str = "gemma3_270m", peer_dir: str | None = None) -> None:
+def worker(side: str, preset: str = "gemma3_270m_gguf", peer_dir: str | None = None) -> None:
     """Serves `side` ("ours" or "peer") until the "quit" command; see the module docstring.
     Ours loads `preset`; the peer loads `peer_dir` (a Hugging Face export), else the GGUF."""
     replies = os.fdopen(os.dup(1), "w", buffering=1)

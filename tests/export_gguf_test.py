@@ -55,7 +55,7 @@ def test_transformers_reads_an_exported_gemma3_270m_with_our_logits(tmp_path):
     256.)"""
     transformers = pytest.importorskip("transformers")
     torch = pytest.importorskip("torch")
-    loaded = model.load("gemma3_270m", "float32")
+    loaded = model.load("gemma3_270m_gguf", "float32")
     ids = [int(i) for i in loaded.tokenizer("The history of the Roman Empire spans")]
     token_ids = np.array([[loaded.tokenizer.start_token_id, *ids]], np.int32)
     expected = keras_logits(loaded, token_ids)

@@ -42,7 +42,7 @@ RANK = 4
 
 @pytest.fixture(scope="module")
 def tuned():
-    loaded = model.load("gemma3_270m", "float32")
+    loaded = model.load("gemma3_270m_gguf", "float32")
     model.enable_lora(loaded, RANK)
     rng = np.random.default_rng(0)
     for variable in loaded.causal_lm.trainable_variables:
@@ -57,7 +57,7 @@ def exported(tuned, tmp_path_factory):
     root = tmp_path_factory.mktemp("export_270m")
     hf_export.save(tuned, str(root / "merged"))
     peft_export.save(tuned, str(root / "adapter"), str(root / "base"))
-    base = model.load("gemma3_270m", "float32")
+    base = model.load("gemma3_270m_gguf", "float32")
     assert not merge.has_lora(base.backbone)
     hf_export.save(base, str(root / "base"))
     return root

@@ -354,7 +354,7 @@ def test_ensure_preset_converts_a_gguf_once(tiny_gguf, tmp_path, capsys):
 
 
 def test_ensure_preset_rejects_unknown_names(tmp_path):
-    with pytest.raises(ValueError, match="gemma3_270m"):
+    with pytest.raises(ValueError, match="gemma3_270m_gguf"):
         gguf_convert.ensure_preset("gemma_2b_en", cache_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="nowhere.gguf"):
         gguf_convert.ensure_preset(str(tmp_path / "nowhere.gguf"), cache_dir=tmp_path)
@@ -370,3 +370,16 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # Slow tests: the real Gemma 3 270M against Hugging Face transformers' GGUF loader.
+
+
+def test_the_earlier_builtin_name_still_loads_ours_with_a_note(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(gguf_convert, "_NOTED", set())
+    cached = tmp_path / "presets" / "gemma3_270m_gguf"
+    cached.mkdir(parents=True)
+    (cached / "config.json").write_text("{}")  # a converted preset is already cached
+    assert gguf_convert.ensure_preset("gemma3_270m", cache_dir=tmp_path) == str(cached)
+    assert gguf_convert.ensure_preset("gemma3_270m_gguf", cache_dir=tmp_path) == str(cached)
+    gguf_convert.ensure_preset("gemma3_270m", cache_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert out.count("is now called gemma3_270m_gguf") == 1  # once per process
+    assert "KerasHub's own gemma3_270m preset" in out

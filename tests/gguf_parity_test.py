@@ -38,7 +38,7 @@ def real_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def real_preset(real_cache):
-    return gguf_convert.ensure_preset("gemma3_270m", cache_dir=real_cache)
+    return gguf_convert.ensure_preset("gemma3_270m_gguf", cache_dir=real_cache)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def hf_load(kind, gguf_path):
 @pytest.mark.slow
 def test_real_preset_is_cached(real_preset, real_cache):
     start = time.perf_counter()
-    assert gguf_convert.ensure_preset("gemma3_270m", cache_dir=real_cache) == real_preset
+    assert gguf_convert.ensure_preset("gemma3_270m_gguf", cache_dir=real_cache) == real_preset
     assert time.perf_counter() - start < 0.5
     assert os.path.isfile(os.path.join(real_preset, "GEMMA_TERMS.html"))
 

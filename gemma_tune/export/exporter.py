@@ -15,7 +15,7 @@
 - `--to=peft`: only the adapter, for `peft.PeftModel.from_pretrained(base, DIR)`. It reproduces the
   tuned model only on the base the run was tuned on: export that base once with
   `--to=hf --base_only`. A Hub checkpoint of the same model is a different base when the run's
-  preset is not bit-identical to it (`gemma3_270m` comes from a 4-bit GGUF, for one).
+  preset is not bit-identical to it (`gemma3_270m_gguf` comes from a 4-bit GGUF, for one).
 - `--to=gguf`: the same merged model as one GGUF file for llama.cpp and Ollama
   (`model-f16.gguf`, or `--gguf_type=q8_0` / `f32`) and an Ollama `Modelfile`
   (`gemma_tune.export.gguf_export`; Gemma 3).

@@ -9,7 +9,7 @@ writes `adapter_config.json` and `adapter_model.safetensors`, so that
     tuned = peft.PeftModel.from_pretrained(base, ADAPTER_DIR)
 
 reproduces the tuned model's logits. Only the exact base the run was tuned on reproduces them:
-for `gemma3_270m` (dequantized from a Q4_K_M GGUF) that is BASE_DIR, not the Hub's
+for `gemma3_270m_gguf` (dequantized from a Q4_K_M GGUF) that is BASE_DIR, not the Hub's
 `google/gemma-3-270m`, whose bfloat16 weights differ from the quantized ones.
 
 KerasHub's LoRA on a Gemma attention kernel shaped `(heads, hidden, head_dim)` has

