@@ -33,6 +33,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gemma_tune.training import pair_batches
+
 LOSS_TYPES = ("sigmoid", "robust", "ipo")
 
 
@@ -187,3 +189,45 @@ def dpo_loss(
     pairs = jnp.maximum(sums.pop("pairs"), 1.0)
     weights = _weights(pair_weights, losses)
     return jnp.sum(losses * weights) / pairs, {name: total / pairs for name, total in sums.items()}
+
+
+def batch_sums(
+    row_log_probs,
+    batch,
+    *,
+    beta: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+):
+    """The DPO loss sum and metric sums of one pair batch (`pair_batches.pair_batch`), from
+    the policy's per-row answer log-probabilities (`loss.head_row_log_probs` on its rows):
+    what a training or validation step adds up, dividing by `pairs` at the end.
+
+    Returns:
+      `metric_sums`' dict plus `loss`, the sum of the real pairs' losses.
+    """
+    policy_chosen, policy_rejected = pair_batches.split_rows(row_log_probs)
+    chosen_tokens, rejected_tokens = pair_batches.split_rows(
+        jnp.sum(batch["target_weights"], axis=-1)
+    )
+    losses = pair_losses(
+        policy_chosen,
+        policy_rejected,
+        batch["reference_chosen"],
+        batch["reference_rejected"],
+        beta=beta,
+        loss_type=loss_type,
+        label_smoothing=label_smoothing,
+        chosen_tokens=chosen_tokens,
+        rejected_tokens=rejected_tokens,
+    )
+    sums = metric_sums(
+        policy_chosen,
+        policy_rejected,
+        batch["reference_chosen"],
+        batch["reference_rejected"],
+        beta=beta,
+        pair_weights=batch["pair_weights"],
+    )
+    sums["loss"] = jnp.sum(losses * batch["pair_weights"])
+    return sums

@@ -1,0 +1,67 @@
+"""Encoded preference pairs -> fixed-shape batches: the chosen rows, then the rejected rows.
+
+A batch of `pairs_per_batch` pairs is `2 * pairs_per_batch` rows, the chosen answers in the
+first half and the rejected answers in the second, in the same pair order (TRL's layout), so
+one forward pass gives both sides and `split_rows` halves the per-row log-probabilities. A
+short last batch is filled with empty pairs whose `pair_weights` are 0 (their rows carry no
+weight), so every batch compiles to the same shapes and no pair is dropped. Each pair's
+reference log-probabilities (`dpo`: computed once before training) travel with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from gemma_tune.training import batching, pair_encoding
+
+
+def pair_batch(
+    pairs: Sequence[pair_encoding.EncodedPair],
+    sequence_length: int,
+    pad_id: int,
+    pairs_per_batch: int,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Pads `pairs` into one batch of `2 * pairs_per_batch` rows.
+
+    Args:
+      pairs: at most `pairs_per_batch` encoded pairs.
+      sequence_length: the rows' input length (`batching.pack`).
+      pad_id: the tokenizer's padding id.
+      pairs_per_batch: the batch's pair count, filler pairs included.
+      reference: the pairs' reference log-probabilities `(chosen, rejected)`, each `[len(pairs)]`,
+        or None (the reference pass itself).
+
+    Returns:
+      `batching.pack`'s `token_ids`, `padding_mask`, `target_ids`, `target_weights` for the
+      `2 * pairs_per_batch` rows; `pair_weights` `[pairs_per_batch]` (1 for a pair, 0 for a
+      filler); with `reference`, `reference_chosen` and `reference_rejected`
+      `[pairs_per_batch]` (0 for fillers).
+
+    Raises:
+      ValueError: for more pairs than `pairs_per_batch`.
+    """
+    if len(pairs) > pairs_per_batch:
+        raise ValueError(f"{len(pairs)} pairs do not fit a batch of {pairs_per_batch}")
+    halves = [
+        batching.pack(
+            [getattr(pair, side) for pair in pairs], sequence_length, pad_id, pairs_per_batch
+        )
+        for side in ("chosen", "rejected")
+    ]
+    batch = {name: np.concatenate([halves[0][name], halves[1][name]]) for name in halves[0]}
+    batch["pair_weights"] = (np.arange(pairs_per_batch) < len(pairs)).astype(np.float32)
+    if reference is not None:
+        for name, values in zip(("reference_chosen", "reference_rejected"), reference, strict=True):
+            padded = np.zeros(pairs_per_batch, np.float32)
+            padded[: len(pairs)] = values
+            batch[name] = padded
+    return batch
+
+
+def split_rows(row_values):
+    """`[2n]` per-row values -> `(chosen [n], rejected [n])`, the halves of a pair batch."""
+    half = row_values.shape[0] // 2
+    return row_values[:half], row_values[half:]
