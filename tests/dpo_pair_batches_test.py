@@ -63,3 +63,20 @@ def test_batch_sums_equal_the_loss_of_its_real_pairs(chat_template, loss_type):
     np.testing.assert_allclose(sums["loss"] / 3, loss, rtol=1e-6)
     for name, value in metrics.items():
         np.testing.assert_allclose(sums[name] / 3, value, rtol=1e-6, err_msg=name)
+
+
+def test_reference_pass_gives_each_pair_its_two_values_in_order(chat_template):
+    encoded = _encoded(chat_template, 5)
+    calls = []
+
+    def row_log_probs(batch):  # a stand-in model: minus the answer's token count
+        calls.append(batch["token_ids"].shape)
+        return -batch["target_weights"].sum(axis=1)
+
+    chosen, rejected = pair_batches.reference_log_probs(
+        encoded, row_log_probs, sequence_length=32, pad_id=chat_template.pad_id, pairs_per_batch=2
+    )
+    assert calls == [(4, 32)] * 3  # 5 pairs in batches of 2, the last with a filler
+    np.testing.assert_array_equal(chosen, [-p.chosen.target_weights.sum() for p in encoded])
+    np.testing.assert_array_equal(rejected, [-p.rejected.target_weights.sum() for p in encoded])
+    assert chosen.dtype == np.float32

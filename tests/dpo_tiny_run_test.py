@@ -6,7 +6,6 @@ before and after."""
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from export_helpers import base_model
 
@@ -64,9 +63,14 @@ def test_dpo_steps_raise_reward_accuracy_and_margin_on_held_out_pairs(loss_type)
 
     def with_reference(pairs):
         """The reference pass: the model before training, once per pair."""
-        rows = row_log_probs(trainable, _batch(chat_template, pairs))
-        chosen, rejected = pair_batches.split_rows(np.asarray(rows))
-        reference = (chosen[: len(pairs)], rejected[: len(pairs)])  # fillers left out
+        encoded, _ = pair_encoding.encode_pairs(chat_template, pairs, SEQUENCE_LENGTH)
+        reference = pair_batches.reference_log_probs(
+            encoded,
+            lambda batch: row_log_probs(trainable, batch),
+            sequence_length=SEQUENCE_LENGTH,
+            pad_id=chat_template.pad_id,
+            pairs_per_batch=PAIRS,
+        )
         return _batch(chat_template, pairs, reference=reference)
 
     train, held_out = with_reference(_pairs(WORDS[:PAIRS])), with_reference(_pairs(WORDS[PAIRS:]))

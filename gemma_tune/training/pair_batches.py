@@ -10,7 +10,7 @@ reference log-probabilities (`dpo`: computed once before training) travel with i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -65,3 +65,37 @@ def split_rows(row_values):
     """`[2n]` per-row values -> `(chosen [n], rejected [n])`, the halves of a pair batch."""
     half = row_values.shape[0] // 2
     return row_values[:half], row_values[half:]
+
+
+def reference_log_probs(
+    pairs: Sequence[pair_encoding.EncodedPair],
+    row_log_probs: Callable[[dict[str, np.ndarray]], np.ndarray],
+    *,
+    sequence_length: int,
+    pad_id: int,
+    pairs_per_batch: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference pass: every pair's answer log-probabilities under the model as it is
+    before DPO training (`dpo`'s reference design), computed once, in order.
+
+    Args:
+      pairs: the encoded pairs (training and validation alike).
+      row_log_probs: `batch -> [2 * pairs_per_batch]` per-row answer log-probabilities of a
+        `pair_batch` (the step's forward without dropout, then `loss.head_row_log_probs`).
+      sequence_length / pad_id / pairs_per_batch: as `pair_batch`, the same as training's.
+
+    Returns:
+      `(chosen, rejected)`, float32 `[len(pairs)]` each: the `reference` of `pair_batch`.
+    """
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), pairs_per_batch):
+        batch_pairs = pairs[start : start + pairs_per_batch]
+        batch = pair_batch(batch_pairs, sequence_length, pad_id, pairs_per_batch)
+        chosen_rows, rejected_rows = split_rows(np.asarray(row_log_probs(batch), np.float32))
+        chosen.append(chosen_rows[: len(batch_pairs)])
+        rejected.append(rejected_rows[: len(batch_pairs)])
+    empty = np.zeros(0, np.float32)
+    return (
+        np.concatenate(chosen) if chosen else empty,
+        np.concatenate(rejected) if rejected else empty,
+    )
