@@ -230,3 +230,24 @@ def test_data_check_reads_preference_pairs(tmp_path):
         f"{bad}:2: rejected: identical to the preferred answer: nothing to prefer"
     ]
     assert "1 problem(s)" in run.stderr
+
+
+def test_hugging_face_datasets_by_their_columns(tmp_path):
+    rows = [
+        {**FORMATS["trl_implicit"], "score_chosen": 8.0, "score_rejected": 2.0},
+        {**FORMATS["trl_implicit"], "rejected": FORMATS["trl_implicit"]["chosen"]},
+    ]
+    result = preference_rows.load_hf("trl-lib/ultrafeedback_binarized", rows=rows)
+    assert (result.format, result.rows_read, len(result.pairs)) == ("trl_implicit", 2, 1)
+    assert result.pairs[0].source == "trl-lib/ultrafeedback_binarized[0]"
+    assert result.dropped == {"invalid row (rejected: identical to chosen: nothing to prefer)": 1}
+    assert [warning.field for warning in result.warnings] == ["score_chosen", "score_rejected"]
+    import datasets
+
+    datasets.Dataset.from_list([FORMATS["openai_preference"]] * 3).save_to_disk(str(tmp_path))
+    saved = preference_rows.load_hf(str(tmp_path), "train[:2]")
+    assert (saved.format, len(saved.pairs)) == ("openai_preference", 2)
+    with pytest.raises(ValueError, match="fit no preference format .*openai_chat"):
+        preference_rows.load_hf("chat", rows=[{"messages": []}])
+    with pytest.raises(ValueError, match="KTO data"):
+        preference_rows.load_hf("kto", rows=[{"prompt": "q", "completion": "a", "label": True}])

@@ -59,9 +59,12 @@ class PreferenceReadResult:
       rows_read: every row seen (blank lines excluded).
       format: the preference format the file was read as.
       warnings: a problem per key no format reads (once per key, at its first line).
+      dropped: rows skipped, by reason: a public dataset's bad rows, which its users cannot
+        fix (a user's own file fails on them instead).
     """
 
     pairs: list[PreferencePair] = dataclasses.field(default_factory=list)
     rows_read: int = 0
     format: str = ""
     warnings: list[example.Problem] = dataclasses.field(default_factory=list)
+    dropped: dict[str, int] = dataclasses.field(default_factory=dict)

@@ -8,6 +8,9 @@ detected once per file from the first row that fits one (`preference_formats.fit
 every row must be of it; every problem is collected, named `file:line: field: reason`, and
 raised together as one `example.DataError`; a key no format reads is warned about once.
 
+`load_hf` reads a Hugging Face dataset (a Hub name or a `save_to_disk` folder) by its columns,
+skipping and counting the rows that cannot be read, as the supervised `hf.load_hf` does.
+
 Supervised tuning keeps refusing these rows by name (`refused`); this reader in turn refuses
 supervised rows, KTO rows, images and tool calls.
 """
@@ -16,12 +19,13 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from gemma_tune.data import (
     example,
     fields,
     files,
+    hf_disk,
     preference,
     preference_formats,
     refused,
@@ -165,3 +169,56 @@ def read_file(
         split=split,
         row_reader=functools.partial(read, format=row_format),
     )
+
+
+def load_hf(
+    name: str, split: str = "train", *, rows: Iterable[Mapping] | None = None
+) -> preference.PreferenceReadResult:
+    """Reads a Hugging Face dataset split of preference pairs, its format told by its columns.
+
+    Args:
+      name: the dataset's Hub name or a `save_to_disk` folder; each pair's source is
+        `name[index]`.
+      split: the split to load, e.g. "train" or "train[:1000]".
+      rows: already loaded rows (a `datasets.Dataset` or a list of dicts); when given, nothing
+        is downloaded.
+
+    Returns:
+      The pairs, the rows skipped by reason ("invalid row (field: reason)": a public dataset's
+      rows cannot be fixed by its users), and a warning per column not read.
+
+    Raises:
+      ValueError: when the columns fit no preference format, or are of a refused kind.
+    """
+    if rows is None and os.path.isdir(name):
+        rows = hf_disk.load(name, split)
+    elif rows is None:
+        import datasets  # Heavy: only imported when a dataset is really loaded.
+
+        rows = datasets.load_dataset(name, split=split)
+    columns = getattr(rows, "column_names", None)
+    if columns is None:
+        rows = list(rows)
+        columns = list(rows[0]) if rows else []
+    present = dict.fromkeys(columns, True)
+    kind = refused.row_kind(present, preference=True)
+    if kind:
+        raise ValueError(f"{name}: {kind[1]} (columns: {', '.join(sorted(columns))})")
+    fit = preference_formats.fits(present)
+    if len(fit) != 1:
+        raise ValueError(f"{name}: {_not_preference(present).replace('keys', 'columns', 1)}")
+    spec = preference_formats.FORMATS[fit[0]]
+    result = preference.PreferenceReadResult(format=spec.name)
+    for index, row in enumerate(rows):
+        result.rows_read += 1
+        try:
+            result.pairs.append(spec.parse(dict(row), f"{name}[{index}]", fields.Checker()))
+        except fields.RowErrors as errors:
+            reason = f"invalid row ({errors.errors[0]})"
+            result.dropped[reason] = result.dropped.get(reason, 0) + 1
+    result.warnings = [
+        example.Problem(name, 0, column, "column not used; ignored")
+        for column in columns
+        if column not in spec.keys
+    ]
+    return result
