@@ -3,8 +3,8 @@
     python -m gemma_tune.evaluate --run=RUN_DIR                       # the run's held-out split
     python -m gemma_tune.evaluate --run=RUN_DIR --split=train --limit=20
     python -m gemma_tune.evaluate --run=RUN_DIR --data=more_questions.jsonl
-    python -m gemma_tune.evaluate --model=gemma3_270m --adapter=RUN_DIR/adapter --data=qa.csv
-    python -m gemma_tune.evaluate --model=gemma3_270m --data=qa.jsonl   # a base model alone
+    python -m gemma_tune.evaluate --model=gemma3_270m_gguf --adapter=RUN_DIR/adapter --data=qa.csv
+    python -m gemma_tune.evaluate --model=gemma3_270m_gguf --data=qa.jsonl   # a base model alone
 
 Generates greedy answers, in batches, with the base model and the tuned one (the same model
 with its LoRA adapter), scores them against the references (ROUGE-1/2/L precision, recall and

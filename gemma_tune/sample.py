@@ -2,8 +2,8 @@
 
     python -m gemma_tune.sample --run=RUN_DIR --prompt="When does the makerspace open?"
     python -m gemma_tune.sample --run=RUN_DIR --compare_base          # interactive, side by side
-    python -m gemma_tune.sample --model=gemma3_270m --prompt="The capital of France is"
-    python -m gemma_tune.sample --model=gemma3_270m --adapter=RUN_DIR/adapter --temperature=0.7
+    python -m gemma_tune.sample --model=gemma3_270m_gguf --prompt="The capital of France is"
+    python -m gemma_tune.sample --model=gemma3_270m_gguf --adapter=RUN_DIR/adapter --temperature=0.7
 
 Prompts are wrapped in Gemma's chat template (`--raw` sends them as they are), generation stops
 at `<end_of_turn>` or `<eos>`, and tokens are printed as they are generated. `--temperature=0`
