@@ -51,6 +51,26 @@ def test_losses_match_their_papers():
         np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=loss_type)
 
 
+def test_simpo_needs_no_reference_and_rewards_the_per_token_log_probability():
+    beta, gamma, smoothing = 2.0, 0.8, 0.1
+    average = POLICY_CHOSEN / TOKENS_CHOSEN - POLICY_REJECTED / TOKENS_REJECTED
+    delta = average - gamma / beta
+    want = -(1 - smoothing) * _log_sigmoid(beta * delta) - smoothing * _log_sigmoid(-beta * delta)
+    settings = {
+        "beta": beta,
+        "loss_type": "simpo",
+        "label_smoothing": smoothing,
+        "simpo_gamma": gamma,
+        "chosen_tokens": TOKENS_CHOSEN,
+        "rejected_tokens": TOKENS_REJECTED,
+    }
+    loss, metrics = dpo.dpo_loss(POLICY_CHOSEN, POLICY_REJECTED, None, None, **settings)
+    np.testing.assert_allclose(loss, want.mean(), rtol=1e-6)
+    chosen_rewards = beta * POLICY_CHOSEN / TOKENS_CHOSEN
+    np.testing.assert_allclose(metrics["rewards/chosen"], chosen_rewards.mean(), rtol=1e-6)
+    assert "simpo" in dpo.REFERENCE_FREE and "simpo" in dpo.PER_TOKEN
+
+
 def test_metrics_are_the_rewards_users_watch():
     loss, metrics = dpo.dpo_loss(*LOG_PROBS, beta=0.5)
     chosen_rewards = 0.5 * (POLICY_CHOSEN - REFERENCE_CHOSEN)  # 0.5, 0.25, 0.25
@@ -106,6 +126,8 @@ def test_only_the_policy_gets_a_gradient():
         ({"label_smoothing": 0.5}, r"label_smoothing must be in \[0, 0.5\)"),
         ({"loss_type": "ipo", "label_smoothing": 0.1}, "not ipo"),
         ({"loss_type": "ipo"}, "needs chosen_tokens"),
+        ({"loss_type": "simpo"}, "the simpo loss needs chosen_tokens"),
+        ({"loss_type": "simpo", "simpo_gamma": -1.0}, "simpo_gamma must be >= 0"),
     ],
 )
 def test_bad_settings_are_named(settings, message):

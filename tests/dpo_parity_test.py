@@ -1,7 +1,8 @@
 """Parity with Hugging Face TRL: for the same log-probabilities and beta, gemma_tune's DPO
 loss, rewards and the gradient of the loss with respect to the log-probabilities equal those
 of TRL's `DPOTrainer._compute_loss` (TRL 1.16; `pip install -e '.[parity]'`), called on torch
-tensors with the model replaced by its per-token log-probabilities."""
+tensors with the model replaced by its per-token log-probabilities; SimPO's equal
+`CPOTrainer.cpo_loss` (TRL's experimental CPO trainer, which runs SimPO)."""
 
 import collections
 import types
@@ -149,3 +150,53 @@ def test_cdpo_label_smoothing_equals_trl_smoothed_sigmoid_form():
         value, grad, _ = _our_loss(problem, 0.3, "sigmoid", 0.2)
         np.testing.assert_allclose(value, trl_value, rtol=1e-5)
         np.testing.assert_allclose(grad, trl_grad, rtol=1e-4, atol=1e-7)
+
+
+def test_simpo_equals_trl_cpo_trainer():
+    """TRL's CPOTrainer averages the answer's log-probabilities per token for SimPO and passes
+    the averages to `cpo_loss`; its rewards are beta times those averages."""
+    cpo = pytest.importorskip("trl.experimental.cpo.cpo_trainer")
+    beta, gamma, smoothing = 2.0, 0.5, 0.1
+    trainer = object.__new__(cpo.CPOTrainer)
+    trainer.__dict__.update(
+        alpha=0.0,
+        beta=beta,
+        loss_type="simpo",
+        simpo_gamma=gamma,
+        label_smoothing=smoothing,
+        accelerator=_Accelerator(),
+    )
+    for seed in range(3):
+        completion_mask, token_log_probs, _ = _problem(seed)
+        tokens = completion_mask.sum(axis=1).astype(np.float64)
+        sums = torch.tensor(token_log_probs.sum(axis=1), requires_grad=True)
+        averages = sums / torch.tensor(tokens)
+        losses, chosen_rewards, rejected_rewards = trainer.cpo_loss(
+            averages[:PAIRS], averages[PAIRS:]
+        )
+        losses.mean().backward()
+
+        def ours(policy, tokens=tokens):
+            return dpo.dpo_loss(
+                policy[:PAIRS],
+                policy[PAIRS:],
+                None,
+                None,
+                beta=beta,
+                loss_type="simpo",
+                label_smoothing=smoothing,
+                simpo_gamma=gamma,
+                chosen_tokens=jnp.asarray(tokens[:PAIRS], jnp.float32),
+                rejected_tokens=jnp.asarray(tokens[PAIRS:], jnp.float32),
+            )
+
+        policy = jnp.asarray(token_log_probs.sum(axis=1), jnp.float32)
+        (value, metrics), grad = jax.value_and_grad(ours, has_aux=True)(policy)
+        np.testing.assert_allclose(value, float(losses.mean().detach()), rtol=1e-5)
+        np.testing.assert_allclose(grad, sums.grad.numpy(), rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(
+            metrics["rewards/chosen"], float(chosen_rewards.mean()), rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            metrics["rewards/rejected"], float(rejected_rewards.mean()), rtol=1e-5
+        )

@@ -16,7 +16,12 @@ under the policy being tuned and `ref` the same under the reference model:
   ipo      (delta_per_token - 1 / (2 beta))^2, IPO (Azar et al. 2023) with each log-ratio
            divided by its answer's token count, as TRL's `ipo` does (the IPO authors' form)
 
-These equal TRL's `DPOTrainer` losses for the same log-probabilities (tests/dpo_parity_test.py).
+  simpo    -(1 - e) log sigmoid(beta * (avg(chosen) - avg(rejected)) - gamma) - e log
+           sigmoid(-(...)), SimPO (Meng et al. 2024): `avg` the policy's mean log-probability
+           per answer token, no reference model (`REFERENCE_FREE`); rewards are beta * avg
+
+These equal TRL's losses for the same log-probabilities: `DPOTrainer`'s, and for `simpo`
+`CPOTrainer`'s (tests/dpo_parity_test.py).
 
 The reference model is the policy before DPO training starts: the base model with the adapters
 as loaded (`train.init_from` a supervised run, the two-step recipe Vertex AI and OpenAI
@@ -35,13 +40,19 @@ import jax.numpy as jnp
 
 from gemma_tune.training import pair_batches
 
-LOSS_TYPES = ("sigmoid", "robust", "ipo")
+LOSS_TYPES = ("sigmoid", "robust", "ipo", "simpo")
+# Losses that need no reference log-probabilities: the reference pass is skipped for them.
+REFERENCE_FREE = frozenset({"simpo"})
+# The losses that read each answer's token count.
+PER_TOKEN = frozenset({"ipo", "simpo"})
 
 
-def check_settings(beta: float, loss_type: str, label_smoothing: float) -> None:
+def check_settings(
+    beta: float, loss_type: str, label_smoothing: float, simpo_gamma: float = 0.5
+) -> None:
     """Raises ValueError naming the setting when the DPO settings make no sense: an unknown
-    loss type, beta <= 0, or a label smoothing outside [0, 0.5) (or set with `ipo`, which has
-    none)."""
+    loss type, beta <= 0, a label smoothing outside [0, 0.5) (or set with `ipo`, which has
+    none), or a negative SimPO margin."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(
             f"dpo loss {loss_type!r} is unknown; choose one of: {', '.join(LOSS_TYPES)}"
@@ -51,7 +62,30 @@ def check_settings(beta: float, loss_type: str, label_smoothing: float) -> None:
     if not 0 <= label_smoothing < 0.5:
         raise ValueError(f"dpo label_smoothing must be in [0, 0.5), got {label_smoothing}")
     if loss_type == "ipo" and label_smoothing:
-        raise ValueError("dpo label_smoothing applies to the sigmoid and robust losses, not ipo")
+        raise ValueError(
+            "dpo label_smoothing applies to the sigmoid, robust and simpo losses, not ipo"
+        )
+    if simpo_gamma < 0:
+        raise ValueError(f"dpo simpo_gamma must be >= 0, got {simpo_gamma}")
+
+
+def _per_token(values, tokens, loss_type: str):
+    """`values / tokens` (at least 1 token), checking the counts were given."""
+    if tokens is None:
+        raise ValueError(f"the {loss_type} loss needs chosen_tokens and rejected_tokens")
+    return values / jnp.maximum(tokens, 1.0)
+
+
+def _rewards(policy_chosen, policy_rejected, reference_chosen, reference_rejected, **kwargs):
+    """The chosen and rejected rewards: beta times the log-ratio to the reference, or for
+    SimPO beta times the mean log-probability per token."""
+    beta, loss_type = kwargs["beta"], kwargs["loss_type"]
+    if loss_type in REFERENCE_FREE:
+        return (
+            beta * _per_token(policy_chosen, kwargs["chosen_tokens"], loss_type),
+            beta * _per_token(policy_rejected, kwargs["rejected_tokens"], loss_type),
+        )
+    return beta * (policy_chosen - reference_chosen), beta * (policy_rejected - reference_rejected)
 
 
 def pair_losses(
@@ -65,32 +99,40 @@ def pair_losses(
     label_smoothing: float = 0.0,
     chosen_tokens=None,
     rejected_tokens=None,
+    simpo_gamma: float = 0.5,
 ):
     """The DPO loss of each pair (`[N]`), from the answers' summed log-probabilities.
 
     Args:
       policy_chosen / policy_rejected: `[N]` log p(answer | prompt) under the policy.
-      reference_chosen / reference_rejected: `[N]` the same under the reference (constants).
+      reference_chosen / reference_rejected: `[N]` the same under the reference (constants);
+        None for a `REFERENCE_FREE` loss.
       beta: the strength of the pull towards the reference (TRL's `beta`; IPO's tau).
       loss_type: one of `LOSS_TYPES`.
-      label_smoothing: the assumed share of flipped labels, for `sigmoid` and `robust`.
-      chosen_tokens / rejected_tokens: `[N]` answer token counts, needed by `ipo`.
+      label_smoothing: the assumed share of flipped labels, for `sigmoid`, `robust`, `simpo`.
+      chosen_tokens / rejected_tokens: `[N]` answer token counts, needed by `PER_TOKEN` losses.
+      simpo_gamma: SimPO's target reward margin (TRL's `simpo_gamma`).
 
     Returns:
       `[N]` float32 losses.
     """
-    check_settings(beta, loss_type, label_smoothing)
-    chosen_ratio = policy_chosen - jax.lax.stop_gradient(reference_chosen)
-    rejected_ratio = policy_rejected - jax.lax.stop_gradient(reference_rejected)
+    check_settings(beta, loss_type, label_smoothing, simpo_gamma)
+    if loss_type in REFERENCE_FREE:
+        delta = _per_token(policy_chosen, chosen_tokens, loss_type) - _per_token(
+            policy_rejected, rejected_tokens, loss_type
+        )
+        delta = delta - simpo_gamma / beta
+    else:
+        chosen_ratio = policy_chosen - jax.lax.stop_gradient(reference_chosen)
+        rejected_ratio = policy_rejected - jax.lax.stop_gradient(reference_rejected)
+        delta = chosen_ratio - rejected_ratio
     if loss_type == "ipo":
-        if chosen_tokens is None or rejected_tokens is None:
-            raise ValueError("the ipo loss needs chosen_tokens and rejected_tokens")
-        delta = chosen_ratio / jnp.maximum(chosen_tokens, 1.0) - rejected_ratio / jnp.maximum(
-            rejected_tokens, 1.0
+        delta = _per_token(chosen_ratio, chosen_tokens, loss_type) - _per_token(
+            rejected_ratio, rejected_tokens, loss_type
         )
         return (delta - 1.0 / (2.0 * beta)) ** 2
-    agree = jax.nn.log_sigmoid(beta * (chosen_ratio - rejected_ratio))
-    flipped = jax.nn.log_sigmoid(-beta * (chosen_ratio - rejected_ratio))
+    agree = jax.nn.log_sigmoid(beta * delta)
+    flipped = jax.nn.log_sigmoid(-beta * delta)
     if loss_type == "robust":
         return (-(1 - label_smoothing) * agree + label_smoothing * flipped) / (
             1 - 2 * label_smoothing
@@ -106,6 +148,9 @@ def metric_sums(
     *,
     beta: float,
     pair_weights=None,
+    loss_type: str = "sigmoid",
+    chosen_tokens=None,
+    rejected_tokens=None,
 ):
     """Sums over pairs of what users watch (divide by `pairs` for TRL's means), as sums so
     that gradient accumulation and several devices add them exactly.
@@ -115,20 +160,30 @@ def metric_sums(
       beta: as `pair_losses`.
       pair_weights: `[N]` 1 for a real pair, 0 for a padding pair of a fixed-shape batch
         (default: all 1).
+      loss_type / chosen_tokens / rejected_tokens: as `pair_losses`; SimPO's rewards are
+        per token and need no reference.
 
     Returns:
       A dict of float32 scalars: `rewards/chosen`, `rewards/rejected` (beta times the
-      log-ratio to the reference), `rewards/margins` (their difference), `rewards/accuracies`
+      log-ratio to the reference; SimPO: beta times the mean log-probability per token),
+      `rewards/margins` (their difference), `rewards/accuracies`
       (pairs whose chosen reward is the higher), `logps/chosen`, `logps/rejected` (the policy's
       summed answer log-probabilities), and `pairs` (the weight sum). None carries a gradient.
     """
-    values = jax.lax.stop_gradient(
+    policy_chosen, policy_rejected, reference_chosen, reference_rejected = jax.lax.stop_gradient(
         (policy_chosen, policy_rejected, reference_chosen, reference_rejected)
     )
-    policy_chosen, policy_rejected, reference_chosen, reference_rejected = values
     weights = _weights(pair_weights, policy_chosen)
-    chosen_rewards = beta * (policy_chosen - reference_chosen)
-    rejected_rewards = beta * (policy_rejected - reference_rejected)
+    chosen_rewards, rejected_rewards = _rewards(
+        policy_chosen,
+        policy_rejected,
+        reference_chosen,
+        reference_rejected,
+        beta=beta,
+        loss_type=loss_type,
+        chosen_tokens=chosen_tokens,
+        rejected_tokens=rejected_tokens,
+    )
     won = (chosen_rewards > rejected_rewards).astype(jnp.float32)
     return {
         "rewards/chosen": jnp.sum(chosen_rewards * weights),
@@ -159,6 +214,7 @@ def dpo_loss(
     label_smoothing: float = 0.0,
     chosen_tokens=None,
     rejected_tokens=None,
+    simpo_gamma: float = 0.5,
     pair_weights=None,
 ):
     """The mean DPO loss over the pairs and the mean of each metric, as TRL logs them.
@@ -177,6 +233,7 @@ def dpo_loss(
         label_smoothing=label_smoothing,
         chosen_tokens=chosen_tokens,
         rejected_tokens=rejected_tokens,
+        simpo_gamma=simpo_gamma,
     )
     sums = metric_sums(
         policy_chosen,
@@ -185,6 +242,9 @@ def dpo_loss(
         reference_rejected,
         beta=beta,
         pair_weights=pair_weights,
+        loss_type=loss_type,
+        chosen_tokens=chosen_tokens,
+        rejected_tokens=rejected_tokens,
     )
     pairs = jnp.maximum(sums.pop("pairs"), 1.0)
     weights = _weights(pair_weights, losses)
@@ -198,10 +258,12 @@ def batch_sums(
     beta: float,
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
+    simpo_gamma: float = 0.5,
 ):
     """The DPO loss sum and metric sums of one pair batch (`pair_batches.pair_batch`), from
     the policy's per-row answer log-probabilities (`loss.head_row_log_probs` on its rows):
-    what a training or validation step adds up, dividing by `pairs` at the end.
+    what a training or validation step adds up, dividing by `pairs` at the end. A
+    `REFERENCE_FREE` loss needs no `reference_*` in the batch.
 
     Returns:
       `metric_sums`' dict plus `loss`, the sum of the real pairs' losses.
@@ -210,24 +272,27 @@ def batch_sums(
     chosen_tokens, rejected_tokens = pair_batches.split_rows(
         jnp.sum(batch["target_weights"], axis=-1)
     )
+    reference = (batch.get("reference_chosen"), batch.get("reference_rejected"))
     losses = pair_losses(
         policy_chosen,
         policy_rejected,
-        batch["reference_chosen"],
-        batch["reference_rejected"],
+        *reference,
         beta=beta,
         loss_type=loss_type,
         label_smoothing=label_smoothing,
         chosen_tokens=chosen_tokens,
         rejected_tokens=rejected_tokens,
+        simpo_gamma=simpo_gamma,
     )
     sums = metric_sums(
         policy_chosen,
         policy_rejected,
-        batch["reference_chosen"],
-        batch["reference_rejected"],
+        *reference,
         beta=beta,
         pair_weights=batch["pair_weights"],
+        loss_type=loss_type,
+        chosen_tokens=chosen_tokens,
+        rejected_tokens=rejected_tokens,
     )
     sums["loss"] = jnp.sum(losses * batch["pair_weights"])
     return sums
