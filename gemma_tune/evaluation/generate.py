@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Iterator
 
 import numpy as np
-import tqdm
+import tqdm.auto
 
 from gemma_tune.model import families, keras_compat
 
@@ -245,7 +245,7 @@ def generate_ids(
     if not prompts:
         return []
     decoder = decoder_for(causal_lm)
-    with tqdm.tqdm(
+    with tqdm.auto.tqdm(
         total=len(prompts), desc="generate", unit="answer", disable=len(prompts) <= batch_size
     ) as bar:
         return decoder.generate(
