@@ -21,6 +21,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -29,7 +30,8 @@ nbclient = pytest.importorskip("nbclient")
 
 pytestmark = pytest.mark.notebook
 
-COLAB_DIR = pathlib.Path(__file__).resolve().parent.parent / "colab"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+COLAB_DIR = ROOT / "colab"
 NOTEBOOKS = ["quickstart", "dolly_lora4", "your_data", "tpu"]
 BADGE_URL = (
     "https://colab.research.google.com/github/gemma-tune/gemma_tune/blob/main/colab/{}.ipynb"
@@ -125,6 +127,10 @@ def test_stored_clean_with_badge_and_parameters(name):
     assert "parameters" in parameters.metadata.get("tags", [])
     assert 'os.environ.get("GEMMA_TUNE_NOTEBOOK_OFFLINE") == "1"' in parameters.source
     assert "%pip install" in install.source and 'find_spec("gemma_tune")' in install.source
+    # Installs from its checkout when it sits in one, else from the documented source.
+    assert "%pip install -q -e {checkout}" in install.source
+    source = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Source"]
+    assert f'SOURCE = "git+{source}"' in install.source
 
 
 def test_quickstart(tmp_path, jupyter_path, monkeypatch):
