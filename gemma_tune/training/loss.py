@@ -268,8 +268,8 @@ def head_row_log_probs(
     """
     batch, length, width = hidden.shape
     flat_hidden = hidden.reshape(batch * length, width)
-    flat_ids = target_ids.reshape(-1)
-    flat_weights = target_weights.reshape(-1).astype(jnp.float32)
+    flat_ids = jnp.asarray(target_ids).reshape(-1)
+    flat_weights = jnp.asarray(target_weights, jnp.float32).reshape(-1)
     row_of = jnp.arange(batch * length) // length
     if 0 < max_targets < batch * length:
         (positions,) = jnp.nonzero(flat_weights > 0, size=max_targets, fill_value=0)
