@@ -146,3 +146,35 @@ def test_gradient_is_formed_in_the_forward_pass(embedding_grad, expected):
 
     jaxpr = jax.make_jaxpr(jax.grad(objective, argnums=(0, 1)))(hidden, embeddings).jaxpr
     assert _vocabulary_matmuls(jaxpr, vocabulary) == expected
+
+
+def test_packed_rows_sum_each_example_apart():
+    """Two rows packing examples 1..3: each example's sum is the row sum over its positions."""
+    hidden, embeddings, targets, weights = _problem(seed=9)
+    segment_ids = np.array(
+        [[1, 1, 1, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1, 1], [1, 1, 2, 2, 3, 3, 3]], np.int32
+    )
+    weights = np.ones_like(weights) * (segment_ids > 0)
+
+    def packed(h):
+        return loss.head_row_log_probs(
+            h,
+            embeddings,
+            targets,
+            weights,
+            max_targets=20,
+            chunk_size=4,
+            segment_ids=segment_ids,
+            segments_per_row=3,
+        )
+
+    def apart(h):
+        masks = [(segment_ids == number).astype(np.float32) for number in (1, 2, 3)]
+        return jnp.stack([_full(h, embeddings, targets, weights * m) for m in masks], axis=1)
+
+    np.testing.assert_allclose(packed(hidden), apart(hidden), rtol=1e-5, atol=1e-6)
+    assert float(packed(hidden)[1, 1]) == 0.0  # a row with one example
+    cotangent = jax.random.normal(jax.random.PRNGKey(4), (3, 3))
+    got = jax.grad(lambda h: jnp.sum(jnp.sin(packed(h)) * cotangent))(hidden)
+    want = jax.grad(lambda h: jnp.sum(jnp.sin(apart(h)) * cotangent))(hidden)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)

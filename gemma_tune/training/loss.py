@@ -239,6 +239,8 @@ def head_row_log_probs(
     max_targets: int = 0,
     chunk_size: int = 256,
     embedding_grad: bool = False,
+    segment_ids=None,
+    segments_per_row: int = 0,
 ):
     """`row_log_probs` computed from final hidden states through the tied head, one chunk of
     weighted positions at a time, as `head_sums` does for the supervised loss.
@@ -262,15 +264,24 @@ def head_row_log_probs(
         number with non-zero weight. 0 keeps every position.
       chunk_size: positions per logits chunk.
       embedding_grad: whether the embedding matrix is trained (full fine-tuning).
+      segment_ids: `[B, L]` example numbers (1, 2, ...; 0 on padding) of rows packing several
+        answers (`packing`), summed apart; None sums each row whole.
+      segments_per_row: with `segment_ids`, the most examples a row holds.
 
     Returns:
-      `[B]` float32 sums of `w * log p(target)` per row.
+      `[B]` float32 sums of `w * log p(target)` per row; with `segment_ids`,
+      `[B, segments_per_row]` sums per packed example (0 where a row holds fewer).
     """
     batch, length, width = hidden.shape
     flat_hidden = hidden.reshape(batch * length, width)
     flat_ids = jnp.asarray(target_ids).reshape(-1)
     flat_weights = jnp.asarray(target_weights, jnp.float32).reshape(-1)
     row_of = jnp.arange(batch * length) // length
+    groups = batch
+    if segment_ids is not None:
+        segment = jnp.maximum(jnp.asarray(segment_ids).reshape(-1) - 1, 0)  # Padding: weight 0.
+        row_of = row_of * segments_per_row + segment
+        groups = batch * segments_per_row
     if 0 < max_targets < batch * length:
         (positions,) = jnp.nonzero(flat_weights > 0, size=max_targets, fill_value=0)
         valid = jnp.arange(max_targets) < jnp.sum(flat_weights > 0)
@@ -290,7 +301,8 @@ def head_row_log_probs(
         soft_cap or 0.0,
         bool(embedding_grad),
     )
-    return jax.ops.segment_sum(position_log_probs.reshape(-1)[:count], row_of, batch)
+    sums = jax.ops.segment_sum(position_log_probs.reshape(-1)[:count], row_of, groups)
+    return sums if segment_ids is None else sums.reshape(batch, segments_per_row)
 
 
 def _chunk_log_probs(chunk_hidden, table, scale, chunk_ids, chunk_weights, soft_cap, with_grads):
