@@ -76,16 +76,12 @@ def _per_token(values, tokens, loss_type: str):
     return values / jnp.maximum(tokens, 1.0)
 
 
-def _rewards(policy_chosen, policy_rejected, reference_chosen, reference_rejected, **kwargs):
-    """The chosen and rejected rewards: beta times the log-ratio to the reference, or for
-    SimPO beta times the mean log-probability per token."""
-    beta, loss_type = kwargs["beta"], kwargs["loss_type"]
+def _rewards(policy, reference, tokens, beta: float, loss_type: str):
+    """One side's rewards: beta times the log-ratio to the reference, or for a
+    `REFERENCE_FREE` loss (SimPO) beta times the mean log-probability per token."""
     if loss_type in REFERENCE_FREE:
-        return (
-            beta * _per_token(policy_chosen, kwargs["chosen_tokens"], loss_type),
-            beta * _per_token(policy_rejected, kwargs["rejected_tokens"], loss_type),
-        )
-    return beta * (policy_chosen - reference_chosen), beta * (policy_rejected - reference_rejected)
+        return beta * _per_token(policy, tokens, loss_type)
+    return beta * (policy - reference)
 
 
 def pair_losses(
@@ -174,15 +170,9 @@ def metric_sums(
         (policy_chosen, policy_rejected, reference_chosen, reference_rejected)
     )
     weights = _weights(pair_weights, policy_chosen)
-    chosen_rewards, rejected_rewards = _rewards(
-        policy_chosen,
-        policy_rejected,
-        reference_chosen,
-        reference_rejected,
-        beta=beta,
-        loss_type=loss_type,
-        chosen_tokens=chosen_tokens,
-        rejected_tokens=rejected_tokens,
+    chosen_rewards = _rewards(policy_chosen, reference_chosen, chosen_tokens, beta, loss_type)
+    rejected_rewards = _rewards(
+        policy_rejected, reference_rejected, rejected_tokens, beta, loss_type
     )
     won = (chosen_rewards > rejected_rewards).astype(jnp.float32)
     return {
