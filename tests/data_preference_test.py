@@ -169,6 +169,10 @@ def test_bad_rows_of_the_other_formats(tmp_path):
         ({**implicit, "rejected": implicit["chosen"]}, "rejected"),
         ({**implicit, "rejected": _messages(("user", "other"), ("assistant", "5"))}, "rejected"),
         ({**implicit, "chosen": "4", "rejected": "5"}, "chosen"),
+        (
+            {**implicit, "rejected": [implicit["chosen"][0], {"role": "tool", "content": "5"}]},
+            "rejected[1].role",
+        ),
     ]
     for index, (row, field) in enumerate(cases):
         path = _write(tmp_path, [row], f"case{index}.jsonl")

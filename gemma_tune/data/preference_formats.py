@@ -44,15 +44,16 @@ class Format:
         return self.required | self.optional
 
 
-def _answer(row: Mapping, key: str, checker: fields.Checker) -> str | None:
-    """Reads `row[key]`, a list of exactly one assistant message, as the answer's text."""
+def _answer(row: Mapping, key: str, checker: fields.Checker, offset: int = 0) -> str | None:
+    """Reads `row[key]`, a list of exactly one assistant message, as the answer's text; the
+    message is named `key[offset]` (its index in the row's whole list)."""
     messages = fields.list_field(row, key, checker)
     if messages is None:
         return None
     if len(messages) != 1:
         checker.add(key, f"{len(messages)} messages; expected one assistant message, the answer")
         return None
-    field, message = f"{key}[0]", messages[0]
+    field, message = f"{key}[{offset}]", messages[0]
     if not isinstance(message, Mapping):
         checker.add(field, f"expected an object, got {fields.type_name(message)}")
         return None
@@ -150,7 +151,8 @@ def parse_trl_implicit(
     checker.done()
     system, turns = _prompt(chosen_messages[:shared], "chosen", checker)
     answers = {"chosen": chosen_messages[shared:], "rejected": rejected_messages[shared:]}
-    chosen, rejected = _answer(answers, "chosen", checker), _answer(answers, "rejected", checker)
+    chosen = _answer(answers, "chosen", checker, offset=shared)
+    rejected = _answer(answers, "rejected", checker, offset=shared)
     return _pair(checker, source, turns, chosen, rejected, system, "rejected")
 
 
