@@ -7,6 +7,7 @@ our ids.
 
 import json
 
+import ml_dtypes
 import numpy as np
 import pytest
 from export_helpers import (
@@ -48,22 +49,32 @@ def test_hf_export_of_a_tuned_model_matches_its_logits(tmp_path, architecture, k
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
 
 
-def test_hf_export_in_bfloat16(tmp_path):
+@pytest.mark.parametrize("architecture", ["gemma3", "gemma4"])
+def test_hf_export_in_bfloat16(tmp_path, architecture):
     pytest.importorskip("torch")  # safe_open(..., "pt") reads the bfloat16 tensors with torch
     from safetensors import safe_open
 
     from gemma_tune.export import hf_export
 
-    tuned = tuned_model("gemma3")
+    tuned = tuned_model(architecture)
     token_ids = sample_token_ids()
     expected = keras_logits(tuned, token_ids)
     hf_export.save(tuned, str(tmp_path), "bfloat16")
     with safe_open(str(tmp_path / hf_export.WEIGHTS_FILE), "pt") as f:
         assert {str(f.get_tensor(name).dtype) for name in f.keys()} == {"torch.bfloat16"}
     assert json.loads((tmp_path / "config.json").read_text())["torch_dtype"] == "bfloat16"
-    # Weights rounded once to bfloat16 (8 bits of mantissa), computed in float32.
+    # Weights rounded once to bfloat16 (8 bits of mantissa), computed in float32: equal to our
+    # merged model with its weights rounded the same way. (Against the float32 model the tiny
+    # random Gemma 4, with large random LoRA on every target, moves by up to 6% of its largest
+    # logit: the rounding, not the export.)
     logits = hf_logits(hf_load(tmp_path), token_ids)
-    assert np.abs(logits - expected).max() < 0.02 * np.abs(expected).max()
+    merged = merge.merge_lora(tuned)
+    for variable in merged.backbone.weights:
+        value = np.asarray(variable.numpy())
+        if value.dtype == np.float32:
+            variable.assign(value.astype(ml_dtypes.bfloat16).astype(np.float32))
+    np.testing.assert_allclose(logits, keras_logits(merged, token_ids), atol=1e-4, rtol=0)
+    assert np.abs(logits - expected).max() < 0.1 * np.abs(expected).max()
 
 
 def test_hf_configs_carry_each_generation_s_architecture():
