@@ -255,3 +255,13 @@ def test_hugging_face_datasets_by_their_columns(tmp_path):
         preference_rows.load_hf("chat", rows=[{"messages": []}])
     with pytest.raises(ValueError, match="KTO data"):
         preference_rows.load_hf("kto", rows=[{"prompt": "q", "completion": "a", "label": True}])
+
+
+@pytest.mark.slow  # ~8 s: the tiny tokenizer's vocabulary is trained in the subprocess
+def test_data_check_with_a_model_counts_truncated_rows_and_pairs_left_without_answer(tmp_path):
+    rows = [FORMATS["trl"], {**FORMATS["trl"], "prompt": "word " * 60}]
+    path = _write(tmp_path, rows)
+    run = _check(str(path), "--preference=auto", "--model=tiny:gemma1", "--sequence_length=40")
+    assert run.returncode == 0, run.stderr
+    assert "rows: 2 of 4 longer than sequence_length 40" in run.stdout
+    assert "pairs left with no answer (dropped in training): 1" in run.stdout

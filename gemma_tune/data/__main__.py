@@ -16,8 +16,9 @@ reports token lengths with the chat template and how many examples N tokens trun
 
 `--preference=auto` (or a preference format, `preference_formats.NAMES`, or `csv`) reads the
 file as preference pairs (`preference_rows`) and prints how many there are and the lengths of
-their answers. The reader options default to the experiment config's `data.*` values
-(`gemma_tune.config`).
+their answers; with `--model`, the token lengths of both rows of each pair, how many the
+sequence length truncates and how many it cuts to no answer at all. The reader options
+default to the experiment config's `data.*` values (`gemma_tune.config`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,28 @@ def _token_lengths(
     return [chat_template.encode(item, sequence_length).full_length for item in examples]
 
 
+def _print_pair_token_lengths(model_preset: str, pairs: list, sequence_length: int) -> None:
+    """Prints the templated token lengths of both rows of every pair with `model_preset`'s
+    tokenizer, how many `sequence_length` truncates, and how many pairs it cuts to no answer
+    (training drops those)."""
+    import gemma_tune  # noqa: F401  (selects the JAX backend before Keras loads)
+    from gemma_tune import model
+    from gemma_tune.training import pair_encoding, template
+
+    chat_template = template.ChatTemplate(model.load_tokenizer(model_preset))
+    rows = [pair_encoding.encode_pair(chat_template, pair, sequence_length) for pair in pairs]
+    full = [row.full_length for pair in rows for row in (pair.chosen, pair.rejected)]
+    truncated = sum(1 for length in full if length > sequence_length)
+    cut_away = sum(
+        1
+        for pair in rows
+        if not (pair.chosen.target_weights.any() and pair.rejected.target_weights.any())
+    )
+    print(f"tokens per row: {lengths.LengthStats.of(full).format()}")
+    print(f"rows: {truncated} of {len(full)} longer than sequence_length {sequence_length}")
+    print(f"pairs left with no answer (dropped in training): {cut_away}")
+
+
 def _read(path: str):
     """Reads `path` with the flags' reader options; prints what is wrong and returns None
     when it cannot be read."""
@@ -120,6 +143,8 @@ def check_preference(path: str) -> int:
     for side in ("chosen", "rejected"):
         words = lengths.LengthStats.of([len(getattr(p, side).split()) for p in read.pairs])
         print(f"{side} words: {words.format()}")
+    if FLAGS.model and read.pairs:
+        _print_pair_token_lengths(FLAGS.model, read.pairs, FLAGS.sequence_length)
     if not read.pairs:
         print(f"{path}: no preference pairs", file=sys.stderr)
         return 1
