@@ -97,7 +97,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.eval_at_start = True  # validation loss of the base model, before any update
     config.train.eval_batch_size = 4
     config.train.eval_batches = 25  # 0: the whole validation set.
-    config.train.tensorboard = False
+    # Experiment trackers fed every metrics.jsonl record and the fixed prompts' answers
+    # (`gemma_tune.training.tracking`): any of "tensorboard", "wandb", "trackio".
+    config.train.report_to = []
+    config.train.tensorboard = False  # the same as "tensorboard" in report_to
+    # End with the weights of the step with the lowest validation loss, not the last step's.
+    config.train.keep_best = False
+    # Stop after this many validations in a row without a lower validation loss; 0: never.
+    config.train.early_stopping_patience = 0
     config.train.checkpoint_every = (
         100  # steps; also at the end and on Ctrl-C/SIGTERM; 0: only those
     )

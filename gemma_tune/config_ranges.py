@@ -24,11 +24,12 @@ class Range:
     text: str
     holds: Callable[[object], bool]
     choices: Callable[[], tuple] | None = None
+    choices_lead: str = "one of "
 
     def describe(self) -> str:
         """The valid values in words, e.g. ">= 1" or "one of hf, tfds, file, tiny"."""
         if self.choices is not None:
-            return "one of " + ", ".join(self.choices())
+            return self.choices_lead + ", ".join(self.choices())
         return self.text
 
 
@@ -49,6 +50,16 @@ def above(low) -> Range:
 def unit_interval() -> Range:
     """Numbers in [0, 1): fractions and probabilities that must leave something over."""
     return Range("in [0, 1)", lambda v: _number(v) and 0 <= v < 1)
+
+
+def any_of(choices: Callable[[], tuple]) -> Range:
+    """A list of names, each one `choices()` returns (the empty list too)."""
+    return Range(
+        "",
+        lambda v: isinstance(v, (list, tuple)) and all(x in choices() for x in v),
+        choices,
+        "a list of any of ",
+    )
 
 
 def devices() -> Range:
@@ -78,6 +89,12 @@ def _schedules():
     from gemma_tune.training import optimizer
 
     return optimizer.SCHEDULES
+
+
+def _trackers():
+    from gemma_tune.training import tracking
+
+    return tracking.TRACKERS
 
 
 def _methods():
@@ -128,6 +145,8 @@ RANGES: dict[str, Range] = {
     "train.eval_batches": Range(">= 0 (0: all)", at_least(0).holds),
     "train.checkpoint_every": Range(">= 0 (0: only at the end)", at_least(0).holds),
     "train.keep_checkpoints": at_least(1),
+    "train.report_to": any_of(_trackers),
+    "train.early_stopping_patience": Range(">= 0 (0: off)", at_least(0).holds),
     "samples.count": at_least(0),
     "samples.max_new_tokens": at_least(1),
     "samples.batch_size": at_least(1),

@@ -13,6 +13,8 @@ loads the model, enables LoRA, trains and writes a self-describing run directory
 `gemma_tune.runs.run_dir`). The last line printed says where it is. Checkpoints are written every
 `train.checkpoint_every` steps, at the end, and on Ctrl-C or SIGTERM; rerunning the same command
 on the same `--workdir` (or `--resume=RUN_DIR`) continues exactly where the run stopped.
+`train.report_to` feeds TensorBoard, W&B or Trackio (`gemma_tune.training.tracking`);
+`train.keep_best` and `train.early_stopping_patience` choose the step kept and when to stop.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     config_ranges.check(config)  # every setting in range before anything is written
     run_path = _start(config, workdir)
     data = _read_data(config)  # bad rows stop the run before anything is written
+    _check_selection(config, data)
     mesh = _make_mesh(config)
     with lock.RunLock(run_path):
         _run_locked(config, run_path, overwrite, data, mesh, started)
@@ -86,7 +89,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
 def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, started: float):
     """Everything that writes the run directory, from its config to its report, done while
     this process holds the directory's lock."""
-    from gemma_tune.training import template
+    from gemma_tune.training import template, tracking
 
     resuming = _open_run_dir(config, run_path, overwrite)
     prepared = _prepare_model(config)
@@ -96,22 +99,26 @@ def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, start
     encoded = _encode(config, chat_template, data, run_path)
     evaluation = _answer_as_base(config, prepared.loaded, chat_template, data, encoded, run_path)
     tuner, resume_state = _make_trainer(config, prepared.loaded, encoded, mesh, run_path, resuming)
-    final = _train(config, tuner, encoded, chat_template.pad_id, run_path, resume_state)
-    _save_adapter(config, prepared.loaded, run_path)
-    _finish(config, prepared, evaluation, final, run_path, started)
+    trackers = tracking.Trackers(config, run_path, tuner.step)
+    try:
+        final = _train(
+            config, tuner, encoded, chat_template.pad_id, run_path, resume_state, trackers
+        )
+        _save_adapter(config, prepared.loaded, run_path)
+        _finish(config, prepared, evaluation, final, run_path, started, trackers)
+    finally:
+        trackers.close()
 
 
 def _start(config, workdir: str) -> str:
     """Starts JAX across hosts (before any JAX work), says what runs, and returns this host's
     run path."""
-    from gemma_tune.runs import run_dir
-    from gemma_tune.training import multihost
+    from gemma_tune.training import multihost, tracking
 
     multihost.initialize(config.mesh)
     workdir = multihost.run_path(workdir)
     print(f"gemma_tune {gemma_tune.__version__}: experiment {config.experiment}", flush=True)
-    if config.train.tensorboard:
-        run_dir.check_tensorboard()
+    tracking.check_installed(config.train)
     return workdir
 
 
@@ -131,6 +138,26 @@ def _read_data(config) -> _Data:
             for items in (train_examples, validation_examples)
         )
     return _Data(train_examples, validation_examples, summary, retriever)
+
+
+def _check_selection(config, data: _Data) -> None:
+    """Refuses `train.keep_best` and `train.early_stopping_patience` where there is nothing
+    to choose by: no validation data, or (for early stopping) no validation before the end.
+
+    Raises:
+      ValueError: naming the setting and what it needs.
+    """
+    train = config.train
+    asked = [key for key in ("keep_best", "early_stopping_patience") if train.get(key)]
+    if asked and not data.validation_examples:
+        raise ValueError(
+            f"train.{asked[0]} needs validation data: set data.validation_path or "
+            "data.validation_fraction"
+        )
+    if train.get("early_stopping_patience") and not train.eval_every:
+        raise ValueError(
+            "train.early_stopping_patience needs validations during training: set train.eval_every"
+        )
 
 
 def _check_not_empty(data_config) -> None:
@@ -273,13 +300,19 @@ def _make_trainer(config, loaded, encoded: _Encoded, mesh, run_path: str, resumi
     return tuner, resume_state
 
 
-def _train(config, tuner, encoded: _Encoded, pad_id: int, run_path: str, resume_state):
-    """The training loop, logging to metrics.jsonl; returns the loop's final metrics."""
+def _train(config, tuner, encoded: _Encoded, pad_id: int, run_path: str, resume_state, trackers):
+    """The training loop, logging to metrics.jsonl and the trackers; returns the loop's final
+    metrics."""
     from gemma_tune.runs import run_dir
     from gemma_tune.training import loop
 
     total_steps = loop.total_train_steps(len(encoded.train), config)
-    metrics_log = run_dir.MetricsLog(run_path, config.train.tensorboard)
+    metrics_log = run_dir.MetricsLog(run_path)
+
+    def log(record: dict) -> None:
+        metrics_log(record)
+        trackers.log(record)
+
     print(
         f"Training {total_steps} steps on {len(encoded.train)} "
         f"{'packed rows' if config.train.packing else 'examples'} "
@@ -294,7 +327,7 @@ def _train(config, tuner, encoded: _Encoded, pad_id: int, run_path: str, resume_
             encoded.validation,
             config,
             pad_id,
-            metrics_log,
+            log,
             run_path=run_path,
             resume_state=resume_state,
         )
@@ -321,15 +354,20 @@ def _save_adapter(config, loaded, run_path: str) -> None:
     )
 
 
-def _finish(config, prepared, evaluation, final: dict, run_path: str, started: float) -> None:
+def _finish(config, prepared, evaluation, final: dict, run_path, started: float, trackers) -> None:
     """The tuned model's answers, the comparison, result.json (written last but the report)
-    and the report; prints the validation results where no comparison table showed them."""
+    and the report; the fixed prompts' answers and the result go to the trackers; prints the
+    validation results where no comparison table showed them."""
     from gemma_tune.evaluation import answers
     from gemma_tune.reporting import report
     from gemma_tune.runs import run_dir
 
     evaluation.answer(answers.TUNED)
     final = evaluation.finish(run_path, final)
+    prompts = list(config.eval.prompts)
+    trackers.log_generations(
+        final["steps"], answers.qualitative_records(prompts, evaluation.free_answers)
+    )
     total, trainable = _parameter_counts(config, prepared)
     result = {
         **final,
@@ -338,6 +376,7 @@ def _finish(config, prepared, evaluation, final: dict, run_path: str, started: f
         "wall_seconds": time.perf_counter() - started,
     }
     run_dir.write_result(run_path, result)
+    trackers.finish(result)
     html_path, _ = report.write(run_path)
     print(f"Report: {html_path}", flush=True)
     if not evaluation.eval_examples:  # Otherwise the comparison table showed them.

@@ -7,11 +7,15 @@ runs/<experiment>-<timestamp>/
   adapter/             LoRA weights (adapter.npz) and their metadata (adapter.json)
   checkpoints/         the newest training checkpoints (`gemma_tune.training.checkpoint`):
     step-000040/         state.npz (weights, optimizer state) and state.json (loop state)
+    best-000030/         with train.keep_best: the best step's trainable weights
   base_answers.json    the base model's answers, generated before training (reused on resume)
   samples.md           base vs tuned generations on validation prompts, side by side
   comparison.json      every system's answers and scores, means and changes
   report.html/.md      the report (`gemma_tune.report`), with loss_curves.png
   result.json          final metrics, parameter counts and timings (written last)
+  tensorboard/         TensorBoard event files (train.report_to=["tensorboard"])
+  wandb/               Weights & Biases run files (train.report_to=["wandb"])
+  tracking.json        the run's name and W&B id for its trackers, kept across resumes
   evaluations/<time>/  later `python -m gemma_tune.evaluate --run=RUN_DIR` results
 
 This module is the one place that spells these names, and every whole file written into a run
@@ -49,14 +53,17 @@ REPORT_MD = "report.md"
 LOSS_CURVES = "loss_curves.png"
 RESULT = "result.json"
 TENSORBOARD_DIR = "tensorboard"
+WANDB_DIR = "wandb"  # W&B writes WANDB_DIR/offline-run-* or run-* itself
+TRACKING = "tracking.json"
 EVALUATIONS_DIR = "evaluations"  # `python -m gemma_tune.evaluate` writes EVALUATIONS_DIR/<time>/
 LOCK = ".lock"  # held (fcntl.flock) by the run using the directory; holds its PID
 
 # Settings that may change between a stop and a resume: the device layout (more or fewer
 # devices or hosts). A checkpoint holds whole arrays gathered to the host and every layout
 # trains on the same batches, so the run continues, equal within float rounding (the order
-# of the sums changes with the layout).
-RESUMABLE_CHANGES = ("mesh.",)
+# of the sums changes with the layout). The trackers fed (`train.report_to`) change nothing
+# the run computes, so they may change too.
+RESUMABLE_CHANGES = ("mesh.", "train.report_to", "train.tensorboard")
 
 # What a run writes, so that a start that failed before its first checkpoint can be cleared
 # for a corrected config without touching anything else the folder holds.
@@ -74,6 +81,8 @@ RUN_FILES = (
     LOSS_CURVES,
     RESULT,
     TENSORBOARD_DIR,
+    WANDB_DIR,
+    TRACKING,
     EVALUATIONS_DIR,
 )
 
@@ -86,6 +95,7 @@ ADAPTER_SCHEMA_VERSION = 2
 # Inside checkpoints/ (`gemma_tune.training.checkpoint`): `step-000040/`, written as
 # `.partial-000040-<pid>/` and renamed when complete.
 CHECKPOINT_PREFIX = "step-"
+CHECKPOINT_BEST_PREFIX = "best-"  # `best-000030/`: the best step's weights (train.keep_best)
 CHECKPOINT_PARTIAL = ".partial-"
 CHECKPOINT_ARRAYS = "state.npz"
 CHECKPOINT_STATE = "state.json"
@@ -272,6 +282,11 @@ def partial_checkpoint_name(step: int, pid: int) -> str:
     return f"{CHECKPOINT_PARTIAL}{step:06d}-{pid}"
 
 
+def best_checkpoint_name(step: int) -> str:
+    """The directory name of the best step's weights (`best-000030`, train.keep_best)."""
+    return f"{CHECKPOINT_BEST_PREFIX}{step:06d}"
+
+
 def default_path(experiment: str, root: str = "runs") -> str:
     """`runs/<experiment>-<YYYYmmdd-HHMMSS>`, with `:` in the name made filesystem-safe."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -403,42 +418,30 @@ def truncate_metrics(run_path: str, last_step: int, keep_last_validation: bool =
     write_atomically(path, "".join(kept))
 
 
-def check_tensorboard() -> None:
-    """Fails early, before any work, when TensorBoard logging is asked for but not installed."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None:
-        raise OSError("train.tensorboard=true needs: pip install 'gemma_tune[tensorboard]'")
-
-
 class MetricsLog:
-    """Appends one JSON line per event to `metrics.jsonl` (and to TensorBoard if asked)."""
+    """Appends one JSON line per event to `metrics.jsonl`; the trackers of
+    `train.report_to` get the same records (`gemma_tune.training.tracking`)."""
 
-    def __init__(self, run_path: str, tensorboard: bool = False):
+    def __init__(self, run_path: str):
         self.path = os.path.join(run_path, METRICS)
         self._file = open(self.path, "a")
-        self._writer = None
-        if tensorboard:
-            import tensorflow as tf
-
-            self._writer = tf.summary.create_file_writer(os.path.join(run_path, TENSORBOARD_DIR))
 
     def __call__(self, record: dict) -> None:
         """Appends `record` as one line (flushed, so a kill loses at most the line being
-        written) and its numbers as TensorBoard scalars at its step."""
+        written)."""
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
         self._file.flush()
-        if self._writer is not None:
-            import tensorflow as tf
-
-            with self._writer.as_default(step=int(record.get("step", 0))):
-                for key, value in record.items():
-                    if key != "step" and isinstance(value, (int, float)):
-                        tf.summary.scalar(key, value)
-            self._writer.flush()
 
     def close(self) -> None:
-        """Closes the log file and the TensorBoard writer."""
+        """Closes the log file."""
         self._file.close()
-        if self._writer is not None:
-            self._writer.close()
+
+
+def tracking_ids(run_path: str, new_id: Callable[[], str]) -> dict:
+    """The run's tracker identity (`tracking.json`: `name`, `wandb_id`), written on the first
+    start and read back on every resume, so a resumed run continues the same tracked run."""
+    ids = read_json(run_path, TRACKING)
+    if ids is None:
+        ids = {"name": os.path.basename(os.path.abspath(run_path)), "wandb_id": new_id()}
+        write_json(run_path, TRACKING, ids)
+    return ids
