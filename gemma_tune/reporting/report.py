@@ -133,10 +133,30 @@ def _facts(config: dict, summary: dict, result: dict, trained: bool) -> list[tup
         ("Examples", counts),
         ("Sequence length", sequence),
         ("Steps", steps),
+        *_kept(result),
         ("Batch", f"{batch} × {accumulation} accumulation = {batch * accumulation} per update"),
         ("Learning rate", ", ".join(schedule)),
         ("Time", f"{_duration(result.get('train_seconds'))} training, {wall} wall"),
     ]
+
+
+def _kept(result: dict) -> list[tuple[str, str]]:
+    """The "Stopped" and "Weights kept" facts of a run that chose its step
+    (`train.keep_best`, `train.early_stopping_patience`); none for one that kept its last."""
+    facts = []
+    best = result.get("best_val_loss")
+    best_text = f"step {result.get('best_step')} (val_loss {number(best)})"
+    if result.get("stopped_because") == "early_stopping":
+        facts.append(
+            (
+                "Stopped",
+                f"early, after step {result.get('steps')}: val_loss did not improve in "
+                f"{result.get('validations_without_improvement')} validations after {best_text}",
+            )
+        )
+    if result.get("kept_because") == "best_val_loss":
+        facts.append(("Weights kept", f"{best_text}, the lowest validation loss"))
+    return facts
 
 
 def _metrics_table(comparison: dict) -> tuple[list[str], list[list[tuple[str, str]]]]:

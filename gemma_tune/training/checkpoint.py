@@ -14,6 +14,11 @@ in place. The data order needs no saving: it is a function of the seed and the e
 (`batching.epoch_order`), and the step says how far into it the run got. Only the newest
 `keep` checkpoints are kept. The names are `gemma_tune.runs.run_dir`'s, and each file is
 written (and flushed to disk) through `run_dir.write_atomically`.
+
+With `train.keep_best`, each new best step's trainable weights are also written, the same
+way, to `checkpoints/best-000040/` (`save_best`); the regular checkpoints record which step
+is best, and `prune_best` removes older best folders only once a checkpoint no longer needs
+them, so the best step a resumed run reads back is always on disk.
 """
 
 from __future__ import annotations
@@ -84,6 +89,66 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
     for old in list_complete(run_path)[: -max(keep, 1)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_best(run_path: str, trainer) -> str:
+    """Writes `trainer`'s trainable weights as the best step's (`checkpoints/best-NNNNNN/`),
+    atomically as `save` does; returns the folder. A step written again (a resumed run
+    redoing it) is replaced file by file, the same weights."""
+    root = run_dir.checkpoints_dir(run_path)
+    final = os.path.join(root, run_dir.best_checkpoint_name(trainer.step))
+    partial_name = run_dir.partial_checkpoint_name(trainer.step, os.getpid()) + "-best"
+    partial = os.path.join(root, partial_name)
+    trainable_paths = [v.path for v in trainer.backbone.trainable_variables]
+    arrays = {
+        f"trainable/{path}": multihost.to_host(array)
+        for path, array in zip(trainable_paths, trainer.trainable, strict=True)
+    }
+    record = {"step": trainer.step, "trainable_paths": trainable_paths}
+    try:
+        os.makedirs(partial, exist_ok=True)
+        arrays_path = os.path.join(partial, ARRAYS_FILE)
+        run_dir.write_atomically(arrays_path, lambda f: np.savez(f, **arrays), fsync=True)
+        run_dir.write_atomically(os.path.join(partial, STATE_FILE), run_dir.json_text(record))
+        if os.path.exists(final):
+            _replace_files(partial, final)
+        else:
+            os.rename(partial, final)
+        run_dir.fsync_directory(root)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise OSError(f"cannot write checkpoint {final}: {error.strerror or error}") from error
+    return final
+
+
+def prune_best(run_path: str, best_step: int | None) -> None:
+    """Deletes the best-weights folders of steps other than `best_step` (call it right
+    after a checkpoint that records `best_step` is saved)."""
+    root = run_dir.checkpoints_dir(run_path)
+    if not os.path.isdir(root):
+        return
+    keep = run_dir.best_checkpoint_name(best_step) if best_step is not None else None
+    for name in os.listdir(root):
+        if name.startswith(run_dir.CHECKPOINT_BEST_PREFIX) and name != keep:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def restore_best(run_path: str, trainer, best_step: int) -> None:
+    """Puts the best step's trainable weights (`save_best`) into `trainer`, keeping its
+    optimizer state and step (the run is over; only the weights are written after).
+
+    Raises:
+      ValueError: the folder is missing, damaged, or of other variables, naming it.
+    """
+    path = os.path.join(run_dir.checkpoints_dir(run_path), run_dir.best_checkpoint_name(best_step))
+    state = run_dir.read_json(path, STATE_FILE)
+    trainable_paths = [v.path for v in trainer.backbone.trainable_variables]
+    if state is None or state.get("step") != best_step:
+        raise ValueError(f"{path} is missing: the best step's weights cannot be kept")
+    if state["trainable_paths"] != trainable_paths:
+        raise ValueError(f"{path} is for other trainable variables")
+    trainable, _ = _read_arrays(os.path.join(path, ARRAYS_FILE), trainable_paths, 0)
+    trainer.set_state(trainable, trainer.optimizer_state, trainer.step)
 
 
 def _replace_files(partial: str, final: str) -> None:

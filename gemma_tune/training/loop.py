@@ -8,6 +8,12 @@ Each checkpoint also records the step its validation results belong to (`validat
 a run stopped after its last step but before (or during) the final validation validates on
 resume, and one stopped after it does not validate twice: the final metrics always equal the
 uninterrupted run's.
+
+`train.keep_best` and `train.early_stopping_patience` (`selection.Selection`) watch each
+validation's loss: the best step's weights are saved beside the checkpoints as it is found,
+the run stops after that many validations without improvement, and with `keep_best` it ends
+with the best step's weights (what the adapter then holds). The best step and the count of
+validations without improvement are part of every checkpoint, so a resume stays exact.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 
 import tqdm
 
-from gemma_tune.training import batching, checkpoint, trainer
+from gemma_tune.training import batching, checkpoint, multihost, selection, trainer
 
 
 class NonFiniteLossError(ArithmeticError):
@@ -95,7 +101,8 @@ def fit(
     run_path: str | None = None,
     resume_state: dict | None = None,
 ) -> dict:
-    """Runs the configured epochs (or `max_steps`) and returns the final metrics.
+    """Runs the configured epochs (or `max_steps`, or until early stopping) and returns the
+    final metrics, ending with the best step's weights when `train.keep_best`.
 
     Args:
       tuner: the Trainer to update (already restored from a checkpoint when resuming).
@@ -124,8 +131,11 @@ def fit(
                 raise Interrupted(stop.signal_number, run.step, run.save())
             if run.periodic_save_due():
                 run.save()
+        if run.selection.stopped:
+            print(run.stopped_message(), flush=True)
         run.validate_at_end()
         run.save()  # The final checkpoint: after the final validation, which it records.
+    run.keep_best_weights()
     tuner.sync_to_model()
     return run.final_metrics()
 
@@ -151,6 +161,12 @@ class _Fit:
         # The step `last_validation` measured (None: unknown, as in checkpoints written before
         # this was recorded, which makes the end of the run validate again).
         self.validated_step = state.get("validated_step")
+        self.selection = selection.Selection.from_state(
+            state.get("selection"),
+            self.train.get("keep_best", False),
+            self.train.get("early_stopping_patience", 0),
+        )
+        self._best_in_memory = None  # the best weights of a run without a directory
         if self.validation_encoded and self.train.eval_at_start and not resume_state:
             self.base_validation = {f"base_{k}": v for k, v in self.validate(0).items()}
         self.start_step = self.step = self.tuner.step
@@ -194,10 +210,13 @@ class _Fit:
                 "base_validation": self.base_validation,
                 "last_validation": self.last_validation,
                 "validated_step": self.validated_step,
+                "selection": self.selection.to_state(),
             }
             self._saved[key] = checkpoint.save(
                 self.run_path, self.tuner, loop_state, self.train.keep_checkpoints
             )
+            if self.selection.keep_best:  # this checkpoint names the one best step still needed
+                checkpoint.prune_best(self.run_path, self.selection.best_step)
         return self._saved[key]
 
     def batch_positions(self):
@@ -208,8 +227,8 @@ class _Fit:
                 len(self.train_encoded), self.config.seed, epoch, self.train.shuffle
             )
             for step_in_epoch in range(self.steps_in_epoch):
-                if self.step >= self.total_steps:
-                    break
+                if self.step >= self.total_steps or self.selection.stopped:
+                    return
                 if epoch * self.steps_in_epoch + step_in_epoch < self.start_step:
                     continue  # Done before the checkpoint this run resumed from.
                 yield epoch, step_in_epoch, order
@@ -256,6 +275,40 @@ class _Fit:
         if self.validation_encoded and train.eval_every and self.step % train.eval_every == 0:
             self.last_validation = self.validate(self.step)
             self.validated_step = self.step
+            self._observe(may_stop=self.step < self.total_steps)
+
+    def _observe(self, may_stop: bool) -> None:
+        """Gives the validation just made to the selection, saving the weights when they are
+        the best so far and `keep_best` wants them."""
+        improved = self.selection.observe(self.step, self.last_validation, may_stop)
+        if not (improved and self.selection.keep_best):
+            return
+        if self.run_path is not None:
+            checkpoint.save_best(self.run_path, self.tuner)
+        else:
+            self._best_in_memory = [multihost.to_host(a) for a in self.tuner.trainable]
+
+    def stopped_message(self) -> str:
+        """Why training stopped before its last step (early stopping)."""
+        best = self.selection.best_validation.get(selection.LOSS, float("nan"))
+        return (
+            f"Early stopping after step {self.step} of {self.total_steps}: val_loss did not "
+            f"improve in {self.selection.without_improvement} validations (best {best:.4f} "
+            f"at step {self.selection.best_step})"
+        )
+
+    def keep_best_weights(self) -> None:
+        """With `keep_best`, puts the best step's weights back into the trainer (after the
+        final checkpoint, which keeps the last step's for an exact resume)."""
+        best_step = self.selection.best_step
+        if not self.selection.keep_best or best_step is None or best_step == self.step:
+            return
+        if self.run_path is not None:
+            checkpoint.restore_best(self.run_path, self.tuner, best_step)
+        elif self._best_in_memory is not None:
+            tuner = self.tuner
+            tuner.set_state(self._best_in_memory, tuner.optimizer_state, tuner.step)
+        print(f"Keeping step {best_step}'s weights (lowest val_loss)", flush=True)
 
     def _diverged(self, loss: float, epoch: int, step_in_epoch: int):
         last = checkpoint.latest(self.run_path) if self.run_path else None
@@ -272,12 +325,17 @@ class _Fit:
         if self.validation_encoded and self.validated_step != self.step:
             self.last_validation = self.validate(self.step)
             self.validated_step = self.step
+            self._observe(may_stop=False)
 
     def final_metrics(self) -> dict:
-        """Steps, training time, and the validation before and after training."""
+        """Steps, training time, the validation before training and of the kept weights (the
+        best step's with `keep_best`), which step was kept and why training stopped."""
+        kept = self.selection.kept_step(self.step)
+        kept_validation = self.selection.best_validation if kept != self.step else {}
         return {
             "steps": self.step,
             "train_seconds": self.elapsed(),
             **self.base_validation,
-            **self.last_validation,
+            **(kept_validation or self.last_validation),
+            **self.selection.summary(self.step),
         }
