@@ -192,6 +192,20 @@ def test_supervised_and_other_rows_are_refused_by_the_preference_reader(tmp_path
         preference_rows.read_file(path, format="alpaca")
 
 
+def test_rows_fitting_no_format_are_named_once_per_key_set(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("prompt,good,bad\nq1,a,b\nq2,a,b\nq3,a,b\n")
+    (problem,) = _problems(path)
+    assert problem.startswith(f"{path}:2: row: the keys (bad, good, prompt) fit no ")
+    assert problem.endswith("(3 rows with these keys)")
+    path.write_text("question,chosen,rejected\nq1,a,b\n")
+    assert _problems(path) == [
+        f"{path}:2: chosen: a string without a prompt: add a prompt (key or CSV column), or "
+        "give chosen and rejected as whole conversations (lists of messages) that share the "
+        "prompt"
+    ]
+
+
 def test_forced_format_and_unused_keys(tmp_path):
     row = {**FORMATS["trl"], "score_chosen": 9.0}
     result = preference_rows.read_file(_write(tmp_path, [row, row]), format="trl")

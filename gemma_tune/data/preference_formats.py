@@ -115,13 +115,13 @@ def parse_trl_implicit(
 ) -> preference.PreferencePair:
     """Maps a TRL implicit-prompt row: `chosen` and `rejected` are whole conversations whose
     shared leading messages are the prompt; after it, each has its one answer."""
-    for key in ("chosen", "rejected"):
-        if isinstance(row.get(key), str):
-            checker.add(
-                key,
-                "a string without a prompt: add a prompt key, or give chosen and rejected as "
-                "whole conversations (lists of messages) that share the prompt",
-            )
+    strings = [key for key in ("chosen", "rejected") if isinstance(row.get(key), str)]
+    if strings:
+        checker.add(
+            strings[0],
+            "a string without a prompt: add a prompt (key or CSV column), or give chosen and "
+            "rejected as whole conversations (lists of messages) that share the prompt",
+        )
     checker.done()
     chosen_messages = fields.list_field(row, "chosen", checker)
     rejected_messages = fields.list_field(row, "rejected", checker)

@@ -96,6 +96,9 @@ def read(
     )
     refused_kinds: set[str] = set()
     unused: dict[str, int] = {}
+    # Rows of one key set that fit no format fail alike (every row of a CSV missing a column):
+    # named once, at the first, with how many there are.
+    unfit: dict[frozenset[str], list] = {}
     for row in found:
 
         def report(field: str, reason: str, row: rows.Row = row) -> None:
@@ -115,7 +118,7 @@ def read(
         spec = preference_formats.FORMATS.get(file_format)
         present = {key for key, item in value.items() if item is not None}
         if spec is None or not (fit or spec.required & present):
-            report("row", _not_preference(value))
+            unfit.setdefault(frozenset(value), [row, 0])[1] += 1
             continue
         if fit and file_format not in fit:  # A missing key of its own format parses below.
             report(
@@ -133,6 +136,10 @@ def read(
                 report(error.field, error.reason)
         for key in checker.unused:
             unused.setdefault(key, row.line)
+    for first, count in unfit.values():
+        also = f" ({count} rows with these keys)" if count > 1 else ""
+        reason = _not_preference(first.value) + also
+        problems.append(example.Problem(path, first.line, first.field("row"), reason))
     if problems:
         problems.sort(key=lambda problem: problem.line)
         raise example.DataError(problems)
