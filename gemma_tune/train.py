@@ -106,8 +106,9 @@ def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, start
         )
         _save_adapter(config, prepared.loaded, run_path)
         _finish(config, prepared, evaluation, final, run_path, started, trackers)
-    finally:
-        trackers.close()
+    except BaseException:
+        trackers.close(failed=True)
+        raise
 
 
 def _start(config, workdir: str) -> str:

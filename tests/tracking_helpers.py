@@ -1,12 +1,40 @@
 """Reading back what the trackers wrote, for the tracking tests: TensorBoard event files (as
-TensorBoard itself loads them, purges included), a W&B offline run file, a Trackio run."""
+TensorBoard itself loads them, purges included), a W&B offline run file, a Trackio run.
 
+Trackio reads its store's folder (`TRACKIO_DIR`) once, when it is first imported, so this
+module points it at a temporary folder for the whole test session as it is imported (at
+collection, before any test imports trackio); tests never write the user's store.
+"""
+
+import atexit
 import glob
 import json
 import os
+import shutil
 import struct
+import sys
+import tempfile
 
 from gemma_tune.runs import run_dir
+
+if "trackio" not in sys.modules:
+    TRACKIO_DIR = tempfile.mkdtemp(prefix="gemma_tune_trackio_")
+    os.environ["TRACKIO_DIR"] = TRACKIO_DIR
+    atexit.register(shutil.rmtree, TRACKIO_DIR, ignore_errors=True)
+else:
+    TRACKIO_DIR = None
+
+
+def trackio_usable() -> bool:
+    """Whether trackio is installed and writes to this session's temporary store."""
+    import importlib.util
+
+    if importlib.util.find_spec("trackio") is None or TRACKIO_DIR is None:
+        return False
+    from trackio import utils
+
+    return str(utils.TRACKIO_DIR) == TRACKIO_DIR
+
 
 # Keys of metrics.jsonl records the trackers plot (numbers), by step.
 SKIPPED = {"step"}

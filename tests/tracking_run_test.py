@@ -7,7 +7,6 @@ W&B and Trackio are skipped where they are not installed.
 import importlib.util
 import json
 import os
-import sys
 
 import pytest
 import tracking_helpers
@@ -38,8 +37,8 @@ def _trackers() -> list[str]:
     names = ["tensorboard"]
     if importlib.util.find_spec("wandb") is not None:
         names.append("wandb")
-    if importlib.util.find_spec("trackio") is not None and "trackio" not in sys.modules:
-        names.append("trackio")  # its store's folder is read once, when it is imported
+    if tracking_helpers.trackio_usable():
+        names.append("trackio")
     return names
 
 
@@ -50,7 +49,6 @@ def tracked_run(tmp_path_factory):
     environment = {
         "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",
-        "TRACKIO_DIR": str(folder / "trackio"),
         "TRACKIO_PROJECT": "tracking_run_test",
     }
     saved = {key: os.environ.get(key) for key in environment}
@@ -100,7 +98,7 @@ def test_wandb_offline_run_matches_metrics_jsonl(tracked_run):
 def test_trackio_run_matches_metrics_jsonl(tracked_run):
     run_path, names = tracked_run
     if "trackio" not in names:
-        pytest.skip("trackio is not installed, or was imported with another TRACKIO_DIR")
+        pytest.skip("trackio is not installed (or was imported before the tests' store was set)")
     from trackio.sqlite_storage import SQLiteStorage
 
     logs = SQLiteStorage.get_logs("tracking_run_test", os.path.basename(run_path))

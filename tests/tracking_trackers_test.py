@@ -7,7 +7,6 @@ import glob
 import importlib.util
 import json
 import os
-import sys
 
 import pytest
 import tracking_helpers
@@ -86,17 +85,14 @@ def test_wandb_offline_run_holds_the_logged_values(tmp_path, monkeypatch):
 
 
 def test_trackio_run_holds_the_logged_values(tmp_path, monkeypatch):
-    if importlib.util.find_spec("trackio") is None:
-        pytest.skip("trackio is not installed")
-    if "trackio" in sys.modules:
-        pytest.skip("trackio was imported before with another TRACKIO_DIR")
-    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
-    monkeypatch.setenv("TRACKIO_PROJECT", "tracking_test")
+    if not tracking_helpers.trackio_usable():
+        pytest.skip("trackio is not installed (or was imported before the tests' store was set)")
+    monkeypatch.setenv("TRACKIO_PROJECT", "tracking_trackers_test")
     (tmp_path / "run").mkdir()
     _feed(_config(["trackio"]), tmp_path / "run")
     from trackio.sqlite_storage import SQLiteStorage
 
-    logs = SQLiteStorage.get_logs("tracking_test", "run")
+    logs = SQLiteStorage.get_logs("tracking_trackers_test", "run")
     logged = {
         (key, log["step"]): value
         for log in logs
@@ -106,7 +102,8 @@ def test_trackio_run_holds_the_logged_values(tmp_path, monkeypatch):
     expected = tracking_helpers.expected_scalars(RECORDS)
     for key, value in expected.items():
         assert logged[key] == pytest.approx(value, rel=1e-12), key
-    assert os.path.exists(tmp_path / "trackio" / "tracking_test.db")
+    store = os.path.join(tracking_helpers.TRACKIO_DIR, "tracking_trackers_test.db")
+    assert os.path.exists(store)
 
 
 def test_no_trackers_write_nothing(tmp_path):

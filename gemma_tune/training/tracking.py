@@ -114,7 +114,8 @@ class _TensorBoard:
     def summary(self, result: dict) -> None:
         del result  # result.json is beside the event files
 
-    def close(self) -> None:
+    def close(self, failed: bool) -> None:
+        del failed
         self._writer.close()
 
 
@@ -144,8 +145,8 @@ class _WandB:
     def summary(self, result: dict) -> None:
         self._run.summary.update(_numbers(result))
 
-    def close(self) -> None:
-        self._run.finish()
+    def close(self, failed: bool) -> None:
+        self._run.finish(exit_code=1 if failed else 0)  # W&B marks a failed run as such
 
 
 class _Trackio:
@@ -172,7 +173,8 @@ class _Trackio:
     def summary(self, result: dict) -> None:
         del result  # Trackio has no run summary; result.json holds it
 
-    def close(self) -> None:
+    def close(self, failed: bool) -> None:
+        del failed
         self._run.finish()
 
 
@@ -226,8 +228,9 @@ class Trackers:
             tracker.summary(result)
         self.close()
 
-    def close(self) -> None:
-        """Closes every tracker (flushing what they hold); safe to call twice."""
+    def close(self, failed: bool = False) -> None:
+        """Closes every tracker (flushing what they hold), telling those that record it
+        whether the run failed (stopped by an error or a signal); safe to call twice."""
         trackers, self._trackers = self._trackers, []
         for tracker in trackers:
-            tracker.close()
+            tracker.close(failed)
