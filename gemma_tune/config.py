@@ -14,7 +14,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import os
 import pkgutil
+import re
 
 import ml_collections
 
@@ -171,13 +173,20 @@ def load(experiment: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_col
       ValueError: unknown experiment, unknown key (with the closest key named), a value that
         does not fit the key's type, or one out of the key's range (`config_ranges.check`).
     """
-    name, _, arg = experiment.partition(":")
-    names = experiment_names()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown experiment {name!r}.{hint} Known: {', '.join(names)}")
-    module = importlib.import_module(f"{experiments_package.__name__}.{name}")
+    file_match = re.fullmatch(r"(.+\.py)(?::(.*))?", experiment)
+    if file_match:
+        module = _experiment_file(file_match.group(1))
+        arg = file_match.group(2) or ""
+    else:
+        name, _, arg = experiment.partition(":")
+        names = experiment_names()
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"unknown experiment {name!r}.{hint} Known: {', '.join(names)}, or a .py file"
+            )
+        module = importlib.import_module(f"{experiments_package.__name__}.{name}")
     config = module.get_config(arg or None)
     config.experiment = experiment
     config.lock()
@@ -185,6 +194,28 @@ def load(experiment: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_col
         apply_override(config, override)
     config_ranges.check(config)
     return config
+
+
+def _experiment_file(path: str):
+    """An experiment module outside the package (`--experiment=path/to/mine.py[:arg]`): any
+    Python file with `get_config(arg=None)`, typically starting from `base_config()`.
+
+    Raises:
+      ValueError: the file does not exist or has no `get_config`.
+    """
+    import importlib.util
+
+    if not os.path.isfile(path):
+        raise ValueError(f"experiment file {path} does not exist")
+    name = "gemma_tune_experiment_" + re.sub(
+        r"\W", "_", os.path.splitext(os.path.basename(path))[0]
+    )
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
+        raise ValueError(f"experiment file {path} defines no get_config(arg=None)")
+    return module
 
 
 def _leaf_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:

@@ -1,6 +1,7 @@
 """Experiments resolve by name, overrides are typed, and typos stop the run with a hint."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -100,3 +101,28 @@ def test_cli_typo_exits_before_any_work(tmp_path):
     assert result.returncode == 2
     assert "Did you mean 'lora.rank'" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_an_experiment_file_outside_the_package(tmp_path):
+    from gemma_tune.runs import run_dir
+
+    path = tmp_path / "my_experiment.py"
+    path.write_text(
+        "from gemma_tune import config as config_lib\n\n\n"
+        "def get_config(arg=None):\n"
+        "    config = config_lib.base_config()\n"
+        "    config.model.preset = f'tiny:{arg or \"gemma3\"}'\n"
+        "    config.lora.rank = 3\n"
+        "    return config\n"
+    )
+    config = config_lib.load(f"{path}:gemma2", ["lora.alpha=6"])
+    assert config.model.preset == "tiny:gemma2" and config.lora.rank == 3
+    assert config.lora.alpha == 6 and config.experiment == f"{path}:gemma2"
+    assert config_lib.load(str(path)).model.preset == "tiny:gemma3"
+    name = os.path.basename(run_dir.default_path(f"{path}:gemma2"))
+    assert name.startswith("my_experiment-gemma2-")
+    with pytest.raises(ValueError, match="does not exist"):
+        config_lib.load(str(tmp_path / "missing.py"))
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    with pytest.raises(ValueError, match="defines no get_config"):
+        config_lib.load(str(tmp_path / "empty.py"))

@@ -288,9 +288,13 @@ def best_checkpoint_name(step: int) -> str:
 
 
 def default_path(experiment: str, root: str = "runs") -> str:
-    """`runs/<experiment>-<YYYYmmdd-HHMMSS>`, with `:` in the name made filesystem-safe."""
+    """`runs/<experiment>-<YYYYmmdd-HHMMSS>`, with `:` in the name made filesystem-safe; an
+    experiment file (`path/to/mine.py[:arg]`) is named by its file name (`mine[-arg]`)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return os.path.join(root, f"{experiment.replace(':', '-')}-{stamp}")
+    path, dot_py, arg = experiment.partition(".py")
+    if dot_py and (not arg or arg.startswith(":")):
+        experiment = os.path.basename(path) + arg
+    return os.path.join(root, f"{experiment.replace(':', '-').replace(os.sep, '-')}-{stamp}")
 
 
 def create(path: str) -> str:
