@@ -34,16 +34,17 @@ class Range:
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (not a bool, NaN or infinity: no setting means anything there)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def at_least(low) -> Range:
-    """Numbers >= `low` (NaN is not)."""
+    """Finite numbers >= `low`."""
     return Range(f">= {low}", lambda v: _number(v) and v >= low)
 
 
 def above(low) -> Range:
-    """Numbers > `low` (NaN is not)."""
+    """Finite numbers > `low`."""
     return Range(f"> {low}", lambda v: _number(v) and v > low)
 
 
@@ -181,7 +182,9 @@ def check(config) -> None:
         except (KeyError, AttributeError):  # An older run's config without the key.
             continue
         if not valid.holds(value):
-            problems.append(f"{key}={_shown(value)}: must be {valid.describe()}")
+            finite = isinstance(value, float) and not math.isfinite(value) and valid.choices is None
+            rule = f"a finite number {valid.describe()}" if finite else valid.describe()
+            problems.append(f"{key}={_shown(value)}: must be {rule}")
     if problems:
         raise ValueError("; ".join(problems))
 
