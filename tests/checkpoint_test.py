@@ -68,6 +68,7 @@ def uninterrupted(tmp_path_factory):
     return run_path
 
 
+@pytest.mark.slow  # ~30 s: kill, resume, compare; CI runs the slow suite
 def test_a_run_killed_at_a_random_step_resumes_to_the_same_losses_and_weights(
     uninterrupted, tmp_path
 ):
@@ -95,6 +96,7 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_same_losses_and_weights(
         np.testing.assert_allclose(got_weights[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
+@pytest.mark.slow  # ~30 s
 def test_sigint_saves_a_checkpoint_and_resume_finishes(uninterrupted, tmp_path):
     run_path = str(tmp_path / "run")
     process = subprocess.Popen(

@@ -94,6 +94,8 @@ def runs(request, tmp_path_factory, single):
     return root, outputs, single
 
 
+# ~80 s (two real processes and a single-device reference run): slow suite, which CI runs.
+@pytest.mark.slow
 def test_two_processes_train_like_one_device(runs):
     root, outputs, single = runs
     assert "Process 0 of 2: 2 local of 4 devices" in outputs[0]

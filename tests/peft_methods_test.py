@@ -88,7 +88,12 @@ def test_a_fresh_dora_adapter_is_exactly_the_base():
 
 @pytest.mark.parametrize(
     "method, quantized",
-    [("lora", "none"), ("dora", "none"), ("lora", "int8"), ("dora", "int4")],
+    [
+        ("lora", "none"),
+        ("dora", "none"),
+        pytest.param("lora", "int8", marks=pytest.mark.slow),  # ~25 s each: slow suite
+        pytest.param("dora", "int4", marks=pytest.mark.slow),
+    ],
 )
 def test_merged_equals_unmerged(method, quantized):
     loaded = _adapted("tiny:gemma3", method, quantized)
@@ -160,8 +165,8 @@ def _fit(overrides, steps=30, examples=None):
     [
         ["lora.dropout=0.1"],
         ["method=dora"],
-        ["model.quantize=int8"],
-        ["model.quantize=int4", "method=dora"],
+        pytest.param(["model.quantize=int8"], marks=pytest.mark.slow),  # ~28 s each: slow
+        pytest.param(["model.quantize=int4", "method=dora"], marks=pytest.mark.slow),
         ["method=full", "train.learning_rate=0.003"],
         ["model.dtype=bfloat16", "method=dora", "train.remat=true"],
     ],

@@ -204,6 +204,10 @@ def test_ctrl_c_is_one_line_not_a_traceback(finished_run):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a shell starts background jobs (`nohup ... &`, CI runners) with
+        # SIGINT ignored, which the child would inherit, and Python then never raises
+        # KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     while "Type a prompt" not in process.stderr.readline():  # loaded, waiting for a prompt
         assert process.poll() is None
