@@ -114,6 +114,20 @@ def base_config() -> ml_collections.ConfigDict:
     # Recompute each decoder block's activations in the backward pass instead of keeping them
     # (gradient checkpointing): less memory, about one more forward pass of time.
     config.train.remat = False
+    # What the run optimizes: sft (supervised: the answers' cross-entropy) or dpo (preference
+    # pairs: Direct Preference Optimization, settings in `dpo`; `gemma_tune.training.objectives`).
+    config.train.objective = "sft"
+    # Start from another run's trained weights (its adapter, or its full weights), e.g. DPO
+    # after a supervised run; "" starts from the base model. Same preset and method required.
+    config.train.init_from = ""
+
+    # Preference tuning (train.objective=dpo; `gemma_tune.training.dpo`). data.format then names
+    # a preference format: auto, csv, trl, trl_implicit, openai_preference, vertex_preference.
+    config.dpo = ml_collections.ConfigDict()
+    config.dpo.beta = 0.1  # how far from the reference model the rewards pull
+    config.dpo.loss = "sigmoid"  # sigmoid (DPO) | robust (rDPO) | ipo | simpo (no reference)
+    config.dpo.label_smoothing = 0.0  # the share of pairs assumed mislabelled (sigmoid, robust)
+    config.dpo.simpo_gamma = 0.5  # SimPO's target reward margin
 
     config.samples = ml_collections.ConfigDict()
     config.samples.count = 4  # validation prompts shown side by side in samples.md

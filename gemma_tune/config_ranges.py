@@ -98,6 +98,18 @@ def _trackers():
     return tracking.TRACKERS
 
 
+def _objectives():
+    from gemma_tune.training import objectives
+
+    return objectives.NAMES
+
+
+def _dpo_losses():
+    from gemma_tune.training import dpo
+
+    return dpo.LOSS_TYPES
+
+
 def _methods():
     from gemma_tune.model import tuning
 
@@ -148,6 +160,11 @@ RANGES: dict[str, Range] = {
     "train.keep_checkpoints": at_least(1),
     "train.report_to": any_of(_trackers),
     "train.early_stopping_patience": Range(">= 0 (0: off)", at_least(0).holds),
+    "train.objective": one_of(_objectives),
+    "dpo.beta": above(0),
+    "dpo.loss": one_of(_dpo_losses),
+    "dpo.label_smoothing": Range("in [0, 0.5)", lambda v: _number(v) and 0 <= v < 0.5),
+    "dpo.simpo_gamma": at_least(0),
     "samples.count": at_least(0),
     "samples.max_new_tokens": at_least(1),
     "samples.batch_size": at_least(1),

@@ -182,3 +182,25 @@ def tiny_conversations(count: int = 48, seed: int = 0) -> list[dict]:
                 }
             )
     return rows
+
+
+def tiny_preference_pairs(count: int = 48, seed: int = 0) -> list[dict]:
+    """Generates preference rows in TRL's form from the tiny vocabulary: a colour question
+    whose answer is in the prompt, the correct colour preferred to another one.
+
+    The model must copy the colour the prompt names, which a tiny model with LoRA learns in a
+    few dozen DPO steps, so "reward accuracy on held-out pairs goes up" is a meaningful test.
+    """
+    rng = np.random.default_rng([seed, 1])
+    rows = []
+    for _ in range(count):
+        obj = _OBJECTS[rng.integers(len(_OBJECTS))]
+        color, other = rng.choice(len(_COLORS), size=2, replace=False)
+        rows.append(
+            {
+                "prompt": f"What color is the sky above {obj}? It is {_COLORS[color]}.",
+                "chosen": f"Answer: {_COLORS[color]}",
+                "rejected": f"Answer: {_COLORS[other]}",
+            }
+        )
+    return rows

@@ -15,6 +15,9 @@ loads the model, enables LoRA, trains and writes a self-describing run directory
 on the same `--workdir` (or `--resume=RUN_DIR`) continues exactly where the run stopped.
 `train.report_to` feeds TensorBoard, W&B or Trackio (`gemma_tune.training.tracking`);
 `train.keep_best` and `train.early_stopping_patience` choose the step kept and when to stop.
+`train.objective=dpo` tunes on preference pairs (`gemma_tune.training.objectives`), after a
+reference pass over the pairs (`gemma_tune.training.preference_data`); `train.init_from=RUN_DIR`
+starts from another run's adapter (DPO after supervised tuning).
 """
 
 from __future__ import annotations
@@ -40,12 +43,15 @@ flags.DEFINE_bool("overwrite", False, "Delete the run in --workdir and start ove
 
 @dataclasses.dataclass
 class _Data:
-    """The checked examples (retrieved context attached if asked), summary and retriever."""
+    """The checked examples (retrieved context attached if asked), summary and retriever; for
+    DPO also the pairs (the examples are then their prompts answered with the chosen answer)."""
 
     train_examples: list
     validation_examples: list
     summary: object
     retriever: object
+    train_pairs: list | None = None
+    validation_pairs: list | None = None
 
 
 @dataclasses.dataclass
@@ -74,9 +80,11 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
       lock.RunLocked: another live run holds `workdir`.
     """
     from gemma_tune.runs import lock
+    from gemma_tune.training import objectives
 
     started = time.perf_counter()
     config_ranges.check(config)  # every setting in range before anything is written
+    objectives.check_config(config)
     run_path = _start(config, workdir)
     data = _read_data(config)  # bad rows stop the run before anything is written
     _check_selection(config, data)
@@ -98,7 +106,9 @@ def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, start
     )
     encoded = _encode(config, chat_template, data, run_path)
     evaluation = _answer_as_base(config, prepared.loaded, chat_template, data, encoded, run_path)
-    tuner, resume_state = _make_trainer(config, prepared.loaded, encoded, mesh, run_path, resuming)
+    tuner, resume_state = _make_trainer(
+        config, prepared.loaded, encoded, mesh, run_path, resuming, chat_template.pad_id
+    )
     trackers = tracking.Trackers(config, run_path, tuner.step)
     try:
         final = _train(
@@ -125,11 +135,15 @@ def _start(config, workdir: str) -> str:
 
 def _read_data(config) -> _Data:
     """Reads and checks the data, and attaches retrieved passages when `retrieval.train`."""
-    from gemma_tune.data import sources
+    from gemma_tune.data import preference_sources, sources
     from gemma_tune.evaluation import retrieval
 
     print("Reading and checking the data ...", flush=True)
     _check_not_empty(config.data)
+    if config.train.get("objective") == "dpo":
+        train_pairs, validation_pairs, summary = preference_sources.load(config.data)
+        chosen = [[pair.chosen_example for pair in pairs] for pairs in (train_pairs, validation_pairs)]
+        return _Data(*chosen, summary, None, train_pairs, validation_pairs)
     train_examples, validation_examples, summary = sources.load(config.data)
     retriever = retrieval.from_config(config.retrieval)
     if retriever is not None and config.retrieval.train:
@@ -211,14 +225,24 @@ def _prepare_model(config):
     on a float or quantized base, or every weight), through `gemma_tune.model.prepare`."""
     from gemma_tune import model
     from gemma_tune.model import prepare
+    from gemma_tune.runs import tuned_run
 
-    prepared = prepare.prepare(
-        config.model.preset,
-        prepare.Tuning.from_config(config),
-        config.model.dtype,
-        seed=config.seed,
-        remat=config.train.remat,
-    )
+    init_from = tuned_run.init_adapter_path(config)
+    try:
+        prepared = prepare.prepare(
+            config.model.preset,
+            prepare.Tuning.from_config(config),
+            config.model.dtype,
+            seed=config.seed,
+            adapter_dir=init_from,
+            remat=config.train.remat,
+        )
+    except ValueError as error:
+        if init_from is None:
+            raise
+        raise ValueError(f"train.init_from={config.train.init_from}: {error}") from error
+    if init_from is not None:
+        print(f"Starting from the weights in {init_from}", flush=True)
     total, trainable = _parameter_counts(config, prepared)
     print(
         f"Model {prepared.loaded.preset}: {total:,} parameters, {trainable:,} trainable "
@@ -240,11 +264,16 @@ def _parameter_counts(config, prepared) -> tuple[int, int]:
 def _encode(config, chat_template, data: _Data, run_path: str) -> _Encoded:
     """Encodes the examples, writes the data summary, and packs the training rows if asked."""
     from gemma_tune.runs import run_dir
-    from gemma_tune.training import encoding, packing
+    from gemma_tune.training import encoding, packing, preference_data
 
-    train_encoded, val_kept, val_encoded = encoding.encode_examples(
-        config, chat_template, data.summary, data.train_examples, data.validation_examples
-    )
+    if data.train_pairs is not None:
+        train_encoded, val_kept, val_encoded = preference_data.encode(
+            config, chat_template, data.summary, data.train_pairs, data.validation_pairs
+        )
+    else:
+        train_encoded, val_kept, val_encoded = encoding.encode_examples(
+            config, chat_template, data.summary, data.train_examples, data.validation_examples
+        )
     run_dir.write_data_summary(run_path, data.summary.to_dict())
     print(data.summary.format(), flush=True)
     if config.train.packing:
@@ -275,23 +304,48 @@ def _answer_as_base(config, loaded, chat_template, data: _Data, encoded: _Encode
     return evaluation
 
 
-def _make_trainer(config, loaded, encoded: _Encoded, mesh, run_path: str, resuming: bool):
-    """The trainer (optimizer and compiled step on the mesh), restored from the newest
-    checkpoint when resuming; returns it and the loop state to resume (or None)."""
+def _make_trainer(
+    config, loaded, encoded: _Encoded, mesh, run_path: str, resuming: bool, pad_id: int
+):
+    """The trainer (objective, optimizer and compiled step on the mesh), the DPO reference
+    attached to the pairs, restored from the newest checkpoint when resuming; returns it and
+    the loop state to resume (or None)."""
     from gemma_tune.runs import run_dir
-    from gemma_tune.training import batching, checkpoint, loop, optimizer, trainer
+    from gemma_tune.training import (
+        batching,
+        checkpoint,
+        loop,
+        objectives,
+        optimizer,
+        preference_data,
+        trainer,
+    )
 
     total_steps = loop.total_train_steps(len(encoded.train), config)
+    objective = objectives.from_config(config)
+    rows = objective.rows(encoded.train) + objective.rows(encoded.validation)
     tuner = trainer.Trainer(
         loaded.causal_lm,
         optimizer.make(config.train, total_steps),
         config.train.grad_clip_norm,
-        max_targets_per_row=batching.max_targets_per_row(encoded.train + encoded.validation),
+        max_targets_per_row=batching.max_targets_per_row(rows),
         mesh=mesh,
+        objective=objective,
     )
-    resume_state = None
     if resuming:
         checkpoint.remove_partial(run_path)
+    if objective.name == "dpo":  # before any checkpoint replaces the reference weights
+        preference_data.attach_reference(
+            tuner,
+            encoded.train,
+            encoded.validation,
+            config=config,
+            pad_id=pad_id,
+            run_path=run_path,
+            has_checkpoint=resuming and checkpoint.latest(run_path) is not None,
+        )
+    resume_state = None
+    if resuming:
         latest = checkpoint.latest(run_path)
         if latest:
             resume_state = checkpoint.restore(latest, tuner)
@@ -314,9 +368,10 @@ def _train(config, tuner, encoded: _Encoded, pad_id: int, run_path: str, resume_
         metrics_log(record)
         trackers.log(record)
 
+    data_unit = "pairs" if tuner.objective.name == "dpo" else "examples"
     print(
         f"Training {total_steps} steps on {len(encoded.train)} "
-        f"{'packed rows' if config.train.packing else 'examples'} "
+        f"{'packed rows' if config.train.packing else data_unit} "
         f"(batch {config.train.batch_size} x accumulation {config.train.grad_accum_steps}, "
         f"{config.sequence_length} tokens) ...",
         flush=True,

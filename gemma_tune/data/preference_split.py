@@ -23,10 +23,22 @@ def prompt_key(pair: preference.PreferencePair, mode: str = "exact") -> Hashable
     return duplicates.key(example.Example(turns=pair.prompt, system=pair.system), mode)
 
 
+def _pair_key(pair: preference.PreferencePair, mode: str) -> Hashable:
+    """What two repeated pairs share: the prompt and both answers (normalized with `mode`)."""
+    answers = (pair.chosen, pair.rejected)
+    if mode == "normalized":
+        answers = tuple(" ".join(text.split()).casefold() for text in answers)
+    return (prompt_key(pair, mode), answers)
+
+
 def deduplicate(
-    pairs: Sequence[preference.PreferencePair], mode: str
+    pairs: Sequence[preference.PreferencePair],
+    mode: str,
+    seen: Sequence[preference.PreferencePair] = (),
 ) -> tuple[list[preference.PreferencePair], int]:
-    """Keeps the first of each set of repeated pairs (same prompt, chosen and rejected).
+    """Keeps the first of each set of repeated pairs (same prompt, chosen and rejected), and
+    removes those repeating a pair of `seen` (the training pairs, when deduplicating a
+    separate validation file, so validation never repeats training).
 
     Returns:
       The kept pairs, in order, and how many were removed.
@@ -34,12 +46,10 @@ def deduplicate(
     duplicates.check_mode(mode)
     if mode == "none":
         return list(pairs), 0
-    taken, kept = set(), []
+    taken = {_pair_key(pair, mode) for pair in seen}
+    kept = []
     for pair in pairs:
-        answers = (pair.chosen, pair.rejected)
-        if mode == "normalized":
-            answers = tuple(" ".join(text.split()).casefold() for text in answers)
-        pair_key = (prompt_key(pair, mode), answers)
+        pair_key = _pair_key(pair, mode)
         if pair_key not in taken:
             taken.add(pair_key)
             kept.append(pair)

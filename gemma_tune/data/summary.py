@@ -41,6 +41,7 @@ class Summary:
       token_lengths: filled in by `add_token_lengths`, or None.
       warnings: what the readers warned about ("file:line: key: not used ..."), training
         and validation sources together.
+      unit: what the counts count: "examples", or "pairs" for preference data.
     """
 
     rows_read: int = 0
@@ -52,6 +53,7 @@ class Summary:
     validation_from: str = "none"
     token_lengths: TokenLengths | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
+    unit: str = "examples"
 
     def add_token_lengths(self, token_lengths: Sequence[int], sequence_length: int) -> None:
         """Records the token lengths of the examples and how many `sequence_length` truncates.
@@ -85,8 +87,8 @@ class Summary:
         ]
         if self.over_max_examples:
             lines.append(f"over max_examples: {self.over_max_examples}")
-        lines.append(f"train examples: {self.train_count}")
-        lines.append(f"validation examples: {self.validation_count} ({self.validation_from})")
+        lines.append(f"train {self.unit}: {self.train_count}")
+        lines.append(f"validation {self.unit}: {self.validation_count} ({self.validation_from})")
         if self.token_lengths is not None:
             tokens = self.token_lengths
             lines.append(

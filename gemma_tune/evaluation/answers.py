@@ -86,11 +86,24 @@ def examples_for_scoring(prompt_variants: dict[str, list]) -> list:
     return prompt_variants.get(CONTEXT, prompt_variants[""])
 
 
+# The validation metrics a comparison shows base vs tuned: the supervised ones, and for DPO
+# runs (`training.objectives.Preference`) the held-out preference scores.
+VALIDATION_METRICS = (
+    "loss",
+    "perplexity",
+    "accuracy",
+    "target_tokens",
+    "likelihood_accuracy",
+    "rewards/accuracies",
+    "rewards/margins",
+)
+
+
 def loss_record(result: dict, prefix: str = "") -> dict:
     """Picks loss, perplexity and accuracy out of a validation result (keys may be prefixed,
     e.g. "base_val_"), in the shape the comparison's "losses" hold them."""
     return {
         name: result[f"{prefix}{name}"]
-        for name in ("loss", "perplexity", "accuracy", "target_tokens")
+        for name in VALIDATION_METRICS
         if f"{prefix}{name}" in result
     }

@@ -90,17 +90,20 @@ class Comparison:
         means = self.means()
         width = max(10, *(len(name) for name in self.systems))
         header = "".join(f" {name:>{width}s}" for name in self.systems)
-        lines = [f"Held-out comparison ({len(self.examples)} examples)", f"{'metric':16s}{header}"]
+        extra = ("loss", "perplexity", "likelihood_accuracy", "rewards/accuracies")
+        shown = [k for k in extra if any(k in self.losses.get(n, {}) for n in self.systems)]
+        label = max(16, *(len("val_" + k) + 1 for k in shown)) if shown else 16
+        lines = [
+            f"Held-out comparison ({len(self.examples)} examples)",
+            f"{'metric':{label}s}{header}",
+        ]
         for key in HEADLINE:
             values = "".join(f" {means[name][key]:{width}.3f}" for name in self.systems)
-            lines.append(f"{key:16s}{values}")
-        for key in ("loss", "perplexity"):
-            if any(key in self.losses.get(name, {}) for name in self.systems):
-                cells = [self.losses.get(name, {}).get(key) for name in self.systems]
-                values = "".join(
-                    f" {'-':>{width}s}" if v is None else f" {v:{width}.3f}" for v in cells
-                )
-                lines.append(f"{'val_' + key:16s}{values}")
+            lines.append(f"{key:{label}s}{values}")
+        for key in shown:
+            cells = [self.losses.get(name, {}).get(key) for name in self.systems]
+            values = "".join(f" {'-':>{width}s}" if v is None else f" {v:{width}.3f}" for v in cells)
+            lines.append(f"{'val_' + key:{label}s}{values}")
         return "\n".join(lines)
 
 

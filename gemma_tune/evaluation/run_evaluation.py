@@ -195,8 +195,15 @@ def read_examples(config: dict, limit: int, data: str | None, data_format: str, 
 
     if data:
         examples = sources.read_file(data, format=data_format, keep_context=True).examples
+    elif config.get("train", {}).get("objective") == "dpo":
+        from gemma_tune.data import preference_sources
+
+        # A preference run's prompts, answered with the preferred answer as the reference.
+        pairs = preference_sources.load(ml_collections.ConfigDict(config["data"]))
+        train, validation = ([pair.chosen_example for pair in side] for side in pairs[:2])
     else:
         train, validation, _ = sources.load(ml_collections.ConfigDict(config["data"]))
+    if not data:
         examples = validation if split == "validation" else train
         if not examples:
             raise ValueError(f"the run's data has no {split} examples; give a data file")

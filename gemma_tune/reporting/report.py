@@ -30,7 +30,14 @@ METRIC_LABELS = {
     },
     "length_words": "answer length (words)",
 }
-LOSS_LABELS = {"loss": "loss", "perplexity": "perplexity", "accuracy": "token accuracy"}
+LOSS_LABELS = {
+    "loss": "loss",
+    "perplexity": "perplexity",
+    "accuracy": "token accuracy",
+    "likelihood_accuracy": "preference accuracy (chosen answer likelier)",
+    "rewards/accuracies": "reward accuracy (DPO)",
+    "rewards/margins": "reward margin (DPO)",
+}
 _LOWER_IS_BETTER = {"loss", "perplexity"}
 _NEUTRAL = {"length_words"}
 _EPSILON = 1e-9
@@ -86,6 +93,19 @@ def _duration(seconds) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
+def _objective(config: dict) -> list[tuple[str, str]]:
+    """The "Objective" fact of a preference run (and the run it started from), else none."""
+    train, settings = config.get("train", {}), config.get("dpo", {})
+    facts = []
+    if train.get("objective") == "dpo":
+        facts.append(
+            ("Objective", f"DPO, {settings.get('loss')} loss, beta {settings.get('beta')}")
+        )
+    if train.get("init_from"):
+        facts.append(("Started from", train["init_from"]))
+    return facts
+
+
 def _facts(config: dict, summary: dict, result: dict, trained: bool) -> list[tuple[str, str]]:
     """The "What was trained" list: label, value."""
     if not trained:
@@ -130,7 +150,8 @@ def _facts(config: dict, summary: dict, result: dict, trained: bool) -> list[tup
         ("Parameters", parameters),
         ("LoRA rank", str(config.get("lora", {}).get("rank", "—"))),
         ("Data", data_text),
-        ("Examples", counts),
+        *_objective(config),
+        ("Pairs" if summary.get("unit") == "pairs" else "Examples", counts),
         ("Sequence length", sequence),
         ("Steps", steps),
         *_kept(result),
@@ -261,6 +282,13 @@ def build(run_path: str) -> report_html.Page:
             f"Validation loss {first['val_loss']:.3f} before training → {last['val_loss']:.3f} "
             f"after {last['step']} steps."
         )
+        if "val_rewards/accuracies" in last:
+            headline.append(
+                f"Held-out DPO reward accuracy {last['val_rewards/accuracies']:.3f}, reward "
+                f"margin {last['val_rewards/margins']:.3f}; chosen answer likelier than the "
+                f"rejected: {first['val_likelihood_accuracy']:.3f} before → "
+                f"{last['val_likelihood_accuracy']:.3f} after."
+            )
     caption = f"No metrics were logged ({run_dir.METRICS} is missing or empty)."
     if train_records or validation_records:
         steps, checks = len(train_records), len(validation_records)

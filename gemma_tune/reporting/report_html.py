@@ -280,9 +280,10 @@ def loss_curves_png(train_records: list[dict], validation_records: list[dict]) -
     from matplotlib import figure
     from matplotlib.backends import backend_agg
 
-    fig = figure.Figure(figsize=(9, 3.6), dpi=110, layout="constrained")
+    preference = any(PREFERENCE_CURVES[0][0] in r for r in train_records + validation_records)
+    fig = figure.Figure(figsize=(9, 6.4 if preference else 3.6), dpi=110, layout="constrained")
     backend_agg.FigureCanvasAgg(fig)
-    axes = fig.add_subplot()
+    axes = fig.add_subplot(2, 1, 1) if preference else fig.add_subplot()
     if train_records:
         style = dict(color="#4c72b0", lw=1.2, marker="." if len(train_records) < 40 else None)
         steps, losses = zip(*[(r["step"], r["loss"]) for r in train_records], strict=True)
@@ -294,12 +295,39 @@ def loss_curves_png(train_records: list[dict], validation_records: list[dict]) -
             label = f"base model, before training ({losses[0]:.3f})"
             axes.axhline(losses[0], color="#6e7781", ls="--", lw=1, label=label)
     axes.set_xlabel("step")
-    axes.set_ylabel("loss per target token")
+    axes.set_ylabel("DPO loss per pair" if preference else "loss per target token")
     axes.grid(alpha=0.3)
     fig.legend(loc="outside upper center", ncols=3, fontsize="small", frameon=False)
+    if preference:
+        _preference_curves(fig.add_subplot(2, 1, 2), train_records, validation_records)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+# DPO runs (`training.objectives.Preference`): the metrics drawn under the loss, and their colours.
+PREFERENCE_CURVES = (
+    ("rewards/accuracies", "reward accuracy", "#55a868"),
+    ("rewards/margins", "reward margin", "#c44e52"),
+)
+
+
+def _preference_curves(axes, train_records: list[dict], validation_records: list[dict]) -> None:
+    """DPO's reward accuracy and margin: thin lines for the logged training steps, markers for
+    the validations."""
+    for key, label, color in PREFERENCE_CURVES:
+        points = [(r["step"], r[key]) for r in train_records if key in r]
+        if points:
+            steps, values = zip(*points, strict=True)
+            axes.plot(steps, values, color=color, lw=1, alpha=0.6, label=f"{label} (training)")
+        points = [(r["step"], r[f"val_{key}"]) for r in validation_records if f"val_{key}" in r]
+        if points:
+            steps, values = zip(*points, strict=True)
+            axes.plot(steps, values, color=color, lw=2, marker="o", label=f"{label} (validation)")
+    axes.set_xlabel("step")
+    axes.set_ylabel("accuracy / margin")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", frameon=False, ncols=2)
 
 
 def render(page: Page) -> str:

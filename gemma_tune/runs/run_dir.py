@@ -9,6 +9,8 @@ runs/<experiment>-<timestamp>/
     step-000040/         state.npz (weights, optimizer state) and state.json (loop state)
     best-000030/         with train.keep_best: the best step's trainable weights
   base_answers.json    the base model's answers, generated before training (reused on resume)
+  reference_logps.npz  train.objective=dpo: every pair's answer log-probabilities under the
+                       model before training (the DPO reference, computed once)
   samples.md           base vs tuned generations on validation prompts, side by side
   comparison.json      every system's answers and scores, means and changes
   report.html/.md      the report (`gemma_tune.report`), with loss_curves.png
@@ -46,6 +48,7 @@ METRICS = "metrics.jsonl"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 BASE_ANSWERS = "base_answers.json"
+REFERENCE_LOGPS = "reference_logps.npz"
 SAMPLES = "samples.md"
 COMPARISON = "comparison.json"
 REPORT_HTML = "report.html"
@@ -74,6 +77,7 @@ RUN_FILES = (
     ADAPTER_DIR,
     CHECKPOINTS_DIR,
     BASE_ANSWERS,
+    REFERENCE_LOGPS,
     SAMPLES,
     COMPARISON,
     REPORT_HTML,
@@ -244,6 +248,34 @@ def has_checkpoint(run_path: str) -> bool:
         and os.path.exists(os.path.join(root, name, CHECKPOINT_STATE))
         for name in os.listdir(root)
     )
+
+
+def write_reference(run_path: str, arrays: dict) -> str:
+    """Writes the DPO reference log-probabilities (name -> float32 array) atomically."""
+    import numpy as np
+
+    path = os.path.join(run_path, REFERENCE_LOGPS)
+    return write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def read_reference(run_path: str) -> dict | None:
+    """The DPO reference log-probabilities written by `write_reference`, or None if absent.
+
+    Raises:
+      ValueError: the file is damaged (cut short by a kill or a full disk), naming it.
+    """
+    import zipfile
+
+    import numpy as np
+
+    path = os.path.join(run_path, REFERENCE_LOGPS)
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise ValueError(f"{path} is damaged ({error}); delete it to recompute it") from error
 
 
 def read_metrics(run_path: str) -> list[dict]:

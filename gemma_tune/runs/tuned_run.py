@@ -51,6 +51,23 @@ def adapter_path(run_path: str) -> str:
     return path
 
 
+def init_adapter_path(config) -> str | None:
+    """The adapter a run starts from (`train.init_from`: another run's directory, e.g. a
+    supervised run before DPO), checked before any model loads; None when unset.
+
+    Raises:
+      FileNotFoundError / ValueError: naming `train.init_from` when the directory is not a
+        finished run or its adapter is damaged.
+    """
+    run = config.train.get("init_from", "")
+    if not run:
+        return None
+    try:
+        return adapter_path(run)
+    except (FileNotFoundError, ValueError) as error:
+        raise type(error)(f"train.init_from={run}: {error}") from error
+
+
 def load_base(preset: str, adapter_dir: str, dtype: str = "auto", seed: int = 0):
     """Loads `preset` prepared as the adapter was trained (quantization; LoRA/DoRA rank, alpha
     and targets, or every weight trainable for full fine-tuning) but the adapter not applied

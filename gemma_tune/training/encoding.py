@@ -7,7 +7,7 @@ from __future__ import annotations
 from gemma_tune.data import example
 
 
-def _source_name(data_config) -> str:
+def source_name(data_config) -> str:
     """The data source as users named it: the file, the dataset, or "tiny"."""
     if data_config.source == "file":
         return data_config.path
@@ -54,6 +54,6 @@ def encode_examples(config, chat_template, summary, train_examples, validation_e
     if not train_encoded:
         reason = f"no training example keeps a response within {length} tokens"
         raise example.DataError(
-            [example.Problem(_source_name(config.data), 0, "sequence_length", reason)]
+            [example.Problem(source_name(config.data), 0, "sequence_length", reason)]
         )
     return train_encoded, val_kept, val_encoded

@@ -106,7 +106,8 @@ def fit(
 
     Args:
       tuner: the Trainer to update (already restored from a checkpoint when resuming).
-      train_encoded / validation_encoded: lists of `template.Encoded`.
+      train_encoded / validation_encoded: lists of `template.Encoded` (supervised), or
+        `objectives.ScoredPairs` (DPO): what the trainer's objective batches.
       config: the resolved experiment config (uses `train.*`, `sequence_length`, `seed`).
       pad_id: the tokenizer's padding id.
       log: a callable receiving one metrics dict per logged step or validation.
@@ -146,6 +147,7 @@ class _Fit:
 
     def __init__(self, tuner, train_encoded, validation_encoded, config, pad_id, log, run_path):
         self.tuner, self.log, self.run_path = tuner, log, run_path
+        self.objective = tuner.objective
         self.train_encoded, self.validation_encoded = train_encoded, validation_encoded
         self.config, self.train, self.pad_id = config, config.train, pad_id
         per_step = self.train.batch_size * self.train.grad_accum_steps
@@ -179,8 +181,9 @@ class _Fit:
         return self.elapsed_before + time.perf_counter() - self.started
 
     def validate(self, step: int) -> dict:
-        """Validation loss, accuracy and perplexity at `step` (logged), as `val_*`."""
-        batches = trainer.eval_batches(
+        """The objective's validation metrics at `step` (logged), as `val_*`: loss, accuracy
+        and perplexity for supervised tuning, DPO's rewards for pairs."""
+        batches = self.objective.eval_batches(
             self.validation_encoded,
             self.train.eval_batch_size,
             self.config.sequence_length,
@@ -241,15 +244,8 @@ class _Fit:
           NonFiniteLossError: naming the step, the batch and the last good checkpoint.
         """
         train = self.train
-        batch = batching.train_batch(
-            self.train_encoded,
-            order,
-            step_in_epoch,
-            train.batch_size,
-            train.grad_accum_steps,
-            self.config.sequence_length,
-            self.pad_id,
-            train.length_bucket,
+        batch = self.objective.train_batch(
+            self.train_encoded, order, step_in_epoch, train, self.config.sequence_length, self.pad_id
         )
         learning_rate = self.tuner.learning_rate()
         metrics = self.tuner.train_step(batch)
@@ -260,7 +256,7 @@ class _Fit:
         elapsed = self.elapsed()
         tokens_per_s = self.tokens_seen / max(elapsed, 1e-9)
         progress.update(1)
-        progress.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{tokens_per_s:.0f}")
+        progress.set_postfix(**self.objective.progress(metrics), tok_s=f"{tokens_per_s:.0f}")
         if self.step % train.log_every == 0 or self.step == self.total_steps:
             self.log(
                 {

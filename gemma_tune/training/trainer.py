@@ -8,14 +8,13 @@ unchanged on CPU, GPU and TPU. Frozen weights are passed in, never copied out.
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gemma_tune.model import families, keras_compat, lora
-from gemma_tune.training import batching, loss, multihost, packing, sharding
+from gemma_tune.training import loss, multihost, objectives, packing, sharding
 
 
 class Trainer:
@@ -30,6 +29,8 @@ class Trainer:
         is computed for that many positions per row only. 0 computes it everywhere.
       logits_chunk_size: positions per LM-head chunk.
       mesh: a `sharding.make_mesh` mesh to split batches and weights over, or None.
+      objective: what the step optimizes (`objectives.Supervised`, the default, or
+        `objectives.Preference` for DPO).
     """
 
     def __init__(
@@ -40,8 +41,10 @@ class Trainer:
         max_targets_per_row: int = 0,
         logits_chunk_size: int = 256,
         mesh=None,
+        objective=None,
     ):
         self.causal_lm = causal_lm
+        self.objective = objective or objectives.Supervised()
         self.backbone = causal_lm.backbone
         self._family = families.of_backbone(self.backbone)
         self.optimizer = optimizer
@@ -71,6 +74,9 @@ class Trainer:
         self._grad_clip_norm = float(grad_clip_norm)
         self._train_step = jax.jit(self._step, donate_argnums=(0, 1))
         self._eval_step = jax.jit(lambda t, f, b: self._sums(t, f, b, training=False))
+        self._row_log_probs = jax.jit(
+            lambda t, f, b: loss.head_row_log_probs(**self._head_args(t, f, b, training=False))
+        )
 
     def load_from_model(self) -> None:
         """(Re)reads the weights from the Keras model, e.g. after loading an adapter into it."""
@@ -102,7 +108,9 @@ class Trainer:
         paths = [v.path for v in self.backbone.non_trainable_variables]
         return paths.index(scale.path)
 
-    def _sums(self, trainable, frozen, batch, training=True, counter=None):
+    def _head_args(self, trainable, frozen, batch, training=True, counter=None) -> dict:
+        """The backbone's final hidden states for `batch` and the LM head's other arguments
+        (`loss.head_sums` / `loss.head_row_log_probs`)."""
         if training and counter is not None:
             frozen = lora.set_dropout_counter(frozen, self._dropout_seeds, counter)
         segment_ids = batch.get("segment_ids")
@@ -115,11 +123,11 @@ class Trainer:
         embeddings = (trainable if group == "trainable" else frozen)[index]
         scale_slot = self._embedding_scale_slot
         rows = batch["token_ids"].shape[0]
-        return loss.head_sums(
-            hidden,
-            embeddings,
-            batch["target_ids"],
-            batch["target_weights"],
+        return dict(
+            hidden=hidden,
+            embeddings=embeddings,
+            target_ids=batch["target_ids"],
+            target_weights=batch["target_weights"],
             embedding_scale=None if scale_slot is None else frozen[scale_slot],
             soft_cap=self.backbone.token_embedding.logit_soft_cap,
             max_targets=rows * self._max_targets_per_row,
@@ -127,36 +135,38 @@ class Trainer:
             embedding_grad=group == "trainable",
         )
 
+    def _sums(self, trainable, frozen, batch, training=True, counter=None) -> dict:
+        """The objective's sums (loss and metrics) of one batch."""
+        head_args = self._head_args(trainable, frozen, batch, training, counter)
+        return self.objective.sums(head_args, batch)
+
     def _step(self, trainable, optimizer_state, frozen, batch, step):
         def loss_sum_fn(weights, micro_batch, counter):
-            loss_sum, weight_sum, correct = self._sums(
-                weights, frozen, micro_batch, counter=counter
-            )
-            return loss_sum, (weight_sum, correct)
+            sums = self._sums(weights, frozen, micro_batch, counter=counter)
+            return sums["loss"], sums
 
         grad_fn = jax.value_and_grad(loss_sum_fn, has_aux=True)
         micro_batches = batch["token_ids"].shape[0]
 
         def accumulate(carry, inputs):
             micro_batch, micro_index = inputs
-            grads, loss_sum, weight_sum, correct = carry
-            (micro_loss, (micro_weight, micro_correct)), micro_grads = grad_fn(
+            grads, totals = carry
+            (_, micro_sums), micro_grads = grad_fn(
                 trainable, micro_batch, step * micro_batches + micro_index
             )
             grads = jax.tree.map(jnp.add, grads, micro_grads)
-            return (
-                grads,
-                loss_sum + micro_loss,
-                weight_sum + micro_weight,
-                correct + micro_correct,
-            ), None
+            totals = {name: totals[name] + micro_sums[name] for name in totals}
+            return (grads, totals), None
 
         zero = jnp.zeros((), jnp.float32)
-        start = (jax.tree.map(jnp.zeros_like, trainable), zero, zero, zero)
-        (grads, loss_sum, weight_sum, correct), _ = jax.lax.scan(
+        start = (
+            jax.tree.map(jnp.zeros_like, trainable),
+            {name: zero for name in self.objective.sum_names},
+        )
+        (grads, totals), _ = jax.lax.scan(
             accumulate, start, (batch, jnp.arange(micro_batches, dtype=jnp.int32))
         )
-        denominator = jnp.maximum(weight_sum, 1.0)
+        denominator = jnp.maximum(totals[self.objective.count], 1.0)
         grads = jax.tree.map(lambda g: g / denominator.astype(g.dtype), grads)
         grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in grads))
         if self._grad_clip_norm > 0:
@@ -165,12 +175,7 @@ class Trainer:
         trainable, optimizer_state = self.optimizer.stateless_apply(
             optimizer_state, grads, trainable
         )
-        metrics = {
-            "loss": loss_sum / denominator,
-            "accuracy": correct / denominator,
-            "target_tokens": weight_sum,
-            "grad_norm": grad_norm,
-        }
+        metrics = {**self.objective.means(totals), "grad_norm": grad_norm}
         return trainable, optimizer_state, metrics
 
     def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
@@ -196,23 +201,26 @@ class Trainer:
                 )
 
     def evaluate(self, batches) -> dict[str, float]:
-        """Mean loss, accuracy and perplexity over weighted tokens of an iterable of batches."""
-        loss_sum = weight_sum = correct = 0.0
+        """The objective's validation metrics over an iterable of batches, without dropout
+        (supervised: mean loss, accuracy and perplexity over weighted tokens)."""
+        totals = dict.fromkeys(self.objective.sum_names, 0.0)
         for batch in batches:
             self._check_target_budget(batch)
             sums = self._eval_step(
                 self.trainable, self.frozen, sharding.place_batch(batch, self.mesh)
             )
-            loss_sum += float(sums[0])
-            weight_sum += float(sums[1])
-            correct += float(sums[2])
-        mean = loss_sum / max(weight_sum, 1e-9)
-        return {
-            "loss": mean,
-            "accuracy": correct / max(weight_sum, 1e-9),
-            "perplexity": math.exp(min(mean, 50.0)),
-            "target_tokens": weight_sum,
-        }
+            for name in totals:
+                totals[name] += float(sums[name])
+        return self.objective.validation_metrics(totals)
+
+    def row_log_probs(self, batch) -> np.ndarray:
+        """Each row's summed answer-token log-probabilities under the current weights, without
+        dropout (`loss.head_row_log_probs`): the DPO reference pass."""
+        self._check_target_budget(batch)
+        values = self._row_log_probs(
+            self.trainable, self.frozen, sharding.place_batch(batch, self.mesh)
+        )
+        return multihost.to_host(values)
 
     def set_state(self, trainable, optimizer_state, step: int) -> None:
         """Replaces the tuning state (from a checkpoint), keeping each array's dtype."""
@@ -249,9 +257,6 @@ class Trainer:
 
 
 def eval_batches(encoded, batch_size: int, sequence_length: int, pad_id: int, limit: int = 0):
-    """Yields `[batch_size, L]` validation batches (at most `limit` batches when positive)."""
-    count = len(encoded) if limit <= 0 else min(len(encoded), limit * batch_size)
-    for start in range(0, count, batch_size):
-        yield batching.pack(
-            encoded[start : start + batch_size], sequence_length, pad_id, batch_size
-        )
+    """Yields `[batch_size, L]` validation batches of supervised examples (at most `limit`
+    batches when positive)."""
+    return objectives.Supervised().eval_batches(encoded, batch_size, sequence_length, pad_id, limit)

@@ -1,0 +1,108 @@
+"""A DPO run's data between reading and training: preference pairs encoded through the chat
+template, and the reference model's log-probabilities of every answer, computed once.
+
+`encode` is the preference counterpart of `encoding.encode_examples`: both answers of each pair
+are encoded after the shared prompt (`pair_encoding`), pairs whose prompt leaves no answer token
+within `sequence_length` are dropped and counted, and the token lengths of both rows go into the
+data summary.
+
+`attach_reference` is the reference pass (`dpo`'s design): the model as prepared before the
+first step (the base with fresh adapters, or the run named by `train.init_from`) scores every
+training and validation pair, without dropout, through the trainer's own compiled forward and
+mesh; the two arrays per set are saved in the run directory (`run_dir.REFERENCE_LOGPS`), so a
+resumed run, whose model is no longer the reference, reads them back instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gemma_tune.data import example
+from gemma_tune.training import encoding, objectives, pair_batches, pair_encoding
+
+
+def encode(config, chat_template, summary, train_pairs, validation_pairs):
+    """Encodes both sets of pairs and records their token lengths in `summary`.
+
+    Returns:
+      `(train, validation_kept, validation)`: the training pairs as `objectives.ScoredPairs`
+      (no reference yet), the kept validation pairs' prompts answered with the chosen answer
+      (the examples the base-vs-tuned comparison answers), and the validation pairs.
+
+    Raises:
+      DataError: when no training pair keeps an answer within `sequence_length`.
+    """
+    length = config.sequence_length
+    lengths = []
+
+    def encode_all(pairs):
+        kept, encoded = [], []
+        for pair in pairs:
+            rows = pair_encoding.encode_pair(chat_template, pair, length)
+            lengths.extend((rows.chosen.full_length, rows.rejected.full_length))
+            if rows.chosen.target_weights.sum() and rows.rejected.target_weights.sum():
+                kept.append(pair)
+                encoded.append(rows)
+        return kept, encoded
+
+    train_kept, train_encoded = encode_all(train_pairs)
+    validation_kept, validation_encoded = encode_all(validation_pairs)
+    summary.add_token_lengths(lengths, length)
+    cut = len(train_pairs) + len(validation_pairs) - len(train_kept) - len(validation_kept)
+    if cut:
+        summary.dropped["answer cut away by sequence_length"] = cut
+    summary.train_count, summary.validation_count = len(train_kept), len(validation_kept)
+    if not train_encoded:
+        source = encoding.source_name(config.data)
+        reason = f"no training pair keeps an answer within {length} tokens"
+        raise example.DataError([example.Problem(source, 0, "sequence_length", reason)])
+    return (
+        objectives.ScoredPairs(train_encoded),
+        [pair.chosen_example for pair in validation_kept],
+        objectives.ScoredPairs(validation_encoded),
+    )
+
+
+def attach_reference(tuner, train, validation, *, config, pad_id, run_path, has_checkpoint):
+    """Gives both sets of pairs their reference log-probabilities: read from the run directory
+    when an earlier start of this run computed them, else computed now with the trainer's
+    current weights (which must then be the reference: no checkpoint restored yet) and saved.
+    Reference-free losses (`dpo.REFERENCE_FREE`) skip all of it.
+
+    Raises:
+      ValueError: the run has a checkpoint but its reference file is missing (the reference
+        cannot be recomputed from trained weights), or the file does not match the pairs.
+    """
+    from gemma_tune.runs import run_dir
+
+    if not tuner.objective.needs_reference:
+        return
+    saved = run_dir.read_reference(run_path)
+    if saved is None and has_checkpoint:
+        raise ValueError(
+            f"{run_path} has checkpoints but no {run_dir.REFERENCE_LOGPS}: the DPO reference "
+            "log-probabilities cannot be recomputed from trained weights; start the run again "
+            "with --overwrite"
+        )
+    if saved is None:
+        print(f"Scoring {len(train) + len(validation)} pairs with the reference model ...")
+        saved = {}
+        for name, pairs in (("train", train), ("validation", validation)):
+            chosen, rejected = pair_batches.reference_log_probs(
+                pairs.pairs,
+                tuner.row_log_probs,
+                sequence_length=config.sequence_length,
+                pad_id=pad_id,
+                pairs_per_batch=config.train.eval_batch_size,
+            )
+            saved[f"{name}_chosen"], saved[f"{name}_rejected"] = chosen, rejected
+        run_dir.write_reference(run_path, saved)
+    for name, pairs in (("train", train), ("validation", validation)):
+        chosen, rejected = saved[f"{name}_chosen"], saved[f"{name}_rejected"]
+        if len(chosen) != len(pairs):
+            raise ValueError(
+                f"{run_path}/{run_dir.REFERENCE_LOGPS} holds {len(chosen)} {name} pairs, the "
+                f"data {len(pairs)}; the data changed since the run started"
+            )
+        pairs.reference_chosen = np.asarray(chosen, np.float32)
+        pairs.reference_rejected = np.asarray(rejected, np.float32)
