@@ -1,6 +1,7 @@
 """The report's "Answers during training" section: per fixed prompt, its greedy answer at each
 validation of the run (`generations.jsonl`, written with `train.generate_every_eval`), as HTML
-and as Markdown. Step 0 is the base model when the run validated before training.
+and as Markdown. Step 0 is the base model when the run validated before training
+(`train.eval_at_start`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from gemma_tune.evaluation import progress_generations
 
 INTRO = (
     "Greedy answers to the fixed prompts at each validation during training "
-    "(train.generate_every_eval); step 0 is the base model, before any update."
+    "(train.generate_every_eval); step 0, where there is one, is the base model, before any "
+    "update."
 )
 
 
