@@ -1,12 +1,15 @@
 """The fixed prompts answered at every validation during training (`train.generate_every_eval`):
 generations.jsonl holds one record per prompt per validation, each answer is what the decoder
 gives with that step's checkpoint, a resumed run ends with the uninterrupted run's file,
-TensorBoard holds each validation's table at its step, and the report shows them.
+TensorBoard holds each validation's table at its step, and the report shows them; on a
+sharded mesh the answers are the single device's (slow).
 """
 
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -155,3 +158,59 @@ def test_the_setting_without_prompts_is_refused_before_anything_is_written(tmp_p
     with pytest.raises(ValueError, match="train.generate_every_eval needs fixed prompts"):
         train.run(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run" / run_dir.CONFIG)
+
+
+# Trains tiny Gemma 3 with the answers hook twice in one process with 8 fake CPU devices
+# (they must be set before JAX starts): on one device and on a 2 x 4 (data, model) mesh.
+_SHARDED = """
+import json, sys
+import jax
+import keras
+from gemma_tune import config, model, testing
+from gemma_tune.evaluation import progress_generations
+from gemma_tune.training import batching, loop, optimizer, sharding, template, trainer, tracking
+from gemma_tune.data import example
+
+sharding.MIN_SHARDED_SIZE = 0
+settings = ["train.batch_size=8", "train.eval_batch_size=8", "train.learning_rate=1.0",
+            "train.max_steps=4", "train.eval_every=2", "train.log_every=1", "sequence_length=64",
+            "train.warmup_steps=0", "train.schedule=constant"]
+PROMPTS = ["Repeat after me: the cat likes red apples.", "What colour is the sky?"]
+
+def fit(mesh):
+    cfg = config.load("tiny:gemma3", settings)
+    tokenizer = testing.tiny_tokenizer("gemma3")
+    backbone = testing.tiny_backbone("gemma3", tokenizer.vocabulary_size(), seed=0)
+    loaded = model.LoadedModel(model.causal_lm_for(backbone), tokenizer, "gemma3")
+    keras.utils.set_random_seed(0)
+    model.enable_lora(loaded, 4)
+    chat = template.ChatTemplate(tokenizer)
+    turns = [(example.Turn("user", r["instruction"]), example.Turn("model", r["response"]))
+             for r in testing.tiny_conversations(32)]
+    encoded = [chat.encode(example.Example(turns=pair), 64) for pair in turns]
+    tuner = trainer.Trainer(loaded.causal_lm, optimizer.make(cfg.train, 4), 1.0,
+        max_targets_per_row=batching.max_targets_per_row(encoded), mesh=mesh)
+    hook = progress_generations.ProgressGenerations(loaded.causal_lm, chat, PROMPTS, 8, 8, None,
+        tracking.Trackers(cfg, ""))
+    found = []
+    loop.fit(tuner, encoded[:24], encoded[24:], cfg, chat.pad_id, lambda r: None,
+             on_validation=lambda step, t: found.extend(hook(step, t)))
+    return found
+
+single, sharded = fit(None), fit(sharding.make_mesh(2, 4))
+print(json.dumps({"devices": len(jax.devices()), "single": single, "sharded": sharded}))
+"""
+
+
+@pytest.mark.slow  # two tiny trainings in a subprocess, ~2 minutes on 2 CPU cores
+def test_sharded_training_answers_as_one_device_does():
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    result = subprocess.run(
+        [sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["devices"] == 8
+    assert [r["step"] for r in found["sharded"]] == [0, 0, 2, 2, 4, 4]
+    assert found["sharded"] == found["single"]
