@@ -99,6 +99,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.eval_at_start = True  # validation loss of the base model, before any update
     config.train.eval_batch_size = 4
     config.train.eval_batches = 25  # 0: the whole validation set.
+    # Also answer eval.prompts greedily at every validation (generations.jsonl, the trackers,
+    # the report); opt-in, since generation costs time on every validation.
+    config.train.generate_every_eval = False
     # Experiment trackers fed every metrics.jsonl record and the fixed prompts' answers
     # (`gemma_tune.training.tracking`): any of "tensorboard", "wandb", "trackio".
     config.train.report_to = []

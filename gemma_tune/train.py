@@ -79,6 +79,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
         written.
       lock.RunLocked: another live run holds `workdir`.
     """
+    from gemma_tune.evaluation import progress_generations
     from gemma_tune.runs import lock
     from gemma_tune.training import objectives
 
@@ -88,6 +89,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     run_path = _start(config, workdir)
     data = _read_data(config)  # bad rows stop the run before anything is written
     _check_selection(config, data)
+    progress_generations.check(config, bool(data.validation_examples))
     mesh = _make_mesh(config)
     with lock.RunLock(run_path):
         _run_locked(config, run_path, overwrite, data, mesh, started)
@@ -97,6 +99,7 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
 def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, started: float):
     """Everything that writes the run directory, from its config to its report, done while
     this process holds the directory's lock."""
+    from gemma_tune.evaluation import progress_generations
     from gemma_tune.training import template, tracking
 
     resuming = _open_run_dir(config, run_path, overwrite)
@@ -110,10 +113,14 @@ def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, start
         config, prepared.loaded, encoded, mesh, run_path, resuming, chat_template.pad_id
     )
     trackers = tracking.Trackers(config, run_path, tuner.step)
+    on_validation = progress_generations.from_config(
+        config, prepared.loaded.causal_lm, chat_template, run_path, trackers
+    )
     try:
         final = _train(
-            config, tuner, encoded, chat_template.pad_id, run_path, resume_state, trackers
-        )
+            config, tuner, encoded, chat_template.pad_id, run_path, resume_state, trackers,
+            on_validation,
+        )  # fmt: skip
         _save_adapter(config, prepared.loaded, run_path)
         _finish(config, prepared, evaluation, final, run_path, started, trackers)
     except BaseException:
@@ -310,6 +317,7 @@ def _make_trainer(
     """The trainer (objective, optimizer and compiled step on the mesh), the DPO reference
     attached to the pairs, restored from the newest checkpoint when resuming; returns it and
     the loop state to resume (or None)."""
+    from gemma_tune.evaluation import progress_generations
     from gemma_tune.runs import run_dir
     from gemma_tune.training import (
         batching,
@@ -352,12 +360,16 @@ def _make_trainer(
             print(f"Resuming from {latest} (step {tuner.step} of {total_steps})", flush=True)
         validated = bool(resume_state) and resume_state.get("validated_step") == tuner.step
         run_dir.truncate_metrics(run_path, tuner.step if latest else -1, validated)
+        progress_generations.truncate(run_path, tuner.step if latest else -1, validated)
     return tuner, resume_state
 
 
-def _train(config, tuner, encoded: _Encoded, pad_id: int, run_path: str, resume_state, trackers):
-    """The training loop, logging to metrics.jsonl and the trackers; returns the loop's final
-    metrics."""
+def _train(
+    config, tuner, encoded: _Encoded, pad_id: int, run_path: str, resume_state, trackers,
+    on_validation=None,
+):  # fmt: skip
+    """The training loop, logging to metrics.jsonl and the trackers (and calling
+    `on_validation(step, tuner)` after each validation); returns the loop's final metrics."""
     from gemma_tune.runs import run_dir
     from gemma_tune.training import loop
 
@@ -386,6 +398,7 @@ def _train(config, tuner, encoded: _Encoded, pad_id: int, run_path: str, resume_
             log,
             run_path=run_path,
             resume_state=resume_state,
+            on_validation=on_validation,
         )
     finally:
         metrics_log.close()

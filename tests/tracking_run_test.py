@@ -115,3 +115,10 @@ def test_the_kept_step_is_the_argmin_of_the_validation_losses(tracked_run):
     assert result["kept_step"] == result["best_step"] == best["step"]
     assert result["val_loss"] == best["val_loss"]
     assert result["stopped_because"] == "completed" and result["steps"] == 4
+
+
+def test_no_answers_during_training_unless_asked(tracked_run):
+    # train.generate_every_eval is off by default: only the end of the run answers the prompts.
+    run_path, _ = tracked_run
+    assert not os.path.exists(os.path.join(run_path, run_dir.GENERATIONS))
+    assert "generations_during_training" not in tracking_helpers.tensorboard_texts(run_path)

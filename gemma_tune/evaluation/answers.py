@@ -57,16 +57,22 @@ def answer_variants(causal_lm, chat_template, prompt_variants, label, max_new_to
 def answer_prompts(causal_lm, chat_template, prompts, max_new_tokens, batch_size) -> list[str]:
     """Greedy answers to free-form prompts (an experiment's fixed qualitative prompts), which
     have no reference answer and are shown, not scored."""
-    from gemma_tune.data import example
     from gemma_tune.evaluation import samples
 
-    items = [
+    return samples.generate_texts(
+        causal_lm, chat_template, prompt_examples(prompts), max_new_tokens, batch_size=batch_size
+    )
+
+
+def prompt_examples(prompts) -> list:
+    """Free-form prompts as one-turn `Example`s (a placeholder answer, left out when the
+    prompt is encoded for generation), the way every fixed prompt is answered."""
+    from gemma_tune.data import example
+
+    return [
         example.Example(turns=(example.Turn(example.USER, p), example.Turn(example.MODEL, "-")))
         for p in prompts
     ]
-    return samples.generate_texts(
-        causal_lm, chat_template, items, max_new_tokens, batch_size=batch_size
-    )
 
 
 def qualitative_records(prompts, answers_by_system: dict[str, list[str]]) -> list[dict]:

@@ -7,16 +7,17 @@ curves embedded as a PNG data URI, no scripts, opens offline), `report.md` and
 `loss_curves.png` from what the run left there: config.json, data_summary.json, metrics.jsonl,
 result.json and, when the run was evaluated, comparison.json (version 2). In order: what was
 trained, the loss curves, every metric for every system with its change against the baseline,
-the fixed qualitative prompts, and every held-out example side by side, the primary system's
-biggest gains first and its worst regressions last. Long text is folded, never cut silently.
-Training and evaluation call `write(run_path)` themselves; the CLI rebuilds a report.
+the fixed qualitative prompts, their answers at each validation during training
+(`generations.jsonl`, `reporting.progress`), and every held-out example side by side, the
+primary system's biggest gains first and its worst regressions last. Long text is folded,
+never cut silently. Training and evaluation call `write(run_path)`; the CLI rebuilds one.
 """
 
 from __future__ import annotations
 
 import os
 
-from gemma_tune.reporting import report_html
+from gemma_tune.reporting import progress, report_html
 from gemma_tune.runs import run_dir
 
 # Metric keys in the order the table shows them, with the labels it shows.
@@ -305,6 +306,7 @@ def build(run_path: str) -> report_html.Page:
         curves_png=report_html.loss_curves_png(train_records, validation_records),
         curves_caption=caption,
         metrics_note=note,
+        progress=progress.read(run_path),
     )
     if comparison is None:
         return page
@@ -327,8 +329,9 @@ def build(run_path: str) -> report_html.Page:
     return page
 
 
-def _md_text(text: str | None, limit: int = MARKDOWN_LIMIT) -> str:
-    """Text for a Markdown table cell: one line, pipes and HTML escaped, folded past `limit`."""
+def _md_text(text: str | None, limit: int = MARKDOWN_LIMIT, source=run_dir.COMPARISON) -> str:
+    """Text for a Markdown table cell: one line, pipes and HTML escaped, folded past `limit`
+    (saying that `source` holds the whole text)."""
     text = " ".join((text or "").split())
     if not text:
         return "*(empty)*"
@@ -337,7 +340,7 @@ def _md_text(text: str | None, limit: int = MARKDOWN_LIMIT) -> str:
         text = text[:limit].rstrip()
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = text.replace("|", "\\|")
-    folded = f" … (+{extra} chars, full text in {run_dir.COMPARISON})"
+    folded = f" … (+{extra} chars, full text in {source})"
     return text + (folded if extra > 0 else "")
 
 
@@ -369,6 +372,9 @@ def markdown(page: report_html.Page, image_name: str = run_dir.LOSS_CURVES) -> s
             for q in page.qualitative
         ]
         lines += _md_table(["prompt", *page.qualitative_systems], rows)
+    lines += progress.to_markdown(
+        page.progress, lambda text: _md_text(text, source=run_dir.GENERATIONS), _md_table
+    )
     if page.examples:
         lines += ["## Held-out examples", "", page.outcome + ".", ""]
         lines += ["Sorted by gain, biggest first; context and long answers are folded.", ""]

@@ -15,6 +15,8 @@ import dataclasses
 import html
 import io
 
+from gemma_tune.reporting import progress as progress_lib
+
 FOLD_LIMIT = 200
 
 # Light and darker shade per system family ("tuned" and "tuned+context" share a hue).
@@ -59,6 +61,7 @@ class Page:
     metrics_note: str = ""
     qualitative: list[dict] = dataclasses.field(default_factory=list)
     qualitative_systems: list[str] = dataclasses.field(default_factory=list)
+    progress: progress_lib.Progress = dataclasses.field(default_factory=progress_lib.Progress)
     primary_metric: str = ""
     examples: list[ExampleRow] = dataclasses.field(default_factory=list)
     outcome: str = ""
@@ -345,6 +348,7 @@ def render(page: Page) -> str:
         f"<h2>What was trained</h2>{_facts(page)}"
         f"<h2>Loss curves</h2>{_curves(page)}"
         f"<h2>Metrics</h2>{_metrics(page, colors)}"
-        f"{_qualitative(page, colors)}{_examples(page, colors)}"
+        f"{_qualitative(page, colors)}{progress_lib.to_html(page.progress, fold)}"
+        f"{_examples(page, colors)}"
         "</main></body></html>\n"
     )

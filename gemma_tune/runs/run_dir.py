@@ -4,6 +4,8 @@ runs/<experiment>-<timestamp>/
   config.json          the resolved experiment config
   data_summary.json    rows read, dropped, duplicates, split sizes, token lengths
   metrics.jsonl        one JSON object per logged step and per validation
+  generations.jsonl    with train.generate_every_eval: the fixed prompts' greedy answers at
+                       each validation (`step`, `prompt`, `answer`), rewritten atomically
   adapter/             LoRA weights (adapter.npz) and their metadata (adapter.json)
   checkpoints/         the newest training checkpoints (`gemma_tune.training.checkpoint`):
     step-000040/         state.npz (weights, optimizer state) and state.json (loop state)
@@ -45,6 +47,7 @@ from typing import IO
 CONFIG = "config.json"
 DATA_SUMMARY = "data_summary.json"
 METRICS = "metrics.jsonl"
+GENERATIONS = "generations.jsonl"  # `gemma_tune.evaluation.progress_generations`
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 BASE_ANSWERS = "base_answers.json"
@@ -74,6 +77,7 @@ RUN_FILES = (
     CONFIG,
     DATA_SUMMARY,
     METRICS,
+    GENERATIONS,
     ADAPTER_DIR,
     CHECKPOINTS_DIR,
     BASE_ANSWERS,

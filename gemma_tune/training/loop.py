@@ -100,6 +100,7 @@ def fit(
     log,
     run_path: str | None = None,
     resume_state: dict | None = None,
+    on_validation=None,
 ) -> dict:
     """Runs the configured epochs (or `max_steps`, or until early stopping) and returns the
     final metrics, ending with the best step's weights when `train.keep_best`.
@@ -114,12 +115,16 @@ def fit(
       run_path: where checkpoints go (`train.checkpoint_every`, at the end, and on a stop
         signal); None trains without checkpoints.
       resume_state: the state returned by `checkpoint.restore`, to continue a run.
+      on_validation: called as `on_validation(step, tuner)` after each validation is logged
+        (before the checkpoint that records it), e.g. to answer fixed prompts; None: nothing.
 
     Raises:
       NonFiniteLossError: the loss became NaN or infinite (earlier checkpoints are kept).
       Interrupted: SIGINT or SIGTERM arrived; a checkpoint of the last finished step is saved.
     """
-    run = _Fit(tuner, train_encoded, validation_encoded, config, pad_id, log, run_path)
+    run = _Fit(
+        tuner, train_encoded, validation_encoded, config, pad_id, log, run_path, on_validation
+    )
     run.start(resume_state)
     progress = tqdm.tqdm(
         total=run.total_steps, initial=run.start_step, desc="train", unit="step", dynamic_ncols=True
@@ -145,9 +150,13 @@ class _Fit:
     """One `fit`: the data, the settings and the loop's running state (step, tokens seen, time,
     validation results), which is what a checkpoint keeps besides the trainer's arrays."""
 
-    def __init__(self, tuner, train_encoded, validation_encoded, config, pad_id, log, run_path):
+    def __init__(
+        self, tuner, train_encoded, validation_encoded, config, pad_id, log, run_path,
+        on_validation=None,
+    ):  # fmt: skip
         self.tuner, self.log, self.run_path = tuner, log, run_path
         self.objective = tuner.objective
+        self.on_validation = on_validation
         self.train_encoded, self.validation_encoded = train_encoded, validation_encoded
         self.config, self.train, self.pad_id = config, config.train, pad_id
         per_step = self.train.batch_size * self.train.grad_accum_steps
@@ -192,6 +201,8 @@ class _Fit:
         )
         result = {f"val_{k}": v for k, v in self.tuner.evaluate(batches).items()}
         self.log({"step": step, **result})
+        if self.on_validation is not None:
+            self.on_validation(step, self.tuner)
         return result
 
     def periodic_save_due(self) -> bool:

@@ -8,8 +8,10 @@
 Every record `metrics.jsonl` gets (training loss, accuracy, learning rate, gradient norm,
 tokens/s at each logged step; `val_*` at each validation, `val_*` at step 0 for the base model)
 goes to each tracker as scalars named like its keys, at its step; at the end the fixed
-prompts' answers (`eval.prompts`, base and tuned; training makes no generations in between)
-go as one table, and W&B's run summary gets result.json's numbers. Where each writes:
+prompts' answers (`eval.prompts`, base and tuned) go as one table, `generations`, and W&B's
+run summary gets result.json's numbers. With `train.generate_every_eval`, each validation's
+answers to the fixed prompts also go as a table, `generations_during_training`, at its step
+(`gemma_tune.evaluation.progress_generations`). Where each writes:
 
 - `tensorboard`: `RUN_DIR/tensorboard/` event files (`pip install 'gemma_tune[tensorboard]'`;
   TensorFlow is not needed). A resumed run first writes a purge marker at its next step, so
@@ -221,6 +223,12 @@ class Trackers:
         rows = [[item["prompt"], *(item["answers"][s] for s in systems)] for item in qualitative]
         for tracker in self._trackers:
             tracker.table(step, "generations", ["prompt", *systems], rows)
+
+    def log_table(self, step: int, name: str, columns: list[str], rows: list[list[str]]) -> None:
+        """Logs one table (text cells) under `name` at `step`, e.g. the fixed prompts' answers
+        at a validation during training (`train.generate_every_eval`)."""
+        for tracker in self._trackers:
+            tracker.table(step, name, columns, rows)
 
     def finish(self, result: dict) -> None:
         """Gives the trackers the run's result (W&B's run summary) and closes them."""
