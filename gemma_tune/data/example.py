@@ -50,7 +50,7 @@ class Image:
 
     @property
     def where(self) -> str:
-        """"file:line:field", for messages."""
+        """ "file:line:field", for messages."""
         return f"{self.source}:{self.field}"
 
     def pixels(self) -> np.ndarray:

@@ -13,9 +13,11 @@ scale only the user can make.
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -105,3 +107,29 @@ def decode(image: example.Image) -> np.ndarray:
         white = PIL_Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         opened = PIL_Image.alpha_composite(white, rgba)
     return np.asarray(opened.convert("RGB"), dtype=np.uint8)
+
+
+def summary_lines(examples: Sequence[example.Example]) -> list[str]:
+    """What the images of `examples` are, as lines for the data check: how many rows have
+    images, images per such row (min/mean/max), the smallest and largest width and height,
+    and the file formats and pixel modes with their counts; no lines when none has any."""
+    counts = [len(item.images) for item in examples if item.images]
+    if not counts:
+        return []
+    found = [image for item in examples for image in item.images]
+    widths = [image.width for image in found]
+    heights = [image.height for image in found]
+    formats = collections.Counter(image.format for image in found)
+    modes = collections.Counter(image.mode for image in found)
+
+    def tally(counter: collections.Counter) -> str:
+        return ", ".join(f"{name} {count}" for name, count in counter.most_common())
+
+    return [
+        f"rows with images: {len(counts)} of {len(examples)} ({len(found)} images)",
+        f"images per image row: min {min(counts)}, mean {sum(counts) / len(counts):.2f}, "
+        f"max {max(counts)}",
+        f"image sizes (width x height): min {min(widths)}x{min(heights)}, "
+        f"max {max(widths)}x{max(heights)}",
+        f"image formats: {tally(formats)}; modes: {tally(modes)}",
+    ]
