@@ -209,6 +209,17 @@ def test_other_modes_decode_to_rgb(tmp_path):
     assert photo.images[0].format == "JPEG" and photo.images[0].pixels().shape == (4, 5, 3)
 
 
+def test_exif_orientation_turns_a_photo_upright(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view.
+    Image.fromarray(pixels(11, size=(6, 2))).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    (item,) = read(write_rows(tmp_path, [user_image("phone.jpg")])).examples
+    image = item.images[0]
+    assert (image.width, image.height, image.format) == (2, 6, "JPEG")
+    stored = np.asarray(Image.open(tmp_path / "phone.jpg").convert("RGB"))
+    np.testing.assert_array_equal(image.pixels(), np.rot90(stored, k=-1))
+
+
 def test_every_bad_image_is_reported_with_line_and_field(tmp_path):
     save_png(tmp_path / "ok.png", 1)
     (tmp_path / "truncated.png").write_bytes(png_bytes(2)[:-30])

@@ -2,13 +2,14 @@
 
 A row's image is checked once, when the row is read (`check`): Pillow must recognise it, its
 pixels must decode to the end (a truncated file fails here, not mid-training) and its mode
-must convert to RGB. What is kept is an `example.Image`: the reference (path or encoded
-bytes) and the size, format and mode found, so a summary needs no second decode. `decode`
-reads the pixels again when they are needed, as a `(height, width, 3)` uint8 RGB array:
-transparent images are composited on white (as transformers' `convert_to_rgb` does),
-palette and greyscale images are expanded, CMYK and YCbCr converted. 16-bit, 32-bit integer
-and float images (modes I;16, I, F) are refused: mapping them to 8 bits needs a choice of
-scale only the user can make.
+must convert to RGB. A photo's EXIF orientation is applied (as transformers' `load_image`
+does), so width and height are as the image is seen. What is kept is an `example.Image`: the
+reference (path or encoded bytes) and the size, format and mode found, so a summary needs no
+second decode. `decode` reads the pixels again when they are needed, as a
+`(height, width, 3)` uint8 RGB array: transparent images are composited on white (as
+transformers' `convert_to_rgb` does), palette and greyscale images are expanded, CMYK and
+YCbCr converted. 16-bit, 32-bit integer and float images (modes I;16, I, F) are refused:
+mapping them to 8 bits needs a choice of scale only the user can make.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ RGB_MODES = frozenset(
 
 
 def _open(path: str | None, data: bytes | None):
-    """Opens and fully decodes an image with Pillow; raises ValueError saying why it cannot."""
+    """Opens and fully decodes an image with Pillow, turned upright by its EXIF orientation;
+    returns `(image, Pillow's format name)` or raises ValueError saying why it cannot."""
     from PIL import Image as PIL_Image
+    from PIL import ImageOps
 
     if path is not None and not os.path.isfile(path):
         raise ValueError(f"no such file {path!r}" if not os.path.exists(path) else "not a file")
@@ -40,13 +43,15 @@ def _open(path: str | None, data: bytes | None):
             warnings.simplefilter("error", PIL_Image.DecompressionBombWarning)
             opened = PIL_Image.open(path if path is not None else io.BytesIO(data))
             opened.load()  # Decodes every pixel: a truncated file fails here.
+            file_format = opened.format
+            opened = ImageOps.exif_transpose(opened)
     except PIL_Image.UnidentifiedImageError:
         raise ValueError("not an image Pillow can read (unknown or unsupported format)") from None
     except (PIL_Image.DecompressionBombError, PIL_Image.DecompressionBombWarning) as error:
         raise ValueError(f"too large to decode safely: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:  # Truncated or corrupt data.
         raise ValueError(f"unreadable image: {error}") from None
-    return opened
+    return opened, file_format
 
 
 def check(source: str, field: str, *, path: str | None = None, data: bytes | None = None):
@@ -66,7 +71,7 @@ def check(source: str, field: str, *, path: str | None = None, data: bytes | Non
         decode to the end, or a mode that does not convert to RGB.
     """
     try:
-        opened = _open(path, data)
+        opened, file_format = _open(path, data)
     except ValueError as error:
         raise example.RowError(field, str(error)) from None
     if opened.mode not in RGB_MODES:
@@ -82,7 +87,7 @@ def check(source: str, field: str, *, path: str | None = None, data: bytes | Non
         data=data,
         width=opened.width,
         height=opened.height,
-        format=opened.format or "unknown",
+        format=file_format or "unknown",
         mode=opened.mode,
     )
 
@@ -99,7 +104,7 @@ def decode(image: example.Image) -> np.ndarray:
     from PIL import Image as PIL_Image
 
     try:
-        opened = _open(image.path, image.data)
+        opened, _ = _open(image.path, image.data)
     except ValueError as error:
         raise ValueError(f"{image.where}: {error}") from None
     if "A" in opened.mode or "a" in opened.mode or opened.info.get("transparency") is not None:
