@@ -225,6 +225,8 @@ def test_every_bad_image_is_reported_with_line_and_field(tmp_path):
     (tmp_path / "truncated.png").write_bytes(png_bytes(2)[:-30])
     (tmp_path / "notes.png").write_text("not an image")
     Image.fromarray(np.zeros((2, 2), np.uint16)).save(tmp_path / "deep.png")
+    frames = [Image.fromarray(pixels(seed)) for seed in (1, 2)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
     assistant_image = trl("Hi", None)
     assistant_image["messages"][1]["content"] = [
         {"type": "image_url", "image_url": {"url": "ok.png"}}
@@ -265,6 +267,7 @@ def test_every_bad_image_is_reported_with_line_and_field(tmp_path):
         trl([{"type": "image"}, {"type": "image"}]),
         trl([{"type": "text", "text": "Hi"}], ["ok.png"]),
         trl([{"type": "image"}], [{"other": 1}]),
+        user_image("moving.gif"),
     ]
     path = write_rows(tmp_path, rows)
     found = problems(path)
@@ -283,6 +286,7 @@ def test_every_bad_image_is_reported_with_line_and_field(tmp_path):
         (11, "images", "missing: the messages have 2 {'type': 'image'} placeholder(s)"),
         (12, "images", "1 image(s) but 0 {'type': 'image'} placeholder(s)"),
         (13, "images[0]", "expected a path or a {'bytes', 'path'} object, got object"),
+        (14, url, "an animated or multi-page image (2 frames); save the one meant as a still"),
     ]
     assert [problem[:2] for problem in found] == [problem[:2] for problem in expected]
     for (_, _, reason), (_, _, start) in zip(found, expected, strict=True):

@@ -9,7 +9,8 @@ second decode. `decode` reads the pixels again when they are needed, as a
 `(height, width, 3)` uint8 RGB array: transparent images are composited on white (as
 transformers' `convert_to_rgb` does), palette and greyscale images are expanded, CMYK and
 YCbCr converted. 16-bit, 32-bit integer and float images (modes I;16, I, F) are refused:
-mapping them to 8 bits needs a choice of scale only the user can make.
+mapping them to 8 bits needs a choice of scale only the user can make, as are animated or
+multi-page images (which frame is meant?).
 """
 
 from __future__ import annotations
@@ -36,14 +37,22 @@ def _open(path: str | None, data: bytes | None):
     from PIL import Image as PIL_Image
     from PIL import ImageOps
 
-    if path is not None and not os.path.isfile(path):
-        raise ValueError(f"no such file {path!r}" if not os.path.exists(path) else "not a file")
+    if path is not None:
+        if not os.path.isfile(path):
+            missing = not os.path.exists(path)
+            raise ValueError(f"no such file {path!r}" if missing else f"{path!r} is not a file")
+        try:
+            with open(path, "rb") as file:  # Read whole: no file stays open after decoding.
+                data = file.read()
+        except OSError as error:
+            raise ValueError(f"cannot read the file: {error}") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PIL_Image.DecompressionBombWarning)
-            opened = PIL_Image.open(path if path is not None else io.BytesIO(data))
+            opened = PIL_Image.open(io.BytesIO(data))
             opened.load()  # Decodes every pixel: a truncated file fails here.
             file_format = opened.format
+            frames = getattr(opened, "n_frames", 1)
             opened = ImageOps.exif_transpose(opened)
     except PIL_Image.UnidentifiedImageError:
         raise ValueError("not an image Pillow can read (unknown or unsupported format)") from None
@@ -51,10 +60,16 @@ def _open(path: str | None, data: bytes | None):
         raise ValueError(f"too large to decode safely: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:  # Truncated or corrupt data.
         raise ValueError(f"unreadable image: {error}") from None
+    if frames > 1:
+        raise ValueError(
+            f"an animated or multi-page image ({frames} frames); save the one meant as a still"
+        )
     return opened, file_format
 
 
-def check(source: str, field: str, *, path: str | None = None, data: bytes | None = None):
+def check(
+    source: str, field: str, *, path: str | None = None, data: bytes | None = None
+) -> example.Image:
     """Opens, fully decodes and checks one image of a row.
 
     Args:
