@@ -163,14 +163,6 @@ def test_tool_calls_say_they_need_tool_support_not_that_content_is_null(tmp_path
     assert problems(write_rows(tmp_path, [with_tools], "t.jsonl")) == [(1, "tools", refused.TOOLS)]
 
 
-def test_image_parts_are_named_as_images(tmp_path):
-    content = [{"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {}}]
-    row = {"messages": [{"role": "user", "content": content}, {"role": ASSISTANT, "content": "A"}]}
-    assert problems(write_rows(tmp_path, [row])) == [
-        (1, "messages[0].content[1].type", refused.IMAGES)
-    ]
-
-
 # The other formats.
 
 

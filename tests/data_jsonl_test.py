@@ -156,7 +156,7 @@ def test_openai_chat_system_becomes_example_system(tmp_path):
                     {"role": "model", "parts": [{"inlineData": {}}]},
                 ]
             },
-            [(1, "contents[1].parts[0]")],
+            [(1, "contents[1].parts[0].inlineData.mimeType")],
         ),
         (
             {

@@ -5,7 +5,10 @@ a JSON array, CSV, Parquet, a compressed one, a `save_to_disk` folder), prints e
 `file:line: field: reason` and exits 1, or prints the data summary and the character and word
 lengths of the conversations and exits 0. No model or tokenizer is loaded by default, so it
 runs in a second; `--model=PRESET --sequence_length=N` also loads that model's tokenizer and
-reports token lengths with the chat template and how many examples N tokens truncate:
+reports token lengths with the chat template and how many examples N tokens truncate.
+Rows with images (docs/data_formats.md#images) are read, every image opened and decoded, and
+summarized (rows with images, images per row, sizes, formats); with `--model`, a text-only
+model (`model.has_vision_encoder`) makes each image row an error:
 
     python -m gemma_tune.data check train.jsonl
     python -m gemma_tune.data check qa.csv --input_column=question --output_column=answer
@@ -31,6 +34,7 @@ from gemma_tune import config as config_lib
 from gemma_tune.data import (
     duplicates,
     example,
+    images,
     lengths,
     preference_formats,
     preference_rows,
@@ -109,6 +113,7 @@ def _read(path: str):
             system_column=FLAGS.system_column,
             keep_context=FLAGS.keep_context,
             split=FLAGS.split,
+            images=True,
         )
     except example.DataError as error:
         _print_problems(path, error)
@@ -151,11 +156,32 @@ def check_preference(path: str) -> int:
     return 0
 
 
+def _blind_model_problems(path: str, model_preset: str, examples: list[example.Example]) -> bool:
+    """Prints each image row as an error when `model_preset` cannot see images; returns
+    whether it did."""
+    with_images = [item for item in examples if item.images]
+    if not with_images:
+        return False
+    import gemma_tune  # noqa: F401  (selects the JAX backend before Keras loads)
+    from gemma_tune import model
+
+    if model.has_vision_encoder(model_preset):
+        print("(token lengths count the text only: image tokens are not counted)")
+        return False
+    for item in with_images:
+        reason = f"an image in a row for a text-only model ({model_preset} has no vision encoder)"
+        print(f"{item.images[0].source}: {item.images[0].field}: {reason}")
+    print(f"{len(with_images)} problem(s) in {path}", file=sys.stderr)
+    return True
+
+
 def check(path: str) -> int:
     """Validates `path`, prints its problems or its summary, and returns the exit code (1 for
-    any bad row, an unreadable file or no examples at all)."""
+    any bad row, an unreadable file, image rows for a text-only `--model` or no examples)."""
     read = _read(path)
     if read is None:
+        return 1
+    if FLAGS.model and _blind_model_problems(path, FLAGS.model, read.examples):
         return 1
     kept, _, result = summary.prepare(read, dedup=FLAGS.dedup)
     if FLAGS.model and kept:
@@ -168,6 +194,8 @@ def check(path: str) -> int:
     words = lengths.LengthStats.of([len(text.split()) for text in texts])
     print(f"characters: {characters.format()}")
     print(f"words: {words.format()}")
+    for line in images.summary_lines(kept):
+        print(line)
     if not FLAGS.model:
         print("(add --model=PRESET to measure token lengths with that model's tokenizer)")
     if not kept:

@@ -8,16 +8,19 @@
                 "contents": [{"role": "user"|"model", "parts": [{"text"}, ...]}]}
 
 A leading system message becomes `Example.system`. OpenAI's `"weight": 0` on an assistant
-message keeps the turn in the conversation but out of the loss (`Turn.weight`). Tool calls,
-tool messages and image parts are refused with `refused.TOOLS` / `refused.IMAGES` rather than
-misread. `read_messages` is shared with TRL's conversational prompt/completion rows.
+message keeps the turn in the conversation but out of the loss (`Turn.weight`). Tool calls
+and tool messages are refused with `refused.TOOLS` rather than misread. Rows of a local file
+may hold images in user turns (`image_parts`: OpenAI `image_url` parts, TRL `{"type": "image"}`
+placeholders with an `images` column, Gemini `inlineData` / `fileData` parts); elsewhere (a Hub
+dataset, preference pairs, TRL prompt/completion rows) image parts are refused with
+`refused.IMAGES`. `read_messages` is shared with TRL's conversational prompt/completion rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from gemma_tune.data import example, fields, refused
+from gemma_tune.data import example, fields, image_parts, refused
 
 OPENAI_ROLES = {"system": "system", "user": example.USER, "assistant": example.MODEL}
 SHAREGPT_ROLES = {"system": "system", "human": example.USER, "gpt": example.MODEL}
@@ -27,26 +30,70 @@ _OPENAI_KEYS = frozenset({"role", "content", "weight"})  # A `name` is warned ab
 
 def content_text(message: Mapping, key: str, field: str, checker: fields.Checker) -> str | None:
     """Reads a message's content: a string, or a list of {"type": "text", "text"} parts
-    (joined); None after recording a problem in `checker`."""
+    (joined); None after recording a problem in `checker` (image parts are refused)."""
+    return content_parts(message, key, field, checker)[0]
+
+
+def _image_part(
+    part: Mapping, kind: str, field: str, images: image_parts.RowImages
+) -> example.Image | None:
+    """Reads an `image_url` part or a TRL `{"type": "image"}` placeholder."""
+    if kind == "image":
+        images.checker.note_unused(part, {"type", "image"}, fields.pattern(field))
+        return images.placeholder(part, field)
+    images.checker.note_unused(part, {"type", "image_url"}, fields.pattern(field))
+    holder = part.get("image_url")
+    if isinstance(holder, Mapping):
+        images.checker.note_unused(holder, {"url"}, fields.pattern(f"{field}.image_url"))
+        return images.url(holder.get("url"), f"{field}.image_url.url")
+    return images.url(holder, f"{field}.image_url")
+
+
+def content_parts(
+    message: Mapping,
+    key: str,
+    field: str,
+    checker: fields.Checker,
+    images: image_parts.RowImages | None = None,
+) -> tuple[str | None, tuple[str | example.Image, ...]]:
+    """Reads a message's content: a string, or a list of {"type": "text", "text"} parts and,
+    with `images` (a local file's row), image parts (`image_url`, TRL's `{"type": "image"}`).
+
+    Returns:
+      `(text, parts)`: the text parts joined (None after recording a problem in `checker`;
+      it may be empty when the content has an image), and, when the content has an image,
+      its text and image parts in order (else `()`).
+    """
     content = message.get(key)
     if not isinstance(content, list):
-        return checker.text(message, key, field)
-    texts = []
+        return checker.text(message, key, field), ()
+    texts, parts, readable = [], [], True
     for index, part in enumerate(content):
         part_field = f"{field}[{index}]"
         kind = part.get("type") if isinstance(part, Mapping) else None
+        if images is not None and kind in ("image_url", "image"):
+            image = _image_part(part, kind, part_field, images)
+            readable = readable and image is not None
+            parts.append(image)
+            continue
         if kind in refused.IMAGE_PART_TYPES:
-            checker.add(f"{part_field}.type", refused.IMAGES)
-            return None
+            reason = refused.IMAGES if images is None else refused.OTHER_MEDIA.format(kind=kind)
+            checker.add(f"{part_field}.type", reason)
+            return None, ()
         if kind != "text":
             checker.add(part_field, "only {'type': 'text', 'text': ...} parts are supported")
-            return None
+            return None, ()
         text = checker.text(part, "text", f"{part_field}.text", required=False)
         if text is None:
             checker.add(f"{part_field}.text", "missing")
-            return None
+            return None, ()
         texts.append(text)
-    return checker.require("".join(texts), field)
+        parts.append(text)
+    if not readable:
+        return None, ()
+    if not any(isinstance(part, example.Image) for part in parts):
+        return checker.require("".join(texts), field), ()
+    return "".join(texts), tuple(parts)
 
 
 def _weight(message: Mapping, field: str, role: str, checker: fields.Checker) -> float:
@@ -74,6 +121,7 @@ def read_messages(
     container: str = "messages",
     system: str | None = None,
     prompt_only: bool = False,
+    images: image_parts.RowImages | None = None,
 ) -> tuple[str | None, tuple[example.Turn, ...] | None]:
     """Reads a list of chat messages into a system prompt and validated turns.
 
@@ -90,6 +138,7 @@ def read_messages(
       system: a system prompt given outside the messages (ShareGPT's "system" key), if any.
       prompt_only: the messages are a preference pair's prompt, which ends with a user
         turn (`example.validate_prompt`) and trains nothing by itself.
+      images: reads the image parts of a local file's row; None refuses them.
 
     Returns:
       `(system, turns)`; turns is None when a problem was recorded.
@@ -109,7 +158,8 @@ def read_messages(
             checker.add(where, refused.TOOLS)
             roles_known = False
             continue
-        content = content_text(message, content_key, f"{field}.{content_key}", checker)
+        content_field = f"{field}.{content_key}"
+        content, parts = content_parts(message, content_key, content_field, checker, images)
         if role is not None and role not in roles:
             names = ", ".join(repr(name) for name in roles)
             checker.add(f"{field}.{role_key}", f"unknown role {role!r}; expected one of {names}")
@@ -118,6 +168,10 @@ def read_messages(
             roles_known = False
             continue
         role = roles[role]
+        if role == "system" and parts:
+            checker.add(content_field, "an image in a system message; only user turns hold images")
+            roles_known = False
+            continue
         if role == "system":
             if index == 0 and system is None:
                 system = content
@@ -127,7 +181,7 @@ def read_messages(
             continue
         weight = _weight(message, field, role, checker)
         # A placeholder keeps the order checks going when only the text is bad.
-        turns.append(example.Turn(role, content if content is not None else "?", weight))
+        turns.append(example.Turn(role, content if content is not None else "?", weight, parts))
         role_fields.append(f"{field}.{role_key}")
         text_fields.append(f"{field}.{content_key}")
     if not roles_known:
@@ -155,9 +209,12 @@ def parse_openai_chat(
     """Maps an OpenAI (or TRL conversational) chat row."""
     del keep_context
     messages = fields.list_field(row, "messages", checker)
+    images = image_parts.RowImages.for_row(row, source, checker)
     system, turns = None, None
     if messages is not None:
-        system, turns = read_messages(_indexed(messages, "messages"), checker)
+        system, turns = read_messages(_indexed(messages, "messages"), checker, images=images)
+        if images is not None:
+            images.finish()
     checker.done()
     return example.Example(turns=turns, system=system, source=source)
 
@@ -189,18 +246,34 @@ def parse_sharegpt(
 
 
 def gemini_parts(holder: dict, field: str, checker: fields.Checker) -> str | None:
-    """Concatenates the text parts of a Gemini `parts` list (at `field`), checking each part."""
+    """Concatenates the text parts of a Gemini `parts` list (at `field`), checking each part
+    (image parts are refused)."""
+    return gemini_content_parts(holder, field, checker)[0]
+
+
+def gemini_content_parts(
+    holder: dict,
+    field: str,
+    checker: fields.Checker,
+    images: image_parts.RowImages | None = None,
+) -> tuple[str | None, tuple[str | example.Image, ...]]:
+    """Reads a Gemini `parts` list (at `field`): text parts and, with `images` (a local
+    file's row), `inlineData` / `fileData` image parts.
+
+    Returns:
+      `(text, parts)` as `content_parts` does.
+    """
     parts = holder.get("parts")
     if "parts" not in holder:
         checker.add(field, "missing")
-        return None
+        return None, ()
     if not isinstance(parts, list):
         checker.add(field, f"expected a list of parts, got {fields.type_name(parts)}")
-        return None
+        return None, ()
     if not parts:
         checker.add(field, "no parts")
-        return None
-    texts = []
+        return None, ()
+    texts, read = [], []
     for index, part in enumerate(parts):
         part_field = f"{field}[{index}]"
         if not isinstance(part, dict):
@@ -208,6 +281,14 @@ def gemini_parts(holder: dict, field: str, checker: fields.Checker) -> str | Non
             continue
         if "functionCall" in part or "functionResponse" in part:
             checker.add(part_field, refused.TOOLS)
+            continue
+        if images is not None and ("inlineData" in part or "fileData" in part):
+            key = "inlineData" if "inlineData" in part else "fileData"
+            checker.note_unused(part, {key}, fields.pattern(part_field))
+            read_image = images.inline_data if key == "inlineData" else images.file_data
+            image = read_image(part[key], f"{part_field}.{key}")
+            if image is not None:
+                read.append(image)
             continue
         if "inlineData" in part or "fileData" in part:
             checker.add(part_field, refused.IMAGES)
@@ -221,9 +302,12 @@ def gemini_parts(holder: dict, field: str, checker: fields.Checker) -> str | Non
             checker.add(f"{part_field}.text", "is null")
             continue
         texts.append(text)
-    if len(texts) != len(parts):
-        return None
-    return checker.require("".join(texts), field)
+        read.append(text)
+    if len(read) != len(parts):
+        return None, ()
+    if not any(isinstance(part, example.Image) for part in read):
+        return checker.require("".join(texts), field), ()
+    return "".join(texts), tuple(read)
 
 
 def gemini_system(row: dict, key: str, checker: fields.Checker) -> str | None:
@@ -240,10 +324,15 @@ def gemini_system(row: dict, key: str, checker: fields.Checker) -> str | None:
 
 
 def gemini_contents(
-    row: dict, checker: fields.Checker, *, prompt_only: bool = False
+    row: dict,
+    checker: fields.Checker,
+    *,
+    prompt_only: bool = False,
+    images: image_parts.RowImages | None = None,
 ) -> tuple[example.Turn, ...] | None:
     """Reads a Gemini `contents` list of user/model turns; `prompt_only` for a preference
-    prompt, which ends with a user turn. None after recording a problem in `checker`."""
+    prompt, which ends with a user turn; `images` reads the image parts of a local file's
+    row (None refuses them). None after recording a problem in `checker`."""
     contents = fields.list_field(row, "contents", checker)
     turns, role_fields, text_fields = [], [], []
     roles_known = contents is not None
@@ -258,11 +347,11 @@ def gemini_contents(
         if role is not None and role not in example.ROLES:
             checker.add(f"{field}.role", f"unknown role {role!r}; expected 'user' or 'model'")
             role = None
-        text = gemini_parts(content, f"{field}.parts", checker)
+        text, parts = gemini_content_parts(content, f"{field}.parts", checker, images)
         if role is None:
             roles_known = False
             continue
-        turns.append(example.Turn(role, text if text is not None else "?"))
+        turns.append(example.Turn(role, text if text is not None else "?", parts=parts))
         role_fields.append(f"{field}.role")
         text_fields.append(f"{field}.parts")
     if not roles_known:
@@ -277,6 +366,7 @@ def parse_gemini(
     """Maps a Vertex AI Gemini SFT row: optional system instruction, then user/model contents."""
     del keep_context
     system = gemini_system(row, "systemInstruction", checker)
-    checked = gemini_contents(row, checker)
+    images = image_parts.RowImages.for_row(row, source, checker)
+    checked = gemini_contents(row, checker, images=images)
     checker.done()
     return example.Example(turns=checked, system=system, source=source)

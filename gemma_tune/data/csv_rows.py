@@ -1,9 +1,12 @@
 """Reads a CSV file of input/output pairs (e.g. Q&A exported from a chat) into Examples.
 
 The columns are configurable; besides the required input and output columns a row can carry a
-retrieved passage (`context_column`) and a system prompt (`system_column`). A missing column is
-one error naming the columns the file has; empty required cells are problems located by the
-physical line where their row starts (a quoted cell can span lines) and the column's name.
+retrieved passage (`context_column`) and a system prompt (`system_column`). A column named
+`image` or `image_path` (`IMAGE_COLUMNS`) holds an image for the user's message: a path,
+relative to the CSV file's folder unless absolute; a blank cell means none. A missing column is
+one error naming the columns the file has; empty required cells and unreadable images are
+problems located by the physical line where their row starts (a quoted cell can span lines)
+and the column's name.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import io
 import os
 import sys
 
-from gemma_tune.data import example, read_result, rows
+from gemma_tune.data import example, images, read_result, rows
+
+IMAGE_COLUMNS = ("image", "image_path")
 
 
 def read_csv(
@@ -70,7 +75,13 @@ def read_csv(
             )
         )
         raise example.DataError(problems)
+    image_columns = [name for name in IMAGE_COLUMNS if name in header and name not in wanted]
+    if len(image_columns) > 1:
+        reason = f"both {' and '.join(image_columns)} columns; keep one image column"
+        raise example.DataError([*problems, example.Problem(path, 1, "header", reason)])
+    wanted += image_columns
     index = {name: header.index(name) for name in wanted}
+    folder = os.path.dirname(os.path.abspath(path))
     result = read_result.ReadResult()
     result.warnings = [
         example.Problem(path, 1, name, "column not used (not one of the data.*_column settings)")
@@ -103,10 +114,21 @@ def read_csv(
         empty = [name for name in (input_column, output_column) if not cell(name).strip()]
         for name in empty:
             problems.append(example.Problem(path, start, name, "empty cell"))
+        parts = ()
+        for name in image_columns:
+            if cell(name).strip():
+                try:
+                    image = images.check(
+                        f"{path}:{start}", name, path=os.path.join(folder, cell(name).strip())
+                    )
+                    parts = (image, cell(input_column))
+                except example.RowError as error:
+                    problems.append(example.Problem(path, start, error.field, error.reason))
+                    empty.append(name)
         if empty:
             continue
         turns = (
-            example.Turn(example.USER, cell(input_column)),
+            example.Turn(example.USER, cell(input_column), parts=parts),
             example.Turn(example.MODEL, cell(output_column)),
         )
         result.examples.append(

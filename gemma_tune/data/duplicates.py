@@ -2,11 +2,14 @@
 
 "exact" removes examples identical in every turn, system prompt and context; "normalized"
 also treats as equal examples that differ only in whitespace or letter case (the usual
-copies in scraped or exported data); "none" keeps everything.
+copies in scraped or exported data); "none" keeps everything. Images count in either mode:
+the same question about two different images is two examples (an image is matched by its
+file path or, for bytes a row carried, by a digest of those bytes).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Hashable, Iterable, Sequence
 
 from gemma_tune.data import example
@@ -29,8 +32,18 @@ def key(item: example.Example, mode: str) -> Hashable:
     """What two examples must share to be duplicates under `mode` ("exact" or "normalized")."""
     check_mode(mode)
     norm = _normalize if mode == "normalized" else (lambda text: text)
-    turns = tuple((turn.role, norm(turn.text), turn.weight) for turn in item.turns)
+    turns = tuple(
+        (turn.role, norm(turn.text), turn.weight, tuple(map(_image_key, turn.images)))
+        for turn in item.turns
+    )
     return (norm(item.system), norm(item.context), turns, norm(item.text))
+
+
+def _image_key(image: example.Image) -> str:
+    """What identifies an image: its file, or a digest of the bytes the row carried."""
+    if image.path is not None:
+        return image.path
+    return hashlib.sha256(image.data).hexdigest()
 
 
 def deduplicate(

@@ -4,15 +4,60 @@ Every reader (Hugging Face, TFDS, JSONL in its many dialects, CSV) turns its row
 `Example`s; nothing downstream knows which format a row came from. A row that cannot become an
 `Example` raises `RowError` naming the field and the reason; the reader adds the file and line
 and collects every problem of a file into one `DataError`, so users fix all of them at once.
+
+A user turn may hold images (`Image`, in order among its text in `Turn.parts`). An `Image` is
+a reference (a local path or the encoded bytes the row carried) checked when the row is read,
+and decoded again only when its pixels are needed (`Image.pixels`), so thousands of images
+cost their file names or compressed bytes in memory, not their pixels.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 USER = "user"
 MODEL = "model"
 ROLES = (USER, MODEL)
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """One image of a user turn: where it is, checked readable when its row was read.
+
+    Attributes:
+      source: the row holding it, "file:line".
+      field: the field naming it in the row (`messages[0].content[1].image_url.url`).
+      path: the local file holding it, or None when the row carries its bytes.
+      data: the encoded bytes (PNG, JPEG, ...) a row carried (a `data:` URL, Gemini's
+        `inlineData`, a Hugging Face `Image` feature), or None for a file.
+      width: its width in pixels.
+      height: its height in pixels.
+      format: Pillow's name for its file format ("PNG", "JPEG", ...).
+      mode: Pillow's mode of the stored pixels ("RGB", "RGBA", "L", "P", ...); `pixels`
+        converts every supported mode to RGB.
+    """
+
+    source: str
+    field: str
+    path: str | None
+    data: bytes | None
+    width: int
+    height: int
+    format: str
+    mode: str
+
+    @property
+    def where(self) -> str:
+        """ "file:line:field", for messages."""
+        return f"{self.source}:{self.field}"
+
+    def pixels(self) -> np.ndarray:
+        """The image decoded as RGB: a `(height, width, 3)` uint8 array (`images.decode`)."""
+        from gemma_tune.data import images  # Pillow is only needed once pixels are.
+
+        return images.decode(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,15 +66,23 @@ class Turn:
 
     Attributes:
       role: "user" or "model".
-      text: the turn's text.
+      text: the turn's text (a turn with images: its text parts joined, possibly empty).
       weight: the loss weight of a model turn's tokens: 1 trains on the turn, 0 leaves it out of
         the loss (OpenAI's per-message `"weight": 0`) while keeping it in the conversation.
         User turns carry no loss whatever their weight.
+      parts: a user turn with images: its text (`str`) and `Image` parts in order; empty for
+        a text-only turn, whose content is `text`.
     """
 
     role: str
     text: str
     weight: float = 1.0
+    parts: tuple[str | Image, ...] = ()
+
+    @property
+    def images(self) -> tuple[Image, ...]:
+        """The turn's images, in order."""
+        return tuple(part for part in self.parts if isinstance(part, Image))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +123,11 @@ class Example:
     def response(self) -> str:
         """The last model turn's text (the reference answer in evaluation); a document's text."""
         return self.text if self.is_document else self.turns[-1].text
+
+    @property
+    def images(self) -> tuple[Image, ...]:
+        """Every image of the conversation, in order (none for a text-only example)."""
+        return tuple(image for turn in self.turns for image in turn.images)
 
 
 class RowError(ValueError):
@@ -137,8 +195,13 @@ def _validate(turns: list[Turn], last_role: str) -> tuple[Turn, ...]:
             raise RowError(
                 f"turns[{index}].text", f"expected a string, got {type(turn.text).__name__}"
             )
-        if not turn.text.strip():
+        if not turn.text.strip() and not turn.images:
             raise RowError(f"turns[{index}].text", "empty text")
+        if turn.images and turn.role != USER:
+            raise RowError(
+                f"turns[{index}].text",
+                "an image in a model (assistant) turn; only user turns can hold images",
+            )
         if index > 0 and turns[index - 1].role == turn.role:
             raise RowError(f"turns[{index}].role", f"two {turn.role} turns in a row")
     if turns[0].role != USER:

@@ -58,11 +58,15 @@ class Checker:
       errors: the problems found so far.
       unused: the nested keys the row has but the reader does not use, as patterns without
         indices (`messages[].metadata`), so a file's reader can warn once per key.
+      folder: the folder of the local data file the row is from, where the row's relative
+        image paths are resolved; None for rows that are not a local file's (a Hub
+        dataset), whose images are refused (`image_parts`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, folder: str | None = None) -> None:
         self.errors: list[example.RowError] = []
         self.unused: list[str] = []
+        self.folder = folder
 
     def add(self, field: str, reason: str) -> None:
         """Records one problem with `field`."""

@@ -3,7 +3,9 @@
 `Dataset.save_to_disk` writes `state.json` and Arrow shards; `DatasetDict.save_to_disk` writes
 `dataset_dict.json` and a folder per split. Either is loaded with `datasets.load_from_disk`;
 the rows then go through the same format detection and checks as a JSONL file's
-(`rows.read`), each located by its row number and index.
+(`rows.read`), each located by its row number and index. Columns `datasets` would decode
+(an `Image` feature) are read as stored, `{"bytes", "path"}` objects, so images are checked
+by the same reader as any file's (`image_parts`) and not held decoded in memory.
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ def load(path: str, split: str = "train"):
     return loaded
 
 
+def _rows(dataset) -> list[dict]:
+    """The rows of a `datasets.Dataset`, columns that `datasets` decodes (images) as stored."""
+    from datasets.features import features
+
+    if any(features.require_decoding(feature) for feature in dataset.features.values()):
+        return dataset.with_format("arrow")[:].to_pylist()
+    return list(dataset)
+
+
 def read_saved(
     path: str,
     *,
@@ -77,7 +88,7 @@ def read_saved(
       gemma_tune.data.example.DataError: with every problem of the rows.
     """
     dataset = load(path, split)
-    found = [rows.Row(index + 1, row, index=index) for index, row in enumerate(dataset)]
+    found = [rows.Row(index + 1, row, index=index) for index, row in enumerate(_rows(dataset))]
     if row_reader is None:
         row_reader = functools.partial(rows.read, format=format, keep_context=keep_context)
     return row_reader(path, found)

@@ -5,9 +5,11 @@ wrongly: a KTO file (`prompt`, `completion`, `label`) read as prompt/completion 
 answers labelled bad; a preference file (`chosen`/`rejected`, OpenAI's `preferred_output`)
 read as chat trains on the rejected answer or on neither; a Vertex AI preference row
 (`contents`, `completions`) read as Gemini chat trains on the prompt alone. The preference
-reader (`preference_rows`) reads those rows and refuses the rest. Tool calls and images need a chat
-template gemma_tune does not have. These are refused with a message that says what the data
-is and what to do instead.
+reader (`preference_rows`) reads those rows and refuses the rest. Tool calls need a chat
+template gemma_tune does not have. Images are read only from the supervised chat rows of a
+local file (`image_parts`); an `images` column beside anything but `messages`, a single
+`image` key, or image parts elsewhere (a Hub dataset, preference pairs) are refused. These
+are refused with a message that says what the data is and what to do instead.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ KTO = (
     "label false are answers not to learn; keep the label true rows as prompt/completion "
     "without the label key"
 )
-IMAGES = "images are not supported: gemma_tune tunes text-only models on text"
+IMAGES = (
+    "images are not supported here: they are read only from the chat rows of a local file "
+    "(OpenAI image_url parts, Gemini inlineData/fileData parts, TRL messages with "
+    "{'type': 'image'} placeholders and an images column, a CSV image column), see "
+    "docs/data_formats.md#images"
+)
+OTHER_MEDIA = (
+    "{kind} parts are not supported; images are read from image_url parts and "
+    "{{'type': 'image'}} placeholders"
+)
 TOOLS = (
     "tool calls need a model with tool support, and gemma_tune's chat templates have none yet; "
     "leave out the tool messages, tool_calls and tools to tune on the text turns"
@@ -52,16 +63,22 @@ TOOL_KEYS = frozenset({"tool_calls", "function_call", "tool_call_id"})
 IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image", "input_audio", "file"})
 
 
-def row_kind(row: Mapping, *, preference: bool = False) -> tuple[str, str] | None:
+def row_kind(
+    row: Mapping, *, preference: bool = False, images: bool = False
+) -> tuple[str, str] | None:
     """The refused kind of data `row` is, as `(field, message)`, or None when it is not one.
 
     The field names the key that gave the kind away (`label`, `chosen`, `tools`, ...). A
     null value counts as absent (Arrow tables fill absent keys with null). `preference`
-    asks for the preference reader, which reads preference rows and refuses the rest.
+    asks for the preference reader, which reads preference rows and refuses the rest;
+    `images` for a local file's supervised reader, which reads an `images` column beside
+    `messages` (TRL's format).
     """
     present = {key for key, value in row.items() if value is not None}
     for keys, message in _ROW_KINDS:
         if preference and message in _PREFERENCE_KINDS:
+            continue
+        if images and keys == {"images"} and "messages" in present:
             continue
         if keys <= present:
             field = "label" if message is KTO else sorted(keys)[0]

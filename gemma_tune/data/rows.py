@@ -12,6 +12,7 @@ not use is warned about once per file, with the first line that has it.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 
 from gemma_tune.data import example, fields, read_result, refused, row_formats
@@ -51,7 +52,7 @@ def check_format(format: str) -> None:
 def _detect(rows: Sequence[Row]) -> str | None:
     """The format of the first row that fits exactly one."""
     for row in rows:
-        if isinstance(row.value, dict) and not refused.row_kind(row.value):
+        if isinstance(row.value, dict) and not refused.row_kind(row.value, images=True):
             fit = row_formats.fits(row.value)
             if len(fit) == 1:
                 return fit[0]
@@ -90,6 +91,8 @@ def read(
     file_format = _detect(rows) if format == AUTO else format
     refused_kinds: set[str] = set()
     unused: dict[str, int] = {}
+    # Relative image paths are relative to the folder holding the file (or saved dataset).
+    folder = os.path.dirname(os.path.abspath(os.path.normpath(path)))
     for row in rows:
 
         def report(field: str, reason: str, row: Row = row) -> None:
@@ -99,7 +102,7 @@ def read(
         if not isinstance(value, dict):
             report("row", f"expected a JSON object, got {fields.type_name(value)}")
             continue
-        kind = refused.row_kind(value)
+        kind = refused.row_kind(value, images=True)
         if kind:
             field, message = kind
             if message not in refused_kinds:  # Once per file: every row is the same.
@@ -125,7 +128,7 @@ def read(
                 f"but the file is {file_format}",
             )
             continue
-        checker = fields.Checker()
+        checker = fields.Checker(folder=folder)
         checker.note_unused(value, spec.keys, "")
         try:
             result.examples.append(spec.parse(value, f"{path}:{row.line}", keep_context, checker))

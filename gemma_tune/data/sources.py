@@ -68,10 +68,15 @@ def read_file(
     system_column: str = "",
     keep_context: bool = False,
     split: str = "train",
+    images: bool = False,
 ) -> read_result.ReadResult:
     """Reads a local data file or saved dataset folder, its kind told by its first bytes
     (`files.read`): JSONL, a JSON array, CSV (a ".csv" name or format "csv"), Parquet, a
     gzip/bzip2/xz-compressed one of these, or a `save_to_disk` folder.
+
+    Rows with images are read and checked either way; unless `images` is set, a file that
+    has any is then refused (`refuse_images`), since no model tunes or evaluates on images
+    yet. The data check (`python -m gemma_tune.data check`) sets it to summarize them.
 
     Args:
       path: the file or folder.
@@ -82,9 +87,10 @@ def read_file(
       system_column: CSV only: an optional system prompt column ("" = none).
       keep_context: Dolly rows only: keep rows with a context rather than skip them.
       split: a saved `DatasetDict` folder only: the split to read.
+      images: keep rows with images rather than refuse the file.
 
     Raises:
-      ValueError: for an unknown format.
+      ValueError: for an unknown format, or rows with images unless `images` is set.
       example.DataError: with every problem of the file.
     """
     _check_format(format)
@@ -94,9 +100,27 @@ def read_file(
         "context_column": context_column,
         "system_column": system_column,
     }
-    return files.read(
+    read = files.read(
         path, format=format, split=split, keep_context=keep_context, csv_columns=columns
     )
+    if not images:
+        refuse_images(read.examples)
+    return read
+
+
+def refuse_images(examples: list[example.Example]) -> None:
+    """Raises ValueError when any example has an image: they are read and checked, but
+    vision tuning does not exist yet, and training on the text alone would misuse them.
+
+    The message counts the rows with images and names the first ("file:line").
+    """
+    with_images = [item for item in examples if item.images]
+    if with_images:
+        raise ValueError(
+            f"image rows: vision tuning is not supported yet; {len(with_images)} rows have "
+            f"images, first at {with_images[0].source} (python -m gemma_tune.data check "
+            "FILE reads and summarizes them)"
+        )
 
 
 def _read_config_file(

@@ -24,6 +24,7 @@ from gemma_tune import testing
 from gemma_tune.model import families, keras_compat
 
 TINY_PREFIX = "tiny:"
+VISION_ENCODER = "vision_encoder"
 
 
 @dataclasses.dataclass
@@ -110,6 +111,24 @@ def load_text_backbone(preset: str, dtype: str):
         )
     without_encoders = {name: None for name in family.encoders}
     return keras_hub.models.Backbone.from_preset(path, dtype=dtype, **without_encoders)
+
+
+def has_vision_encoder(preset: str) -> bool:
+    """Whether `preset` can see images: its family has a vision encoder (`Family.encoders`)
+    and the preset's config holds one (Gemma 3 4B and larger, the Gemma 4 presets). Text-only
+    presets (Gemma 1 and 2, Gemma 3 270M and 1B, `gemma3_270m_gguf`) and the tiny models
+    (`testing.tiny_backbone` builds no encoder) cannot. Reads the config, never a weight;
+    the data check uses it to refuse image rows for a text-only model.
+
+    Raises:
+      ValueError: for an unknown tiny architecture or a preset of no supported family.
+    """
+    if preset.startswith(TINY_PREFIX):
+        families.by_name(preset[len(TINY_PREFIX) :])
+        return False
+    backbone_class, config = keras_compat.preset_backbone_config(resolve_preset(preset))
+    family = families.of_backbone_class(backbone_class)
+    return VISION_ENCODER in family.encoders and _holds(config, VISION_ENCODER)
 
 
 def _holds(config: dict, encoder: str) -> bool:
