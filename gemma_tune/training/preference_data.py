@@ -16,6 +16,7 @@ resumed run, whose model is no longer the reference, reads them back instead.
 from __future__ import annotations
 
 import numpy as np
+import tqdm
 
 from gemma_tune.data import example
 from gemma_tune.training import encoding, objectives, pair_batches, pair_encoding
@@ -63,6 +64,33 @@ def encode(config, chat_template, summary, train_pairs, validation_pairs):
     )
 
 
+def _score(tuner, sets: dict, config, pad_id: int) -> dict:
+    """Both answers' log-probabilities of every pair of each set under the trainer's current
+    weights, with a progress bar: `{name}_chosen`, `{name}_rejected` per set."""
+    per_batch = config.train.eval_batch_size
+    batches = sum(-(-len(pairs) // per_batch) for pairs in sets.values())
+    progress = tqdm.tqdm(total=batches, desc="reference", unit="batch", dynamic_ncols=True)
+
+    def scored(batch):
+        values = tuner.row_log_probs(batch)
+        progress.update(1)
+        return values
+
+    print(f"Scoring {sum(map(len, sets.values()))} pairs with the reference model ...", flush=True)
+    saved = {}
+    with progress:
+        for name, pairs in sets.items():
+            chosen, rejected = pair_batches.reference_log_probs(
+                pairs.pairs,
+                scored,
+                sequence_length=config.sequence_length,
+                pad_id=pad_id,
+                pairs_per_batch=per_batch,
+            )
+            saved[f"{name}_chosen"], saved[f"{name}_rejected"] = chosen, rejected
+    return saved
+
+
 def attach_reference(tuner, train, validation, *, config, pad_id, run_path, has_checkpoint):
     """Gives both sets of pairs their reference log-probabilities: read from the run directory
     when an earlier start of this run computed them, else computed now with the trainer's
@@ -85,17 +113,7 @@ def attach_reference(tuner, train, validation, *, config, pad_id, run_path, has_
             "with --overwrite"
         )
     if saved is None:
-        print(f"Scoring {len(train) + len(validation)} pairs with the reference model ...")
-        saved = {}
-        for name, pairs in (("train", train), ("validation", validation)):
-            chosen, rejected = pair_batches.reference_log_probs(
-                pairs.pairs,
-                tuner.row_log_probs,
-                sequence_length=config.sequence_length,
-                pad_id=pad_id,
-                pairs_per_batch=config.train.eval_batch_size,
-            )
-            saved[f"{name}_chosen"], saved[f"{name}_rejected"] = chosen, rejected
+        saved = _score(tuner, {"train": train, "validation": validation}, config, pad_id)
         run_dir.write_reference(run_path, saved)
     for name, pairs in (("train", train), ("validation", validation)):
         chosen, rejected = saved[f"{name}_chosen"], saved[f"{name}_rejected"]
