@@ -132,3 +132,25 @@ def test_path_finds_bundled_files_and_lists_them_for_unknown_names():
         bundled.path("nope.jsonl")
     with pytest.raises(FileNotFoundError):
         bundled.path("make_demo_data.py")
+
+
+def test_preference_pairs_prefer_the_answer_span_and_reproduce(tmp_path):
+    from gemma_tune.bundled import make_preference_data
+
+    answers = {fact.answer for fact in make_demo_data.FACTS}
+    for name in make_preference_data.FILES:
+        rows = _rows(name)
+        assert rows and all(list(row) == ["prompt", "chosen", "rejected"] for row in rows)
+        for row in rows:
+            assert row["chosen"] in answers and row["chosen"] != row["rejected"]
+            context = row["prompt"].split("\n\n", 2)
+            # The section shown holds the chosen answer; a rejected span is another answer of
+            # it (wrong) or the sentence holding the chosen one (rambling).
+            assert make_demo_data.contains_span(row["prompt"], row["chosen"]), context[0]
+            assert row["rejected"] in row["prompt"]
+    validation_prompts = {row["prompt"] for row in _rows(make_preference_data.FILES[1])}
+    assert not validation_prompts & {row["prompt"] for row in _rows(make_preference_data.FILES[0])}
+    make_preference_data.write_all(str(tmp_path))
+    for name in make_preference_data.FILES:
+        with open(bundled.path(name), "rb") as committed, open(tmp_path / name, "rb") as fresh:
+            assert committed.read() == fresh.read(), name
