@@ -1,5 +1,5 @@
-"""What every command (train, sample, evaluate, export) shares: a user error is one line on
-stderr and a non-zero exit, `--debug` shows its traceback, and status goes to stderr.
+"""What every command (train, sample, evaluate, export, data check) shares: a user error is one
+line on stderr and a non-zero exit, `--debug` shows its traceback, and status goes to stderr.
 
     python -m gemma_tune.sample --run=runs/missing --prompt=hi
     error: runs/missing is not a run directory (no config.json)       # exit status 1
@@ -9,7 +9,10 @@ A user error is one gemma_tune raises on purpose about what it was given: a sett
 range, a missing or damaged file, a run directory in use, data without examples (`ValueError`,
 `OSError` and their subclasses, a damaged `.npz`, a diverged loss). Anything else is a bug and
 keeps its traceback. Status and progress go to stderr and results to stdout, so
-`answer=$(python -m gemma_tune.sample --run=RUN_DIR --prompt=...)` captures only the answer.
+`answer=$(python -m gemma_tune.sample --run=RUN_DIR --prompt=...)` captures only the answer and
+`run=$(python -m gemma_tune.train ... | tail -1)` only `Run directory: ...`. A command runs its
+work inside `status_to_stderr()`; the few result lines printed inside it go through `result()`
+to the real stdout (`gemma_tune.console`). From Python (a notebook) nothing is redirected.
 """
 
 from __future__ import annotations
@@ -72,14 +75,6 @@ def run(main: Callable[[list[str]], int | None]) -> None:
     """`absl.app.run` for a command: parses the flags, then `call(main, argv)`, and exits
     with its status."""
     app.run(lambda argv: sys.exit(call(main, argv)))
-
-
-@contextlib.contextmanager
-def status_to_stderr():
-    """Sends what the block prints (loading messages, progress) to stderr, keeping stdout for
-    results."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
 
 
 @contextlib.contextmanager

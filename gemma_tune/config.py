@@ -65,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.system_column = ""
     config.data.keep_context = False
     config.data.max_examples = 1000
+    config.data.max_field_chars = 1_000_000  # longer text fields: row left out, reported
     config.data.validation_path = ""
     config.data.validation_fraction = 0.05
     config.data.dedup = "exact"

@@ -136,6 +136,7 @@ RANGES: dict[str, Range] = {
     "lora.dropout": unit_interval(),
     "data.source": one_of(_sources),
     "data.max_examples": Range(">= 0 (0: all)", at_least(0).holds),
+    "data.max_field_chars": Range(">= 0 (0: no cap)", at_least(0).holds),
     "data.validation_fraction": unit_interval(),
     "data.dedup": one_of(_dedup_modes),
     "data.seed": at_least(0),

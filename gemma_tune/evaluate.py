@@ -24,7 +24,7 @@ from __future__ import annotations
 from absl import app, flags, logging
 
 import gemma_tune  # noqa: F401  (selects the JAX backend)
-from gemma_tune import command_line
+from gemma_tune import command_line, console
 
 command_line.import_keras_hub_quietly()  # the names below import it; without TF's C++ lines
 
@@ -54,7 +54,9 @@ def define_flags() -> None:
 
 def main(argv) -> int:
     """Runs `evaluate` with the flags; returns the exit code. A bad input (a missing or damaged
-    run, adapter or data file) is one line on stderr and exit 1 (`command_line`)."""
+    run, adapter or data file) is one line on stderr and exit 1 (`command_line`). Status and
+    progress go to stderr; stdout holds the results: the comparison table, `Report: ...` and
+    `Evaluation directory: ...`."""
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -64,17 +66,18 @@ def main(argv) -> int:
         run_dir.read_config(FLAGS.run)  # a missing or damaged run, before any model loads
     if FLAGS.adapter:
         integrity.check_adapter(FLAGS.adapter)
-    evaluate(
-        FLAGS.run,
-        model_name=FLAGS.model,
-        adapter=FLAGS.adapter,
-        data=FLAGS.data,
-        data_format=FLAGS.format,
-        split=FLAGS.split,
-        limit=FLAGS.limit,
-        max_new_tokens=FLAGS.max_new_tokens,
-        out=FLAGS.out,
-    )
+    with console.status_to_stderr():  # the results reach stdout through console.result
+        evaluate(
+            FLAGS.run,
+            model_name=FLAGS.model,
+            adapter=FLAGS.adapter,
+            data=FLAGS.data,
+            data_format=FLAGS.format,
+            split=FLAGS.split,
+            limit=FLAGS.limit,
+            max_new_tokens=FLAGS.max_new_tokens,
+            out=FLAGS.out,
+        )
     return 0
 
 

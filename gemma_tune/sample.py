@@ -19,7 +19,7 @@ import sys
 from absl import app, flags, logging
 
 import gemma_tune  # noqa: F401  (selects the JAX backend)
-from gemma_tune import command_line
+from gemma_tune import command_line, console
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "A run directory: its model and adapter are loaded.")
@@ -154,7 +154,7 @@ def main(argv) -> None:
     if FLAGS.compare_base and not adapter_dir:
         raise app.UsageError("--compare_base needs a tuned model: give --run or --adapter")
     command_line.import_keras_hub_quietly()
-    with command_line.status_to_stderr():
+    with console.status_to_stderr():
         chat = Chat(preset, adapter_dir, seed, FLAGS.dtype or dtype)
     if FLAGS.prompt is not None:
         _respond(chat, FLAGS.prompt)

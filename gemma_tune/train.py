@@ -29,7 +29,7 @@ import time
 from absl import app, flags, logging
 
 import gemma_tune
-from gemma_tune import command_line, config_ranges
+from gemma_tune import command_line, config_ranges, console
 from gemma_tune import config as config_lib
 
 FLAGS = flags.FLAGS
@@ -426,7 +426,8 @@ def _save_adapter(config, loaded, run_path: str) -> None:
 def _finish(config, prepared, evaluation, final: dict, run_path, started: float, trackers) -> None:
     """The tuned model's answers, the comparison, result.json (written last but the report)
     and the report; the fixed prompts' answers and the result go to the trackers; prints the
-    validation results where no comparison table showed them."""
+    results (the validation results where no comparison table showed them, the report and the
+    run directory) to stdout, which `main` keeps for results."""
     from gemma_tune.evaluation import answers
     from gemma_tune.reporting import report
     from gemma_tune.runs import run_dir
@@ -447,14 +448,14 @@ def _finish(config, prepared, evaluation, final: dict, run_path, started: float,
     run_dir.write_result(run_path, result)
     trackers.finish(result)
     html_path, _ = report.write(run_path)
-    print(f"Report: {html_path}", flush=True)
+    console.result(f"Report: {html_path}")
     if not evaluation.eval_examples:  # Otherwise the comparison table showed them.
         for name in ("val_loss", "val_accuracy", "val_perplexity"):
             if name in final:
                 before = final.get(f"base_{name}")
                 was = f" (base model: {before:.4f})" if before is not None else ""
-                print(f"{name}: {final[name]:.4f}{was}")
-    print(f"Run directory: {run_path}", flush=True)
+                console.result(f"{name}: {final[name]:.4f}{was}")
+    console.result(f"Run directory: {run_path}")
 
 
 def _config_from_flags():
@@ -479,7 +480,8 @@ def _config_from_flags():
 def main(argv) -> int:
     """The command line: flags -> config -> `run`; returns the exit status (2 for a bad
     config, 1 for bad data or a failed run, 128 + the signal when interrupted). Errors are
-    one line on stderr (`command_line`; `--debug` shows the traceback)."""
+    one line on stderr (`command_line`; `--debug` shows the traceback); status and progress go
+    to stderr, the results (comparison table, `Report: ...`, `Run directory: ...`) to stdout."""
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -506,7 +508,8 @@ def main(argv) -> int:
 
     workdir = FLAGS.resume or FLAGS.workdir or run_dir.default_path(config.experiment)
     try:
-        run(config, workdir, overwrite=FLAGS.overwrite)
+        with console.status_to_stderr():  # results reach stdout through console.result
+            run(config, workdir, overwrite=FLAGS.overwrite)
     except loop.Interrupted as stop:
         print(
             f"Interrupted: {stop}. Rerun the same command (or --resume={workdir}) to continue.",

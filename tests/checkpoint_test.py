@@ -85,7 +85,7 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_same_losses_and_weights(
 
     resumed = subprocess.run(_command(run_path), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Resuming from" in resumed.stdout, f"killed after step {killed_after}"
+    assert "Resuming from" in resumed.stderr, f"killed after step {killed_after}"
 
     expected, got = _train_losses(uninterrupted), _train_losses(run_path)
     assert [s for s, _ in got] == [s for s, _ in expected], f"killed after step {killed_after}"
@@ -117,7 +117,7 @@ def test_sigint_saves_a_checkpoint_and_resume_finishes(uninterrupted, tmp_path):
         timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"step {step} of" in resumed.stdout
+    assert f"step {step} of" in resumed.stderr
     expected, got = _train_losses(uninterrupted), _train_losses(run_path)
     assert [s for s, _ in got] == [s for s, _ in expected]
     np.testing.assert_allclose([v for _, v in got], [v for _, v in expected], rtol=1e-6)

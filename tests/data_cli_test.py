@@ -80,6 +80,27 @@ def test_model_option_reports_token_lengths_and_truncation(tmp_path):
     assert "0 of 2 longer than sequence_length 500" in run.stdout
 
 
+def test_stdout_holds_the_summary_alone_and_stderr_the_rest(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"prompt": "hi", "completion": "hello"}\n')
+    run = check(str(path))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    # The summary's `name: value` lines, ending with the lengths; the hint is on stderr.
+    assert all(": " in line for line in lines) and lines[-2:] == [
+        "characters: p50 8, p95 8, max 8",
+        "words: p50 2, p95 2, max 2",
+    ]
+    assert "add --model=PRESET" in run.stderr and "add --model" not in run.stdout
+    missing = check(str(tmp_path / "missing.jsonl"), "--model=tiny:gemma1")
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    unknown = check(str(path), "--model=no_such_preset_xyz")
+    assert unknown.returncode == 1 and unknown.stdout == "", unknown.stdout
+    assert unknown.stderr.strip().splitlines()[-1].startswith("error: "), unknown.stderr[-2000:]
+    assert "Traceback" not in unknown.stderr
+
+
 def test_flags_before_or_after_the_file_and_with_a_space(tmp_path):
     path = tmp_path / "qa.csv"
     path.write_text("question,answer,passage\nhi,hello,doc\n")

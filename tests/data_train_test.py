@@ -66,7 +66,7 @@ def test_tiny_run_on_a_format_file(tmp_path, name, rows, warning):
     records = [json.loads(line) for line in (run_path / "metrics.jsonl").read_text().splitlines()]
     assert any("val_loss" in record for record in records)
     if name == "docs.jsonl":  # no prompt to answer: validation loss only, no answer metrics
-        assert "documents have no prompt to answer" in result.stdout
+        assert "documents have no prompt to answer" in result.stderr
         assert not (run_path / "comparison.json").exists()
         outcome = json.loads((run_path / "result.json").read_text())
         assert outcome["val_loss"] < outcome["base_val_loss"] and "tuned" not in outcome

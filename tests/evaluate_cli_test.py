@@ -40,7 +40,13 @@ def test_evaluating_a_run_reproduces_its_answers_and_losses(tiny_run, tmp_path):
     out = str(tmp_path / "evaluation")
     result = _evaluate(f"--run={tiny_run}", f"--out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == f"Evaluation directory: {out}"
+    # Stdout holds the results alone (the comparison and where it is); status is on stderr.
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("Held-out comparison (") and lines[1].split()[0] == "metric"
+    assert all(len(line.split()) == 3 for line in lines[1:-2]), result.stdout
+    assert lines[-2:] == [f"Report: {out}/report.html", f"Evaluation directory: {out}"]
+    for status in ("Reading the evaluation data", "Generating "):
+        assert status in result.stderr and status not in result.stdout, status
     during_training = _json(os.path.join(tiny_run, "comparison.json"))
     again = _json(os.path.join(out, "comparison.json"))
     assert again["systems"] == ["base", "tuned"] == during_training["systems"]

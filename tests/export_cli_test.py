@@ -56,10 +56,10 @@ def test_cli_exports_hf_and_peft_that_reproduce_the_run(run_path, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.strip().splitlines()
-    assert lines[-2] == f"Exported to {out}"
-    assert "AutoModelForCausalLM.from_pretrained" in lines[-1]
-    assert "LoRA rank 2 merged" in result.stdout
+    lines = result.stdout.strip().splitlines()  # the result alone: where, and how to load it
+    assert len(lines) == 2 and lines[0] == f"Exported to {out}"
+    assert "AutoModelForCausalLM.from_pretrained" in lines[1]
+    assert "LoRA rank 2 merged" in result.stderr and "Loading" in result.stderr
     np.testing.assert_allclose(hf_logits(hf_load(out), token_ids), expected, atol=1e-4, rtol=0)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 

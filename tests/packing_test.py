@@ -126,7 +126,7 @@ def test_packed_training_run_takes_fewer_steps(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    packed_line = next(line for line in result.stdout.splitlines() if line.startswith("Packed "))
+    packed_line = next(line for line in result.stderr.splitlines() if line.startswith("Packed "))
     examples, rows = [int(word) for word in packed_line.split() if word.isdigit()][:2]
     assert rows < examples
     config = json.loads((run_path / "config.json").read_text())

@@ -16,6 +16,23 @@ def _train(*args, timeout=300):
     )
 
 
+def _assert_stdout_holds_only_the_results(result, run_path):
+    """Stdout: the comparison table, `Report: ...` and `Run directory: ...`, nothing else
+    (`run=$(... | tail -1)` works); status and progress are on stderr."""
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("Held-out comparison (") and lines[1].split() == [
+        "metric",
+        "base",
+        "tuned",
+    ], result.stdout
+    for row in lines[2:-2]:  # one metric per row: its name, the base's and the tuned value
+        name, base, tuned = row.split()
+        assert name.replace("_", "").isalnum() and float(base) >= 0 and float(tuned) >= 0, row
+    assert lines[-2:] == [f"Report: {run_path / 'report.html'}", f"Run directory: {run_path}"]
+    for status in ("Reading and checking the data", "Model tiny:", "Training ", "train: 100%"):
+        assert status in result.stderr and status not in result.stdout, status
+
+
 @pytest.mark.parametrize("architecture", ["gemma1", "gemma3"])
 def test_tiny_run_writes_a_complete_run_directory(tmp_path, architecture):
     run_path = tmp_path / "run"
@@ -23,7 +40,7 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path, architecture):
         f"--experiment=tiny:{architecture}", f"--workdir={run_path}", "--set", "train.epochs=2"
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == f"Run directory: {run_path}"
+    _assert_stdout_holds_only_the_results(result, run_path)
 
     config = json.loads((run_path / "config.json").read_text())
     assert config["model"]["preset"] == f"tiny:{architecture}"
@@ -62,7 +79,7 @@ def test_bad_data_stops_before_the_model_and_writes_nothing(tmp_path):
     assert result.returncode == 1
     assert f"{data}:2: completion" in result.stderr
     assert f"{data}:3:" in result.stderr
-    assert "Loading" not in result.stdout
+    assert "Loading" not in result.stderr and result.stdout == ""
     assert not run_path.exists()
 
 

@@ -22,6 +22,11 @@ file as preference pairs (`preference_rows`) and prints how many there are and t
 their answers; with `--model`, the token lengths of both rows of each pair, how many the
 sequence length truncates and how many it cuts to no answer at all. The reader options
 default to the experiment config's `data.*` values (`gemma_tune.config`).
+
+Stdout holds the result: the summary and lengths of a good file, or one line per problem of a
+bad one (`file:line: field: reason`, so `... check x.jsonl > problems.txt` keeps them all).
+Stderr holds the rest: how many problems, loading the tokenizer, hints, and an error that is not
+about one row (a missing file, an unknown preset), as one line (`--debug` shows its traceback).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import sys
 
 from absl import app, flags
 
+from gemma_tune import command_line, console
 from gemma_tune import config as config_lib
 from gemma_tune.data import (
     duplicates,
@@ -55,6 +61,9 @@ flags.DEFINE_string("system_column", _DATA.system_column, "CSV: an optional syst
 flags.DEFINE_string("split", _DATA.split, "A saved DatasetDict folder: the split to read.")
 flags.DEFINE_bool("keep_context", _DATA.keep_context, "Dolly: keep rows with a context.")
 flags.DEFINE_enum("dedup", _DATA.dedup, duplicates.MODES, "How duplicates are matched.")
+flags.DEFINE_integer(
+    "max_field_chars", _DATA.max_field_chars, "Leave out rows with a longer field (0: no cap)."
+)
 flags.DEFINE_string("model", "", "A preset whose tokenizer measures token lengths.")
 flags.DEFINE_integer("sequence_length", _DEFAULTS.sequence_length, "With --model: the limit.")
 flags.DEFINE_enum(
@@ -86,7 +95,8 @@ def _print_pair_token_lengths(model_preset: str, pairs: list, sequence_length: i
     from gemma_tune import model
     from gemma_tune.training import pair_encoding, template
 
-    chat_template = template.ChatTemplate(model.load_tokenizer(model_preset))
+    with console.status_to_stderr():  # loading the tokenizer
+        chat_template = template.ChatTemplate(model.load_tokenizer(model_preset))
     rows = [pair_encoding.encode_pair(chat_template, pair, sequence_length) for pair in pairs]
     full = [row.full_length for pair in rows for row in (pair.chosen, pair.rejected)]
     truncated = sum(1 for length in full if length > sequence_length)
@@ -183,11 +193,13 @@ def check(path: str) -> int:
         return 1
     if FLAGS.model and _blind_model_problems(path, FLAGS.model, read.examples):
         return 1
-    kept, _, result = summary.prepare(read, dedup=FLAGS.dedup)
+    kept, _, result = summary.prepare(
+        read, dedup=FLAGS.dedup, max_field_chars=FLAGS.max_field_chars
+    )
     if FLAGS.model and kept:
-        result.add_token_lengths(
-            _token_lengths(FLAGS.model, kept, FLAGS.sequence_length), FLAGS.sequence_length
-        )
+        with console.status_to_stderr():  # loading the tokenizer
+            token_lengths = _token_lengths(FLAGS.model, kept, FLAGS.sequence_length)
+        result.add_token_lengths(token_lengths, FLAGS.sequence_length)
     print(result.format())
     texts = [lengths.plain_text(item) for item in kept]
     characters = lengths.LengthStats.of([len(text) for text in texts])
@@ -197,7 +209,10 @@ def check(path: str) -> int:
     for line in images.summary_lines(kept):
         print(line)
     if not FLAGS.model:
-        print("(add --model=PRESET to measure token lengths with that model's tokenizer)")
+        print(
+            "(add --model=PRESET to measure token lengths with that model's tokenizer)",
+            file=sys.stderr,
+        )
     if not kept:
         print(f"{path}: no examples", file=sys.stderr)
         return 1
@@ -206,7 +221,7 @@ def check(path: str) -> int:
 
 def main(argv) -> int:
     """Runs `check FILE` (the positional arguments absl leaves after the flags); returns the
-    exit code."""
+    exit code (an error that is not about a row is one stderr line, `command_line`)."""
     args = argv[1:]
     if not args or args[0] not in COMMANDS:
         raise app.UsageError(f"give a command: {' | '.join(COMMANDS)} (check FILE)")
@@ -216,4 +231,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    command_line.run(main)

@@ -194,9 +194,9 @@ def load(
       data_config: an attribute-access config (e.g. `ml_collections.ConfigDict`) with the
         fields of `default_config()`: `source` ("hf", "tfds", "file" or "tiny"), `name`,
         `split`, `path`, `format`, `input_column`, `output_column`, `context_column`,
-        `system_column`, `keep_context`, `max_examples`, `validation_path` ("" = split off
-        `validation_fraction` of the training data), `validation_fraction`, `dedup`, `seed`
-        and `instruction`. Missing fields take their defaults (`default_config()`).
+        `system_column`, `keep_context`, `max_examples`, `max_field_chars`, `validation_path`
+        ("" = split off `validation_fraction` of the training data), `validation_fraction`,
+        `dedup`, `seed` and `instruction`. Missing fields take their defaults (`default_config()`).
 
     Returns:
       (train, validation, summary).
@@ -231,6 +231,7 @@ def load(
         seed=_field(data_config, "seed"),
         max_examples=_field(data_config, "max_examples"),
         validation_examples=validation_read,
+        max_field_chars=_field(data_config, "max_field_chars"),
     )
     if not train:
         summary_line = result.format().replace("\n", "; ")

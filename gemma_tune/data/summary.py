@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from gemma_tune.data import duplicates, example, lengths, read_result, split
+from gemma_tune.data import duplicates, example, field_cap, lengths, read_result, split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,10 +117,12 @@ def prepare(
     seed: int = 0,
     max_examples: int = 0,
     validation_examples: read_result.ReadResult | Sequence[example.Example] | None = None,
+    max_field_chars: int = 0,
 ) -> tuple[list[example.Example], list[example.Example], Summary]:
     """Deduplicates, caps and splits the examples read, accounting for every row.
 
-    The order is: remove duplicates (keeping the first), keep the first `max_examples` (as the
+    The order is: leave out rows with a field over `max_field_chars` (`field_cap`), remove
+    duplicates (keeping the first), keep the first `max_examples` (as the
     reference run takes "the first 1000"), then hold out `validation_fraction` for validation
     with a split fixed by `seed`. With `validation_examples` (a separate validation source) no
     split is made and `validation_fraction` is ignored; the validation examples are
@@ -134,6 +136,7 @@ def prepare(
       seed: the split's random seed.
       max_examples: keep only the first this many examples (0 = all).
       validation_examples: a separate validation source's result, or None to split.
+      max_field_chars: leave out (and report) rows with a longer text field (0 = no cap).
 
     Returns:
       (train, validation, summary).
@@ -145,7 +148,7 @@ def prepare(
     duplicates.check_mode(dedup)
     if max_examples < 0:
         raise ValueError(f"max_examples must be >= 0 (0 = all), got {max_examples}")
-    train_read = _as_read(examples)
+    train_read = field_cap.drop_long(_as_read(examples), max_field_chars)
     result = Summary(
         rows_read=train_read.rows_read,
         dropped=dict(train_read.dropped),
@@ -159,7 +162,7 @@ def prepare(
         train, validation = split.split(train, validation_fraction, seed)
         result.validation_from = "split" if validation else "none"
     else:
-        validation_read = _as_read(validation_examples)
+        validation_read = field_cap.drop_long(_as_read(validation_examples), max_field_chars)
         result.rows_read += validation_read.rows_read
         result.warnings += [str(warning) for warning in validation_read.warnings]
         for reason, count in validation_read.dropped.items():

@@ -15,6 +15,7 @@ import datetime
 import os
 from typing import Any
 
+from gemma_tune import console
 from gemma_tune.evaluation import answers
 from gemma_tune.evaluation.answers import BASE, CONTEXT, TUNED
 from gemma_tune.runs import run_dir
@@ -110,7 +111,7 @@ class RunEvaluation:
                 list(self.config.eval.prompts), self.free_answers
             ),
         )
-        print(result.table(), flush=True)
+        console.result(result.table())
         run_dir.write_json(run_path, run_dir.COMPARISON, result.to_dict())
         means = result.means()
         return {**final, "base": means[BASE], "tuned": means[TUNED]}
@@ -339,8 +340,8 @@ def evaluate(
         losses=measured.losses,
         qualitative=answers.qualitative_records(measured.prompts, measured.free_answers),
     )
-    print(result.table(), flush=True)
+    console.result(result.table())
     html_path, _ = write(target.out, result)
-    print(f"Report: {html_path}")
-    print(f"Evaluation directory: {target.out}", flush=True)
+    console.result(f"Report: {html_path}")
+    console.result(f"Evaluation directory: {target.out}")
     return target.out

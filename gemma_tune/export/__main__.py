@@ -19,7 +19,7 @@ given. Details:
 
 from absl import app, flags, logging
 
-from gemma_tune import command_line
+from gemma_tune import command_line, console
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "The run directory to export (written by gemma_tune.train).")
@@ -37,7 +37,8 @@ flags.DEFINE_bool("private", False, "--push_to_hub: create the repository privat
 def main(argv) -> int:
     """Runs `exporter.export` with the flags, then says how to load the result; returns the
     exit code. A bad combination of flags or a missing or damaged run is one line on stderr
-    and exit 1 (`command_line`)."""
+    and exit 1 (`command_line`). Loading and writing messages go to stderr; stdout holds the
+    result: where the export is, how to load it and, with `--push_to_hub`, the Hub repo."""
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -47,18 +48,19 @@ def main(argv) -> int:
     command_line.import_keras_hub_quietly()
     from gemma_tune.export import exporter
 
-    out = exporter.export(
-        FLAGS.run,
-        FLAGS.to,
-        FLAGS.out,
-        dtype=FLAGS.dtype,
-        overwrite=FLAGS.overwrite,
-        base_only=FLAGS.base_only,
-        base_model=FLAGS.base_model,
-        gguf_type=FLAGS.gguf_type,
-        push_to_hub=FLAGS.push_to_hub,
-        private=FLAGS.private,
-    )
+    with console.status_to_stderr():
+        out = exporter.export(
+            FLAGS.run,
+            FLAGS.to,
+            FLAGS.out,
+            dtype=FLAGS.dtype,
+            overwrite=FLAGS.overwrite,
+            base_only=FLAGS.base_only,
+            base_model=FLAGS.base_model,
+            gguf_type=FLAGS.gguf_type,
+            push_to_hub=FLAGS.push_to_hub,
+            private=FLAGS.private,
+        )
     print(f"Exported to {out}")
     print(exporter.HINTS[FLAGS.to].format(out=out, run=FLAGS.run))
     if FLAGS.push_to_hub:

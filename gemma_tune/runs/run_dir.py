@@ -105,6 +105,8 @@ ADAPTER_SCHEMA_VERSION = 2
 CHECKPOINT_PREFIX = "step-"
 CHECKPOINT_BEST_PREFIX = "best-"  # `best-000030/`: the best step's weights (train.keep_best)
 CHECKPOINT_PARTIAL = ".partial-"
+# `sharded-000040/`: a full fine-tuning checkpoint's arrays, written by every host (Orbax).
+CHECKPOINT_SHARDED_PREFIX = "sharded-"
 CHECKPOINT_ARRAYS = "state.npz"
 CHECKPOINT_STATE = "state.json"
 
@@ -316,6 +318,11 @@ def checkpoint_name(step: int) -> str:
 def partial_checkpoint_name(step: int, pid: int) -> str:
     """The hidden name a checkpoint is written under before it is complete."""
     return f"{CHECKPOINT_PARTIAL}{step:06d}-{pid}"
+
+
+def sharded_checkpoint_name(step: int) -> str:
+    """The folder of a step's sharded arrays (`sharded-000040`, in process 0's checkpoints)."""
+    return f"{CHECKPOINT_SHARDED_PREFIX}{step:06d}"
 
 
 def best_checkpoint_name(step: int) -> str:

@@ -15,6 +15,13 @@ in place. The data order needs no saving: it is a function of the seed and the e
 `keep` checkpoints are kept. The names are `gemma_tune.runs.run_dir`'s, and each file is
 written (and flushed to disk) through `run_dir.write_atomically`.
 
+Full fine-tuning on several hosts (`method=full`, `mesh.distributed=true`: `is_sharded`) keeps
+no `state.npz`: every host writes its own shards of the weights and the optimizer state to
+`checkpoints/sharded-000040/` in process 0's run directory (`sharded_checkpoint`, Orbax), and
+each process's `state.json` names that folder (`"sharded"`). The arrays are committed on
+every host before any `state.json` is written, so a checkpoint listed as complete always has
+them; old ones are pruned (by process 0) only after every process has written its newer one.
+
 With `train.keep_best`, each new best step's trainable weights are also written, the same
 way, to `checkpoints/best-000040/` (`save_best`); the regular checkpoints record which step
 is best, and `prune_best` removes older best folders only once a checkpoint no longer needs
@@ -31,7 +38,7 @@ import numpy as np
 
 import gemma_tune
 from gemma_tune.runs import run_dir
-from gemma_tune.training import multihost
+from gemma_tune.training import multihost, sharded_checkpoint
 
 DIRECTORY = run_dir.CHECKPOINTS_DIR
 PREFIX = run_dir.CHECKPOINT_PREFIX
@@ -40,7 +47,23 @@ ARRAYS_FILE = run_dir.CHECKPOINT_ARRAYS
 STATE_FILE = run_dir.CHECKPOINT_STATE
 
 
-def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
+def is_sharded(config) -> bool:
+    """Whether this run's checkpoints are written sharded by every host (full fine-tuning with
+    `mesh.distributed=true` on several processes) rather than gathered.
+
+    Raises:
+      ValueError: such a run without Orbax installed, saying how to install it.
+    """
+    import jax
+
+    distributed = config.get("mesh", {}).get("distributed", False)
+    sharded = config.get("method") == "full" and distributed and jax.process_count() > 1
+    if sharded:
+        sharded_checkpoint.check_installed()
+    return bool(sharded)
+
+
+def save(run_path: str, trainer, state: dict, keep: int = 2, sharded: bool = False) -> str:
     """Writes a checkpoint of `trainer` and the loop's `state` atomically; returns its path.
 
     Args:
@@ -49,6 +72,8 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
         step).
       state: JSON-serializable loop state (tokens seen, elapsed time, validation results).
       keep: how many of the newest checkpoints to keep (at least 1).
+      sharded: every process writes its own shards of the arrays (`is_sharded`) instead of
+        each gathering them; every process must call `save` then.
 
     Raises:
       OSError: when the checkpoint cannot be written (full disk, no permission), naming where.
@@ -58,13 +83,6 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
     partial = os.path.join(root, run_dir.partial_checkpoint_name(trainer.step, os.getpid()))
     trainable_paths = [v.path for v in trainer.backbone.trainable_variables]
     optimizer_paths = [v.path for v in trainer.optimizer.variables]
-    arrays = {
-        f"trainable/{path}": multihost.to_host(array)
-        for path, array in zip(trainable_paths, trainer.trainable, strict=True)
-    }
-    arrays.update(
-        {f"optimizer/{i:05d}": multihost.to_host(a) for i, a in enumerate(trainer.optimizer_state)}
-    )
     record = {
         **state,
         "step": trainer.step,
@@ -72,10 +90,25 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
         "optimizer_paths": optimizer_paths,
         "gemma_tune_version": gemma_tune.__version__,
     }
+    arrays = None
+    if sharded:
+        record["sharded"] = _save_sharded(run_path, trainer)
+    else:
+        arrays = {
+            f"trainable/{path}": multihost.to_host(array)
+            for path, array in zip(trainable_paths, trainer.trainable, strict=True)
+        }
+        arrays.update(
+            {
+                f"optimizer/{i:05d}": multihost.to_host(a)
+                for i, a in enumerate(trainer.optimizer_state)
+            }
+        )
     try:
         os.makedirs(partial, exist_ok=True)
-        arrays_path = os.path.join(partial, ARRAYS_FILE)
-        run_dir.write_atomically(arrays_path, lambda f: np.savez(f, **arrays), fsync=True)
+        if arrays is not None:
+            arrays_path = os.path.join(partial, ARRAYS_FILE)
+            run_dir.write_atomically(arrays_path, lambda f: np.savez(f, **arrays), fsync=True)
         state_text = run_dir.json_text(record, default=float)
         run_dir.write_atomically(os.path.join(partial, STATE_FILE), state_text, fsync=True)
         if os.path.exists(final):
@@ -86,9 +119,52 @@ def save(run_path: str, trainer, state: dict, keep: int = 2) -> str:
     except OSError as error:
         shutil.rmtree(partial, ignore_errors=True)
         raise OSError(f"cannot write checkpoint {final}: {error.strerror or error}") from error
+    if sharded:  # every process's state.json of this step exists before any prune below
+        multihost.barrier(f"checkpoint {trainer.step} written")
     for old in list_complete(run_path)[: -max(keep, 1)]:
         shutil.rmtree(old, ignore_errors=True)
+    if sharded:
+        _prune_sharded(run_path)
     return final
+
+
+def _save_sharded(run_path: str, trainer) -> str:
+    """Writes this process's shards of the trainer's arrays into the step's sharded folder in
+    process 0's run directory; returns that folder relative to `run_path` (for state.json)."""
+    primary = multihost.primary_run_path(run_path)
+    folder = os.path.join(
+        run_dir.checkpoints_dir(primary), run_dir.sharded_checkpoint_name(trainer.step)
+    )
+    os.makedirs(run_dir.checkpoints_dir(run_path), exist_ok=True)
+    sharded_checkpoint.save(
+        folder, {"trainable": trainer.trainable, "optimizer": trainer.optimizer_state}
+    )
+    return os.path.relpath(folder, run_path)
+
+
+def _sharded_folders(run_path: str) -> dict[int, list[str]]:
+    """This run directory's sharded folders (process 0's), by step; Orbax's temporary ones
+    (`sharded-000040.orbax-checkpoint-tmp-...`) included under their step."""
+    root = run_dir.checkpoints_dir(run_path)
+    if not os.path.isdir(root):
+        return {}
+    prefix = run_dir.CHECKPOINT_SHARDED_PREFIX
+    found = {}
+    for name in os.listdir(root):
+        digits = name[len(prefix) : len(prefix) + 6]
+        if name.startswith(prefix) and digits.isdigit():
+            found.setdefault(int(digits), []).append(os.path.join(root, name))
+    return found
+
+
+def _prune_sharded(run_path: str) -> None:
+    """Deletes the sharded folders of steps whose checkpoint was pruned (process 0's run
+    directory holds them; elsewhere there are none)."""
+    kept = {os.path.basename(path) for path in list_complete(run_path)}
+    for step, paths in _sharded_folders(run_path).items():
+        if run_dir.checkpoint_name(step) not in kept:
+            for path in paths:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def save_best(run_path: str, trainer) -> str:
@@ -180,12 +256,19 @@ def latest(run_path: str) -> str | None:
 
 
 def remove_partial(run_path: str) -> None:
-    """Deletes leftovers of checkpoint writes that were interrupted."""
+    """Deletes leftovers of checkpoint writes that were interrupted (also sharded arrays of a
+    step after the newest complete checkpoint, which a resumed run writes again)."""
     root = run_dir.checkpoints_dir(run_path)
     if os.path.isdir(root):
         for name in os.listdir(root):
             if name.startswith(PARTIAL):
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    newest = latest(run_path)
+    newest_step = int(os.path.basename(newest)[len(PREFIX) :]) if newest else -1
+    for step, paths in _sharded_folders(run_path).items():
+        if step > newest_step:
+            for path in paths:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _read_arrays(arrays_path: str, trainable_paths: list[str], optimizer_count: int):
@@ -218,6 +301,13 @@ def restore(path: str, trainer) -> dict:
         raise ValueError(f"checkpoint {path} is for other trainable variables: {mismatch}")
     if len(state["optimizer_paths"]) != len(trainer.optimizer_state):
         raise ValueError(f"checkpoint {path} has another optimizer state layout")
+    if state.get("sharded"):
+        folder = os.path.normpath(os.path.join(path, os.pardir, os.pardir, state["sharded"]))
+        arrays = sharded_checkpoint.restore(
+            folder, {"trainable": trainer.trainable, "optimizer": trainer.optimizer_state}
+        )
+        trainer.set_placed_state(arrays["trainable"], arrays["optimizer"], state["step"])
+        return state
     trainable, optimizer_state = _read_arrays(
         os.path.join(path, ARRAYS_FILE), trainable_paths, len(trainer.optimizer_state)
     )

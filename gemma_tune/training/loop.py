@@ -163,6 +163,7 @@ class _Fit:
         self.steps_in_epoch = batching.steps_per_epoch(len(train_encoded), per_step)
         self.total_steps = total_train_steps(len(train_encoded), config)
         self._saved: dict[tuple, str | None] = {}
+        self.sharded = bool(run_path) and checkpoint.is_sharded(config)  # each host its shards
 
     def start(self, resume_state: dict | None) -> None:
         """Takes up the resumed run's state, or measures the base model (`eval_at_start`)."""
@@ -227,7 +228,7 @@ class _Fit:
                 "selection": self.selection.to_state(),
             }
             self._saved[key] = checkpoint.save(
-                self.run_path, self.tuner, loop_state, self.train.keep_checkpoints
+                self.run_path, self.tuner, loop_state, self.train.keep_checkpoints, self.sharded
             )
             if self.selection.keep_best:  # this checkpoint names the one best step still needed
                 checkpoint.prune_best(self.run_path, self.selection.best_step)

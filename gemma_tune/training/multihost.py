@@ -15,7 +15,9 @@ shared disk each resumes from its own checkpoints), and is its only writer, hold
 (`gemma_tune.runs.lock`). Arrays spread over other hosts' devices are gathered
 (`process_allgather`) before they are saved, so a checkpoint resumes on any device layout:
 a run stopped on two hosts can continue on one (`mesh.*` may change on resume;
-tests/reliability_multihost_test.py).
+tests/reliability_multihost_test.py). Full fine-tuning (`method=full`) is the exception: its
+checkpoint arrays are written sharded, each host its own part, into process 0's run directory
+(`training/sharded_checkpoint.py`), which all hosts must reach.
 """
 
 from __future__ import annotations
@@ -60,6 +62,22 @@ def run_path(workdir: str) -> str:
     """This process's run directory: `workdir` on process 0, `workdir.processN` elsewhere."""
     index = jax.process_index()
     return workdir if index == 0 else f"{workdir}.process{index}"
+
+
+def primary_run_path(run_path: str) -> str:
+    """Process 0's run directory, from this process's `run_path` (`run_path(workdir)`)."""
+    suffix = f".process{jax.process_index()}"
+    if jax.process_index() and run_path.endswith(suffix):
+        return run_path[: -len(suffix)]
+    return run_path
+
+
+def barrier(name: str) -> None:
+    """Waits until every process reaches the barrier called `name` (no-op on one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def to_host(array) -> np.ndarray:

@@ -237,6 +237,12 @@ class Trainer:
         )
         self.step = int(step)
 
+    def set_placed_state(self, trainable, optimizer_state, step: int) -> None:
+        """Replaces the tuning state with arrays already laid out on this trainer's devices (a
+        sharded checkpoint read back shard by shard, which no host holds whole)."""
+        self.trainable, self.optimizer_state = list(trainable), list(optimizer_state)
+        self.step = int(step)
+
     def learning_rate(self) -> float:
         """The learning rate the next step will use."""
         if callable(self.schedule):
