@@ -140,16 +140,22 @@ def build_rows(handbook: str = HANDBOOK) -> dict[str, list[dict[str, str]]]:
     return {name: _stable_order(rows) for name, rows in out.items()}
 
 
-def write_all(output_dir: str, handbook: str = HANDBOOK) -> dict[str, int]:
-    """Writes the four JSONL files into `output_dir`; returns the row count of each."""
+def write_jsonl_files(output_dir: str, rows_by_name: dict[str, list[dict]]) -> dict[str, int]:
+    """Writes each list of rows as `output_dir/name`, one JSON object per line (UTF-8, "\\n"
+    line ends, so the bytes never depend on the platform); returns the row count of each."""
     os.makedirs(output_dir, exist_ok=True)
     counts = {}
-    for name, rows in build_rows(handbook).items():
+    for name, rows in rows_by_name.items():
         with open(os.path.join(output_dir, name), "w", encoding="utf-8", newline="\n") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         counts[name] = len(rows)
     return counts
+
+
+def write_all(output_dir: str, handbook: str = HANDBOOK) -> dict[str, int]:
+    """Writes the four JSONL files into `output_dir`; returns the row count of each."""
+    return write_jsonl_files(output_dir, build_rows(handbook))
 
 
 def main() -> None:

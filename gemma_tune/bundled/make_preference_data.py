@@ -22,8 +22,6 @@ preference accuracy is measured on passages the model never trained on.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
 
 from gemma_tune.bundled import make_demo_data
@@ -86,14 +84,7 @@ def build_rows(handbook: str = make_demo_data.HANDBOOK) -> dict[str, list[dict[s
 
 def write_all(output_dir: str, handbook: str = make_demo_data.HANDBOOK) -> dict[str, int]:
     """Writes the two JSONL files into `output_dir`; returns the pair count of each."""
-    os.makedirs(output_dir, exist_ok=True)
-    counts = {}
-    for name, rows in build_rows(handbook).items():
-        with open(os.path.join(output_dir, name), "w", encoding="utf-8", newline="\n") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        counts[name] = len(rows)
-    return counts
+    return make_demo_data.write_jsonl_files(output_dir, build_rows(handbook))
 
 
 def main() -> None:
