@@ -12,7 +12,8 @@ held-out preference accuracy and reward margin measure unseen passages, and the 
 answers (base vs tuned, side by side) show whether the model now gives the short answer.
 By default DPO starts from the pretrained model; `train.init_from` names a finished `demo`
 run to start from its adapter instead (the two-step recipe: supervised, then preferences).
-Results (three seeds): docs/preference.md.
+Measured (seed 0): held-out reward accuracy 0 -> 0.94, but the greedy answers degenerate;
+docs/preference.md has the numbers and the recipe to try next.
 """
 
 from gemma_tune import bundled
