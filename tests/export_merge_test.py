@@ -18,7 +18,7 @@ from gemma_tune.model import lora
     [(*case, "per_head") for case in CASES] + [("gemma1", 2, "peft"), ("gemma3", 1, "peft")],
 )
 def test_merged_model_has_no_lora_and_equal_logits(architecture, kv_heads, layout):
-    tuned = tuned_model(architecture, kv_heads, layout=layout, targets=["all"])
+    tuned = tuned_model(architecture, kv_heads, layout=layout)
     token_ids = sample_token_ids()
     expected = keras_logits(tuned, token_ids)
     base = keras_logits(base_model(architecture, kv_heads), token_ids)

@@ -78,7 +78,13 @@ def test_peft_adapter_represents_per_head_lora_exactly():
 
 @pytest.mark.parametrize(
     "architecture,kv_heads,dora",
-    [("gemma1", 2, False), ("gemma2", 1, True), ("gemma3", 2, False), ("gemma3", 1, True)],
+    [
+        ("gemma1", 2, False),
+        ("gemma3", 1, True),
+        # ~15 s each: slow suite (CI runs it too).
+        pytest.param("gemma2", 1, True, marks=pytest.mark.slow),
+        pytest.param("gemma3", 2, False, marks=pytest.mark.slow),
+    ],
 )
 def test_peft_layout_exports_at_the_users_rank_with_the_tuned_logits(
     tmp_path, architecture, kv_heads, dora
