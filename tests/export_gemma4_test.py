@@ -107,8 +107,11 @@ def test_peft_adapter_on_the_exported_gemma4_base_matches_the_tuned_logits(
     logits = peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
     difference = np.abs(logits - expected).max()
     print(f"{architecture} dora={dora} {layout}: max |PEFT - Keras| {difference:.2e}")
-    # float32 on both sides; logits reach the soft cap of 30, hence the relative term.
-    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-5)
+    # float32 on both sides; logits reach the soft cap of 30, hence the relative term. PEFT's
+    # DoRA forward (the base output rescaled, the LoRA output added) rounds differently from
+    # ours: measured up to 1.3e-4 (peft layout), though the exported factors give our merged
+    # DoRA kernels within 1.7e-7 relative (computed in float64).
+    np.testing.assert_allclose(logits, expected, atol=2e-4 if dora else 1e-4, rtol=1e-5)
     base = _keras_logits(_gemma4(architecture), token_ids)
     assert np.abs(base - expected).max() > 0.1  # the adapter mattered
 

@@ -11,9 +11,10 @@ import shutil
 import numpy as np
 import pytest
 
+from gemma_tune import config as config_lib
 from gemma_tune import model
 from gemma_tune.export import merge
-from gemma_tune.model import adapters, lora
+from gemma_tune.model import adapters, lora, prepare
 from gemma_tune.reporting import report
 from gemma_tune.runs import run_dir, tuned_run
 from gemma_tune.training import checkpoint
@@ -50,6 +51,12 @@ def test_a_version_1_run_loads_with_its_adapter_weights():
         for name in arrays.files:
             assert np.abs(arrays[name]).max() > 0, name  # B factors are trained, not zero
             np.testing.assert_array_equal(np.asarray(variables[name].numpy()), arrays[name])
+
+
+def test_a_version_1_config_without_lora_layout_resumes_per_head():
+    config = config_lib.from_run(RUN_V1)
+    assert "layout" not in config.lora
+    assert prepare.Tuning.from_config(config).layout == "per_head"
 
 
 def test_the_report_of_a_version_1_run_is_rebuilt(tmp_path):

@@ -197,12 +197,16 @@ def check_tuning(config) -> None:
 
 
 def describe_tuning(config) -> str:
-    """One line saying what is trained, e.g. "DoRA rank 4 on query, value (int4 base)"."""
+    """One line saying what is trained, e.g. "DoRA rank 4 on query, value (int4 base)" or
+    "LoRA rank 8 on query, value, peft layout"."""
     if config.method == "full":
         return "full fine-tuning (every weight)"
     name = {"lora": "LoRA", "dora": "DoRA"}[config.method]
     targets = ", ".join(lora_target_names(config.lora.targets))
     text = f"{name} rank {config.lora.rank} on {targets}"
+    layout = config.lora.get("layout", lora.DEFAULT_LAYOUT)
+    if layout != lora.DEFAULT_LAYOUT:
+        text += f", {layout} layout"
     if config.lora.dropout:
         text += f", dropout {config.lora.dropout:g}"
     if config.model.quantize != "none":
