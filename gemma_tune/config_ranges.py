@@ -116,6 +116,12 @@ def _methods():
     return tuning.METHODS
 
 
+def _lora_layouts():
+    from gemma_tune.model import lora
+
+    return lora.LAYOUTS
+
+
 def _quantize_modes():
     from gemma_tune.model import quantize
 
@@ -134,6 +140,7 @@ RANGES: dict[str, Range] = {
     "lora.rank": at_least(1),
     "lora.alpha": at_least(0),
     "lora.dropout": unit_interval(),
+    "lora.layout": one_of(_lora_layouts),
     "data.source": one_of(_sources),
     "data.max_examples": Range(">= 0 (0: all)", at_least(0).holds),
     "data.max_field_chars": Range(">= 0 (0: no cap)", at_least(0).holds),

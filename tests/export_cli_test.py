@@ -17,13 +17,12 @@ from export_helpers import (
 from gemma_tune import model
 
 
-@pytest.fixture(scope="module")
-def run_path(tmp_path_factory):
-    """A real two-step tiny Gemma 3 run directory."""
+def _two_step_run(directory, *overrides):
+    """Trains a real two-step tiny Gemma 3 run (LoRA rank 2) into `directory`."""
     from gemma_tune import config as config_lib
     from gemma_tune import train
 
-    overrides = [
+    settings = [
         "model.dtype=float32",
         "lora.rank=2",
         "train.max_steps=2",
@@ -33,9 +32,15 @@ def run_path(tmp_path_factory):
         "samples.max_new_tokens=2",
         "train.eval_at_start=False",
         "eval.limit=0",
+        *overrides,
     ]
-    config = config_lib.load("tiny:gemma3", overrides)
-    return train.run(config, str(tmp_path_factory.mktemp("export_cli") / "run"))
+    return train.run(config_lib.load("tiny:gemma3", settings), str(directory))
+
+
+@pytest.fixture(scope="module")
+def run_path(tmp_path_factory):
+    """A real two-step tiny Gemma 3 run directory."""
+    return _two_step_run(tmp_path_factory.mktemp("export_cli") / "run")
 
 
 def test_cli_exports_hf_and_peft_that_reproduce_the_run(run_path, tmp_path):
@@ -69,6 +74,25 @@ def test_cli_exports_hf_and_peft_that_reproduce_the_run(run_path, tmp_path):
     assert np.abs(base_logits - expected).max() > 1e-3  # two steps of training changed the model
     logits = peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow  # its own training run (~30 s on 2 shared cores)
+def test_peft_export_of_a_peft_layout_run_has_the_runs_rank(tmp_path):
+    import json
+
+    from gemma_tune.export import exporter, peft_export
+    from gemma_tune.runs import tuned_run
+
+    run = _two_step_run(tmp_path / "run", "lora.layout=peft", 'lora.targets=["all"]')
+    tuned = tuned_run.load_tuned(run, "float32")
+    assert tuned.adapter_metadata["layout"] == "peft"
+    exporter.export(run, "hf", str(tmp_path / "base"), base_only=True)
+    exporter.export(run, "peft", str(tmp_path / "adapter"), base_model=str(tmp_path / "base"))
+    config = json.loads((tmp_path / "adapter" / peft_export.CONFIG_FILE).read_text())
+    assert (config["r"], config["rank_pattern"], len(config["target_modules"])) == (2, {}, 7)
+    token_ids = sample_token_ids()
+    logits = peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
+    np.testing.assert_allclose(logits, keras_logits(tuned.loaded, token_ids), atol=1e-4, rtol=0)
 
 
 def test_cli_keras_export_loads_with_model_load(run_path, tmp_path):

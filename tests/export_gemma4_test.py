@@ -39,11 +39,11 @@ def _gemma4(architecture):
     return loaded
 
 
-def _tuned_gemma4(architecture, dora=False):
-    """`_gemma4` with LoRA (or DoRA) on every target, all factors random and nonzero (DoRA
-    magnitudes scaled by 0.5-1.5)."""
+def _tuned_gemma4(architecture, dora=False, layout="per_head"):
+    """`_gemma4` with LoRA (or DoRA) in `layout` on every target, all factors random and
+    nonzero (DoRA magnitudes scaled by 0.5-1.5)."""
     loaded = _gemma4(architecture)
-    model.enable_lora(loaded, 4, targets=["all"], dora=dora)
+    model.enable_lora(loaded, 4, targets=["all"], dora=dora, layout=layout)
     rng = np.random.default_rng(2)
     for variable in loaded.causal_lm.trainable_variables:
         if variable.path.endswith("lora_magnitude"):
@@ -78,27 +78,40 @@ def test_hf_export_of_a_tuned_gemma4_matches_its_logits(tmp_path, architecture):
 
 # ~25 s each (two models, transformers and PEFT loads): slow suite.
 @pytest.mark.slow
-@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+@pytest.mark.parametrize(
+    "dora,layout",
+    [(False, "per_head"), (True, "per_head"), (False, "peft"), (True, "peft")],
+    ids=["lora", "dora", "lora-peft-layout", "dora-peft-layout"],
+)
 @pytest.mark.parametrize("architecture", ["gemma4", "gemma4_moe"])
 def test_peft_adapter_on_the_exported_gemma4_base_matches_the_tuned_logits(
-    tmp_path, architecture, dora
+    tmp_path, architecture, dora, layout
 ):
-    """Every target adapted, including K=V global layers (their own `k_proj` rank) and the
-    MLP that Gemma 4 multiplies by its kernel directly; DoRA as PEFT's `use_dora`."""
+    """Every target adapted, including K=V global layers (their own `k_proj` rank in the
+    per_head layout) and the MLP that Gemma 4 multiplies by its kernel directly; DoRA as
+    PEFT's `use_dora`. The peft layout exports rank 4 on every module."""
     pytest.importorskip("peft")
     from gemma_tune.export import hf_export, peft_export
 
-    tuned = _tuned_gemma4(architecture, dora=dora)
+    tuned = _tuned_gemma4(architecture, dora=dora, layout=layout)
     token_ids = _token_ids()
     expected = _keras_logits(tuned, token_ids)
     hf_export.save(_gemma4(architecture), str(tmp_path / "base"))
     peft_export.save(tuned, str(tmp_path / "adapter"), str(tmp_path / "base"))
     config = json.loads((tmp_path / "adapter" / peft_export.CONFIG_FILE).read_text())
     assert config["use_dora"] is dora
+    if layout == "peft":
+        assert (config["r"], config["rank_pattern"]) == (4, {})
+    else:
+        assert config["r"] > 4  # per-head factors: heads x 4 on q_proj
     logits = peft_logits(tmp_path / "base", tmp_path / "adapter", token_ids)
-    print(f"{architecture} dora={dora}: max |PEFT - Keras| {np.abs(logits - expected).max():.2e}")
-    # float32 on both sides; logits reach the soft cap of 30, hence the relative term.
-    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-5)
+    difference = np.abs(logits - expected).max()
+    print(f"{architecture} dora={dora} {layout}: max |PEFT - Keras| {difference:.2e}")
+    # float32 on both sides; logits reach the soft cap of 30, hence the relative term. PEFT's
+    # DoRA forward (the base output rescaled, the LoRA output added) rounds differently from
+    # ours: measured up to 1.3e-4 (peft layout), though the exported factors give our merged
+    # DoRA kernels within 1.7e-7 relative (computed in float64).
+    np.testing.assert_allclose(logits, expected, atol=2e-4 if dora else 1e-4, rtol=1e-5)
     base = _keras_logits(_gemma4(architecture), token_ids)
     assert np.abs(base - expected).max() > 0.1  # the adapter mattered
 

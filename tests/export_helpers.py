@@ -34,10 +34,13 @@ def base_model(architecture, num_key_value_heads=2, seed=0):
     return model.LoadedModel(model.causal_lm_for(backbone), tokenizer, f"tiny:{architecture}")
 
 
-def tuned_model(architecture, num_key_value_heads=2, rank=4, dora=False):
-    """A tiny model with LoRA (or DoRA) whose factors are all random and nonzero."""
+def tuned_model(
+    architecture, num_key_value_heads=2, rank=4, dora=False, layout="per_head", targets=None
+):
+    """A tiny model with LoRA (or DoRA) in `layout` on `targets` (default: query, value) whose
+    factors are all random and nonzero."""
     loaded = base_model(architecture, num_key_value_heads)
-    model.enable_lora(loaded, rank, dora=dora)
+    model.enable_lora(loaded, rank, targets=targets, dora=dora, layout=layout)
     rng = np.random.default_rng(1)
     for variable in loaded.causal_lm.trainable_variables:
         if variable.path.endswith("lora_magnitude"):

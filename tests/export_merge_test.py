@@ -1,5 +1,5 @@
-"""Merging LoRA into a tiny Gemma keeps its logits: the merged model, the per-head update, and
-the merged Keras preset reloaded with model.load.
+"""Merging LoRA into a tiny Gemma keeps its logits: the merged model (either LoRA layout), the
+update in each layout, and the merged Keras preset reloaded with model.load.
 
     python -m pytest -q tests/export_merge_test.py
 """
@@ -13,9 +13,12 @@ from gemma_tune.export import merge
 from gemma_tune.model import lora
 
 
-@pytest.mark.parametrize("architecture,kv_heads", CASES)
-def test_merged_model_has_no_lora_and_equal_logits(architecture, kv_heads):
-    tuned = tuned_model(architecture, kv_heads)
+@pytest.mark.parametrize(
+    "architecture,kv_heads,layout",
+    [(*case, "per_head") for case in CASES] + [("gemma1", 2, "peft"), ("gemma3", 1, "peft")],
+)
+def test_merged_model_has_no_lora_and_equal_logits(architecture, kv_heads, layout):
+    tuned = tuned_model(architecture, kv_heads, layout=layout)
     token_ids = sample_token_ids()
     expected = keras_logits(tuned, token_ids)
     base = keras_logits(base_model(architecture, kv_heads), token_ids)
@@ -27,8 +30,11 @@ def test_merged_model_has_no_lora_and_equal_logits(architecture, kv_heads):
     np.testing.assert_allclose(keras_logits(merged, token_ids), expected, atol=2e-5, rtol=0)
 
 
-def test_lora_update_follows_the_layer_forward_pass():
-    tuned = tuned_model("gemma1", rank=3)
+@pytest.mark.parametrize(
+    "layout,a_shape,b_shape", [("per_head", (4, 32, 3), (3, 8)), ("peft", (32, 3), (3, 4, 8))]
+)
+def test_lora_update_follows_the_layer_forward_pass(layout, a_shape, b_shape):
+    tuned = tuned_model("gemma1", rank=3, layout=layout)
     layer = tuned.backbone.get_layer("decoder_block_0").attention.query_dense
     layer.lora_alpha = 6  # scale 2: the update must follow alpha / rank
     x = np.random.default_rng(0).normal(size=(1, 5, 32)).astype(np.float32)
@@ -36,9 +42,13 @@ def test_lora_update_follows_the_layer_forward_pass():
     expected = np.asarray(layer(x))
     merged = np.einsum("btd,ndh->btnh", x, kernel + np.asarray(lora.update(layer)))
     np.testing.assert_allclose(merged, expected, atol=1e-5, rtol=0)
-    # KerasHub's LoRA on a (heads, hidden, head_dim) kernel is per head in A, shared in B.
-    assert tuple(layer.lora_kernel_a.shape) == (4, 32, 3)
-    assert tuple(layer.lora_kernel_b.shape) == (3, 8)
+    # per_head (KerasHub's) on a (heads, hidden, head_dim) kernel: A per head, B shared;
+    # peft: A over the input (hidden), B over the outputs (heads, head_dim).
+    assert tuple(layer.lora_kernel_a.shape) == a_shape
+    assert tuple(layer.lora_kernel_b.shape) == b_shape
+    # The update's rank: heads x r per head, r in PEFT's layout.
+    update = np.asarray(lora.update(layer)).transpose(1, 0, 2).reshape(32, -1)
+    assert np.linalg.matrix_rank(update) == {"per_head": 12, "peft": 3}[layout]
 
 
 @pytest.mark.parametrize("architecture", ["gemma3", "gemma4", "gemma4_moe"])

@@ -82,3 +82,14 @@ def test_an_adapter_remembers_rank_alpha_and_targets(tmp_path):
     rebuilt = tuned_run.load_base("tiny:gemma2", str(tmp_path), "float32")
     adapters.load(rebuilt.causal_lm, str(tmp_path))
     np.testing.assert_allclose(_logits(rebuilt), _logits(tuned), rtol=1e-6, atol=1e-6)
+
+
+def test_the_layout_is_described_and_an_unknown_one_refused():
+    from gemma_tune import config as config_lib
+
+    assert model.describe_tuning(config_lib.load("tiny", ["lora.layout=peft"])) == (
+        "LoRA rank 8 on query, value, peft layout"
+    )
+    assert "layout" not in model.describe_tuning(config_lib.load("tiny", []))
+    with pytest.raises(ValueError, match="lora.layout: unknown 'sideways'; choose from per_head"):
+        model.enable_lora(model.load("tiny:gemma1", "float32"), 2, layout="sideways")

@@ -39,25 +39,44 @@ def _randomize_adapters(loaded, seed=0):
         variable.assign(value.astype(np.float32))
 
 
-def _adapted(preset, method="dora", quantized="none", targets=("all",), rank=3, alpha=6.0):
+def _adapted(
+    preset,
+    method="dora",
+    quantized="none",
+    targets=("all",),
+    rank=3,
+    alpha=6.0,
+    layout="per_head",
+):
     loaded = model.load(preset, "float32", seed=0)
     quantize.quantize(loaded.backbone, quantized)
-    model.enable_lora(loaded, rank, alpha, list(targets), dora=method == "dora")
+    model.enable_lora(loaded, rank, alpha, list(targets), dora=method == "dora", layout=layout)
     return loaded
 
 
 def _dora_reference(layer, x, w0, a, b, m, scale):
     """DoRA straight from the paper: W' = m * (W0 + s A B) / ||W0 + s A B||_c; y = x W'."""
-    merged = w0 + scale * np.matmul(a, b)
+    merged = w0 + scale * _reference_product(layer, a, b)
     axes = lora.input_axes(layer)
     norm = np.sqrt(np.sum(merged.astype(np.float64) ** 2, axis=axes, keepdims=True))
     w = merged * (np.expand_dims(m, axes) / norm)
     return np.einsum(layer.equation, x, w), w
 
 
+def _reference_product(layer, a, b):
+    """A B as a kernel: per_head is a matmul over A's last axis (Keras' LoRA); peft is A over
+    the input axes times B over the output axes, moved into the kernel's axis order."""
+    if lora.layout(layer) == "per_head":
+        return np.matmul(a, b)
+    inputs = list(lora.input_axes(layer))
+    outputs = [axis for axis in range(len(lora.kernel_shape(layer))) if axis not in inputs]
+    return np.tensordot(a, b, axes=1).transpose(np.argsort(inputs + outputs))
+
+
+@pytest.mark.parametrize("layout", ["per_head", "peft"])
 @pytest.mark.parametrize("name", ["query", "attention_output", "ffw_linear", "ffw_gating"])
-def test_dora_forward_and_merged_kernel_match_a_numpy_reference(name):
-    loaded = _adapted("tiny:gemma3")
+def test_dora_forward_and_merged_kernel_match_a_numpy_reference(name, layout):
+    loaded = _adapted("tiny:gemma3", layout=layout)
     _randomize_adapters(loaded)
     layer = next(
         layer for layer in loaded.backbone._flatten_layers(include_self=False) if layer.name == name
@@ -75,7 +94,7 @@ def test_dora_forward_and_merged_kernel_match_a_numpy_reference(name):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(lora.merged_kernel(layer), expected_kernel, rtol=1e-5, atol=1e-6)
     # The magnitude matters: DoRA is not LoRA.
-    lora_only = np.einsum(layer.equation, x, w0 + 2.0 * np.matmul(a, b))
+    lora_only = np.einsum(layer.equation, x, w0 + 2.0 * _reference_product(layer, a, b))
     assert np.abs(lora_only - expected).max() > 1e-2
 
 
@@ -87,16 +106,19 @@ def test_a_fresh_dora_adapter_is_exactly_the_base():
 
 
 @pytest.mark.parametrize(
-    "method, quantized",
+    "method, quantized, layout",
     [
-        ("lora", "none"),
-        ("dora", "none"),
-        pytest.param("lora", "int8", marks=pytest.mark.slow),  # ~25 s each: slow suite
-        pytest.param("dora", "int4", marks=pytest.mark.slow),
+        ("lora", "none", "per_head"),
+        ("dora", "none", "per_head"),
+        ("dora", "none", "peft"),
+        pytest.param("lora", "int8", "per_head", marks=pytest.mark.slow),  # ~25 s each: slow
+        pytest.param("dora", "int4", "per_head", marks=pytest.mark.slow),
+        pytest.param("lora", "int4", "peft", marks=pytest.mark.slow),
+        pytest.param("dora", "int8", "peft", marks=pytest.mark.slow),
     ],
 )
-def test_merged_equals_unmerged(method, quantized):
-    loaded = _adapted("tiny:gemma3", method, quantized)
+def test_merged_equals_unmerged(method, quantized, layout):
+    loaded = _adapted("tiny:gemma3", method, quantized, layout=layout)
     _randomize_adapters(loaded)
     unmerged = np.asarray(loaded.causal_lm(_inputs()))
     merged = merge.merge_lora(loaded)
@@ -169,8 +191,17 @@ def _fit(overrides, steps=30, examples=None):
         pytest.param(["model.quantize=int4", "method=dora"], marks=pytest.mark.slow),
         ["method=full", "train.learning_rate=0.003"],
         ["model.dtype=bfloat16", "method=dora", "train.remat=true"],
+        pytest.param(["lora.layout=peft", "lora.dropout=0.1"], marks=pytest.mark.slow),
     ],
-    ids=["lora-dropout", "dora", "qlora-int8", "qdora-int4", "full", "bf16-dora-remat"],
+    ids=[
+        "lora-dropout",
+        "dora",
+        "qlora-int8",
+        "qdora-int4",
+        "full",
+        "bf16-dora-remat",
+        "peft-layout-dropout",
+    ],
 )
 def test_each_method_learns(overrides):
     losses, tuner = _fit(overrides)
@@ -189,8 +220,19 @@ def test_each_method_learns(overrides):
         ("gemma4", ["method=full", "train.learning_rate=0.003"]),
         ("gemma4_moe", ['lora.targets=["all"]']),
         ("gemma4_moe", ["model.quantize=int8", "method=dora", 'lora.targets=["mlp"]']),
+        ("gemma4", ["lora.layout=peft", "model.quantize=int4", 'lora.targets=["all"]']),
+        ("gemma4_moe", ["lora.layout=peft", "method=dora", 'lora.targets=["all"]']),
     ],
-    ids=["dora-all", "qlora-int8-all", "qdora-int4-mlp", "full", "moe-lora-all", "moe-int8-mlp"],
+    ids=[
+        "dora-all",
+        "qlora-int8-all",
+        "qdora-int4-mlp",
+        "full",
+        "moe-lora-all",
+        "moe-int8-mlp",
+        "peft-layout-qlora-int4-all",
+        "moe-peft-layout-dora-all",
+    ],
 )
 def test_each_method_learns_on_gemma4(architecture, overrides):
     losses, _ = _fit([f"model.preset=tiny:{architecture}", *overrides])
@@ -285,9 +327,13 @@ def test_remat_recomputes_the_blocks_and_gives_the_same_step():
             ["method=dora", "model.quantize=int4", "model.int4_block_size=16", "lora.dropout=0.1"],
             marks=pytest.mark.slow,
         ),
+        pytest.param(
+            ["method=dora", "model.quantize=int8", "lora.layout=peft", 'lora.targets=["all"]'],
+            marks=pytest.mark.slow,
+        ),
         ["method=full"],
     ],
-    ids=["qdora-int4-dropout", "full"],
+    ids=["qdora-int4-dropout", "peft-layout-qdora-int8", "full"],
 )
 def test_runs_save_reload_and_resume_exactly(overrides, tmp_path):
     settings = [
@@ -330,6 +376,10 @@ def test_runs_save_reload_and_resume_exactly(overrides, tmp_path):
     assert metadata["method"] == config.method
     assert metadata["quantize"] == config.model.quantize
     assert metadata.get("dora", False) == (config.method == "dora")
+    if config.method != "full":
+        assert metadata["layout"] == config.lora.layout
+        query = tuned.loaded.backbone.get_layer("decoder_block_0").attention.query_dense
+        assert lora.layout(query) == config.lora.layout
     if config.model.quantize == "int4":  # rebuilt with the run's groups (16 of the 32 inputs)
         assert metadata["int4_block_size"] == 16
         query = [
@@ -354,6 +404,7 @@ def test_bad_method_settings_stop_the_cli(capsys):
         ("method=qlora", 'method="qlora": must be one of lora, dora, full'),
         ("model.quantize=int2", 'model.quantize="int2": must be one of none, int8, int4'),
         ("lora.dropout=1.0", "lora.dropout=1.0: must be"),
+        ("lora.layout=hf", 'lora.layout="hf": must be one of per_head, peft'),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             config_lib.load("tiny", [setting])

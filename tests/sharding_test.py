@@ -20,11 +20,13 @@ CASES = [
     ("gemma2", 8, 1, 2),  # pure data parallel
     ("gemma3", 2, 4, 2),  # Gemma 3: KerasHub has no layout for it
 ]
-# Gemma 4 (position ids, KV-shared layers, per-layer inputs; 3-D expert weights in the MoE):
+# Gemma 4 (position ids, KV-shared layers, per-layer inputs; 3-D expert weights in the MoE)
 # ~2 minutes together, in the slow suite, which CI runs too.
-GEMMA4_CASES = [
+# LoRA factors in PEFT's layout (lora.layout=peft; ~1 minute): slow suite as well.
+SLOW_CASES = [
     ("gemma4", 2, 4, 2),
     ("gemma4_moe", 2, 4, 2),
+    ("gemma3-peft", 2, 4, 2),
 ]
 
 # Trains each case twice in one process with 8 fake devices: without a mesh (everything on one
@@ -43,7 +45,8 @@ _TRAIN = textwrap.dedent(
     settings = ["train.batch_size=8", "train.eval_batch_size=8", "train.learning_rate=0.03",
                 "train.max_steps=4", "train.log_every=1", "sequence_length=64"]
 
-    def fit(architecture, kv_heads, mesh):
+    def fit(case, kv_heads, mesh):
+        architecture, _, layout = case.partition("-")
         cfg = config.load(f"tiny:{architecture}", settings)
         tokenizer = testing.tiny_tokenizer(architecture)
         backbone = testing.tiny_backbone(
@@ -51,7 +54,7 @@ _TRAIN = textwrap.dedent(
         )
         loaded = model.LoadedModel(model.causal_lm_for(backbone), tokenizer, architecture)
         keras.utils.set_random_seed(0)
-        model.enable_lora(loaded, 4)
+        model.enable_lora(loaded, 4, layout=layout or "per_head")
         chat = template.ChatTemplate(tokenizer)
         turns = [
             (example.Turn("user", row["instruction"]), example.Turn("model", row["response"]))
@@ -68,6 +71,9 @@ _TRAIN = textwrap.dedent(
             "losses": [r["loss"] for r in records if "loss" in r],
             "val": [r["val_loss"] for r in records if "val_loss" in r],
             "layouts": sorted({str(getattr(a.sharding, "spec", "")) for a in tuner.frozen}),
+            "lora_layouts": sorted(
+                {str(getattr(a.sharding, "spec", "")) for a in tuner.trainable}
+            ),
         }
 
     results = {"devices": len(jax.devices())}
@@ -104,8 +110,8 @@ def results():
 
 
 @pytest.fixture(scope="module")
-def gemma4_results():
-    return _train(GEMMA4_CASES)
+def slow_results():
+    return _train(SLOW_CASES)
 
 
 @pytest.mark.parametrize("architecture, data, model_parallel, kv_heads", CASES)
@@ -114,11 +120,11 @@ def test_sharded_training_matches_one_device(results, architecture, data, model_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("architecture, data, model_parallel, kv_heads", GEMMA4_CASES)
-def test_sharded_gemma4_training_matches_one_device(
-    gemma4_results, architecture, data, model_parallel, kv_heads
+@pytest.mark.parametrize("architecture, data, model_parallel, kv_heads", SLOW_CASES)
+def test_sharded_gemma4_and_peft_layout_training_matches_one_device(
+    slow_results, architecture, data, model_parallel, kv_heads
 ):
-    _check_case(gemma4_results, architecture, data, model_parallel, kv_heads)
+    _check_case(slow_results, architecture, data, model_parallel, kv_heads)
 
 
 def _check_case(results, architecture, data, model_parallel, kv_heads) -> None:
@@ -133,6 +139,7 @@ def _check_case(results, architecture, data, model_parallel, kv_heads) -> None:
     assert single["losses"][-1] < single["losses"][0]
     if model_parallel > 1:
         assert any("model" in layout for layout in sharded["layouts"])
+        assert any("model" in layout for layout in sharded["lora_layouts"])
 
 
 def test_layout_rule_splits_large_weights_on_a_dimension_the_axis_divides():

@@ -2,15 +2,14 @@
 
     python -m gemma_tune.export --run=RUN_DIR --to=keras --out=DIR
 
-KerasHub's LoRA (Keras `EinsumDense.enable_lora`) adds `lora_kernel_a` shaped like the kernel
-with its last axis replaced by the rank, and `lora_kernel_b` shaped `(rank, last axis)`. The
-layer computes `einsum(x, kernel) + (lora_alpha / rank) * einsum(x, lora_kernel_a) @ lora_kernel_b`,
-so the merged kernel is `kernel + (lora_alpha / rank) * lora_kernel_a @ lora_kernel_b` (a matmul
-over the last axis of A; for Gemma's query kernel `(heads, hidden, head_dim)` that makes A
-per-head and B shared by all heads). The merged model is a fresh backbone built from the same
-config, so it has no LoRA variables at all and loads anywhere a base preset does. A DoRA
-kernel is also rescaled per output unit (`gemma_tune.model.lora.merged_kernel`), and a quantized
-base (QLoRA) is dequantized first, so the merged model is float.
+An adapted layer computes `einsum(x, kernel) + (lora_alpha / rank) * (x A) B`, so the merged
+kernel is `kernel + (lora_alpha / rank) * A B`, A and B contracted over the rank and laid out as
+the kernel (`gemma_tune.model.lora.update`), in either LoRA layout: `per_head` (KerasHub's; for
+Gemma's query kernel `(heads, hidden, head_dim)`, A per head and B shared by all heads) or
+`peft` (A over the input axes, B over the output axes). The merged model is a fresh backbone
+built from the same config, so it has no LoRA variables at all and loads anywhere a base preset
+does. A DoRA kernel is also rescaled per output unit (`gemma_tune.model.lora.merged_kernel`),
+and a quantized base (QLoRA) is dequantized first, so the merged model is float.
 
     from gemma_tune.export import merge
     from gemma_tune.runs import tuned_run

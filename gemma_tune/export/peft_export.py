@@ -12,15 +12,18 @@ reproduces the tuned model's logits. Only the exact base the run was tuned on re
 for `gemma3_270m_gguf` (dequantized from a Q4_K_M GGUF) that is BASE_DIR, not the Hub's
 `google/gemma-3-270m`, whose bfloat16 weights differ from the quantized ones.
 
-KerasHub's LoRA on a Gemma attention kernel shaped `(heads, hidden, head_dim)` has
-`lora_kernel_a` shaped `(heads, hidden, r)` (one A per head) and `lora_kernel_b` shaped
-`(r, head_dim)` (shared by the heads): its update to `q_proj` has rank up to `heads * r`, which a
-rank-r PEFT LoRA cannot hold. It is written exactly as a rank `heads * r` PEFT LoRA: `lora_A`
-stacks the per-head A's, `lora_B` is block diagonal with one copy of B per head. Kernels whose
-leading axes are all inputs (`attention_output`, the MLP) give an ordinary rank-r LoRA. KerasHub's
-scale `lora_alpha / r` is folded into `lora_B`, and each module's PEFT `lora_alpha` equals its
-PEFT rank, so PEFT's own scaling is 1; `rank_pattern`/`alpha_pattern` carry the per-module ranks
-(with fewer key/value heads than query heads, `v_proj` has a smaller rank than `q_proj`).
+The adapter's rank is the user's `lora.rank` r when the run used `lora.layout=peft` (the
+factors are already PEFT's: A over the kernel's input axes, B over its output axes), on every
+projection: `r` is r, with no `rank_pattern`. A `per_head` run (the default; KerasHub's LoRA)
+has on each attention kernel `(heads, hidden, head_dim)` a `lora_kernel_a` shaped
+`(heads, hidden, r)` (one A per head) and `lora_kernel_b` shaped `(r, head_dim)` (shared by the
+heads): its update to `q_proj` has rank up to `heads * r`, which a rank-r PEFT LoRA cannot hold.
+It is written exactly as a rank `heads * r` PEFT LoRA: `lora_A` stacks the per-head A's,
+`lora_B` is block diagonal with one copy of B per head; `attention_output` and the MLP, where
+the two layouts coincide, stay rank r. `rank_pattern`/`alpha_pattern` then carry the
+per-module ranks (with fewer key/value heads than query heads, `v_proj` has a smaller rank than
+`q_proj`). In both, KerasHub's scale `lora_alpha / r` is folded into `lora_B`, and each module's
+PEFT `lora_alpha` equals its PEFT rank, so PEFT's own scaling is 1.
 """
 
 from __future__ import annotations
@@ -59,21 +62,29 @@ def module_name(kernel_path: str, modules) -> str:
 
 
 def peft_factors(layer, modules) -> tuple[np.ndarray, np.ndarray]:
-    """PEFT `(lora_A, lora_B)` for one KerasHub LoRA layer, with `B @ A` equal to the layer's
-    LoRA update of the transformers weight (`(out, in)` layout) and PEFT scaling 1.
+    """PEFT `(lora_A, lora_B)` for one LoRA layer, with `B @ A` equal to the layer's LoRA
+    update of the transformers weight (`(out, in)` layout) and PEFT scaling 1.
 
     Returns:
-      `lora_A` shaped `(R, in)` and `lora_b` shaped `(out, R)`, float32, where R is r for an
-      ordinary kernel and `heads * r` for a per-head attention kernel.
+      `lora_A` shaped `(R, in)` and `lora_b` shaped `(out, R)`, float32, where R is the layer's
+      rank r when A spans the kernel's input axes (the `peft` layout, and every layout on
+      kernels whose input axes lead) and `heads * r` for a `per_head` attention kernel.
+
+    Raises:
+      ValueError: for per-head factors on a kernel the family does not mark as heads first.
     """
     a = np.asarray(layer.lora_kernel_a.numpy(), np.float32)
     b = np.asarray(layer.lora_kernel_b.numpy(), np.float32) * lora.scale(layer)
     rank = b.shape[0]
+    if lora.a_axes(layer) == lora.input_axes(layer):
+        # A (*inputs, r), B (r, *outputs), both in the kernel's axis order, which flattens as
+        # transformers' (out, in) weight does: weight delta = B.T @ A.T.
+        return np.ascontiguousarray(a.reshape(-1, rank).T), np.ascontiguousarray(
+            b.reshape(rank, -1).T
+        )
     name = _KERNEL_PATH.match(keras_compat.kernel_variable(layer).path)
-    heads_out = name is not None and modules.get(name.group(2), ("", False))[1]
-    if not heads_out:
-        # kernel (*inputs, out): delta = A.reshape(in, r) @ B -> weight delta (out, in) = B.T @ A.T
-        return np.ascontiguousarray(a.reshape(-1, rank).T), np.ascontiguousarray(b.T)
+    if name is None or not modules.get(name.group(2), ("", False))[1]:
+        raise ValueError(f"{layer.path}: per-head LoRA factors on a kernel that is not heads first")
     heads, hidden, _ = a.shape
     head_dim = b.shape[1]
     # A (heads, hidden, r) -> rows head * r + j; B (r, head_dim) -> one block per head.

@@ -7,8 +7,10 @@ preset, rank, gemma_tune version, and each array's shape). Unlike KerasHub's
 the wrong layer. The file names and the schema version are `gemma_tune.runs.run_dir`'s; both
 files are written atomically through `run_dir.write_atomically`.
 
-Schema versions of adapter.json: 1 (no `schema_version` field) and 2 (the field added, nothing
-else changed) are read; a newer version is refused, naming the file, rather than misread.
+Schema versions of adapter.json: 1 (no `schema_version` field), 2 (the field added, nothing
+else changed) and 3 (`layout`, which kernel axes LoRA's A factors span: "per_head" or "peft",
+`model.lora`; versions 1 and 2 are "per_head") are read; a newer version is refused, naming the
+file, rather than misread.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import numpy as np
 
 import gemma_tune
-from gemma_tune.model import keras_compat
+from gemma_tune.model import keras_compat, lora
 from gemma_tune.runs import run_dir
 
 WEIGHTS_FILE = run_dir.ADAPTER_WEIGHTS
@@ -47,27 +49,53 @@ def fingerprint(causal_lm) -> str:
 def lora_settings(causal_lm) -> dict:
     """The model's LoRA rank, alpha and target layer names (e.g. "query", "value"), read from
     its LoRA-enabled layers, for an adapter's metadata."""
-    ranks, alphas, targets, dora = set(), set(), set(), False
+    ranks, alphas, targets, layouts, dora = set(), set(), set(), set(), False
     for layer in keras_compat.all_layers(causal_lm.backbone):
         if getattr(layer, "lora_enabled", False):
             ranks.add(int(layer.lora_rank))
             alphas.add(float(layer.lora_alpha))
             targets.add(layer.name)
+            layouts.add(lora.layout(layer))
             dora = dora or getattr(layer, "lora_dora", False)
     if not ranks:
         return {}
+    if len(layouts) > 1:
+        raise ValueError(f"LoRA layers of one model in several layouts: {sorted(layouts)}")
     return {
         "rank": max(ranks),
         "alpha": max(alphas),
         "targets": sorted(targets),
         "dora": dora,
+        "layout": layouts.pop(),
     }
+
+
+def lora_layout(metadata: dict) -> str:
+    """The LoRA layout (`lora.LAYOUTS`) an adapter's metadata says its factors have: its
+    `layout` field, or "per_head" for schema versions 1 and 2, which predate the field.
+
+    Raises:
+      ValueError: for an unknown layout name, or a LoRA adapter of schema 3 or later without
+        one.
+    """
+    if metadata.get("schema_version", 1) < 3:
+        return run_dir.ADAPTER_LEGACY_LAYOUT
+    layout = metadata.get("layout")
+    if layout is None and metadata.get("method") == "full":
+        return run_dir.ADAPTER_LEGACY_LAYOUT  # no factors to lay out
+    if layout not in lora.LAYOUTS:
+        raise ValueError(
+            f"{METADATA_FILE}: LoRA layout {layout!r}; this gemma_tune "
+            f"({gemma_tune.__version__}) reads {', '.join(lora.LAYOUTS)}"
+        )
+    return layout
 
 
 def save(causal_lm, directory: str, metadata: dict) -> str:
     """Writes the CausalLM's trainable variables (the LoRA/DoRA factors; every weight after
     full fine-tuning) to `directory`. `metadata["base_fingerprint"]`, when given, is the
-    fingerprint taken before quantizing and tuning (required after full fine-tuning).
+    fingerprint taken before quantizing and tuning (required after full fine-tuning). The
+    LoRA layout is recorded from the model itself, so no LoRA adapter is written without it.
 
     Returns:
       The path of the weights file.
@@ -76,8 +104,10 @@ def save(causal_lm, directory: str, metadata: dict) -> str:
     arrays = {v.path: np.asarray(v.numpy()) for v in causal_lm.trainable_variables}
     weights_path = os.path.join(directory, WEIGHTS_FILE)
     run_dir.write_atomically(weights_path, lambda f: np.savez(f, **arrays))
+    layout = lora_settings(causal_lm).get("layout")
     full_metadata = {
         **metadata,
+        **({"layout": layout} if layout else {}),
         "schema_version": SCHEMA_VERSION,
         "base_fingerprint": metadata.get("base_fingerprint") or fingerprint(causal_lm),
         "gemma_tune_version": gemma_tune.__version__,
@@ -94,7 +124,8 @@ def read_metadata(directory: str) -> dict:
 
     Raises:
       FileNotFoundError: when `directory` holds no adapter.
-      ValueError: when the file's schema version is newer than this gemma_tune reads.
+      ValueError: when the file's schema version is newer than this gemma_tune reads, or
+        its LoRA layout is unknown (or missing from a LoRA adapter of schema 3).
     """
     path = os.path.join(directory, METADATA_FILE)
     with open(path) as f:
@@ -106,6 +137,10 @@ def read_metadata(directory: str) -> dict:
             f"({gemma_tune.__version__}) reads versions 1 to {SCHEMA_VERSION}: upgrade gemma_tune "
             "to load it"
         )
+    try:
+        lora_layout(metadata)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     return metadata
 
 

@@ -1,9 +1,17 @@
 """LoRA and DoRA on Gemma's projections, with dropout, on float or quantized base weights.
 
-KerasHub's `enable_lora` (Keras `EinsumDense.enable_lora`) takes only a rank and adds
-`lora_kernel_a` (the kernel's shape with its last axis replaced by the rank) and `lora_kernel_b`
-(`(rank, last axis)`). We keep those variables, so adapters, merging and export read every
-adapted layer the same way, and replace the layer's forward pass with our own:
+Each adapted layer holds `lora_kernel_a` and `lora_kernel_b` (Keras' `enable_lora` names, so
+KerasHub's helpers still find them). Which kernel axes A spans is the `lora.layout` setting
+(`LAYOUTS`); B spans the kernel's other axes, after the rank:
+
+- `per_head` (KerasHub's `enable_lora`): A is the kernel's shape with its last axis replaced by
+  the rank, B is `(rank, last axis)`. On an attention kernel `(heads, hidden, head_dim)` that is
+  one A per head and a B shared by the heads: a rank-r adapter whose update has rank heads x r.
+- `peft` (Hugging Face PEFT's shape): A spans the kernel's input axes, B its output axes:
+  `(hidden, r)` and `(r, heads, head_dim)` on that kernel, an update of rank r exactly.
+
+On kernels whose input axes are all but the last (`attention_output`, the MLP) the two are the
+same. The layer's forward pass is ours, one generic einsum pair for either layout:
 
     y = x @ W0 + (alpha / r) * (dropout(x) @ A) @ B                        (LoRA)
     y = m / stop_gradient(||W0 + (alpha / r) A B||) * (x @ W0 + (alpha / r) (dropout(x) @ A) @ B)
@@ -42,6 +50,9 @@ from keras import ops
 from gemma_tune.model import keras_compat
 
 DROPOUT_SEED = "lora_dropout_seed"
+# `lora.layout`: which kernel axes the A factor spans (the module docstring).
+LAYOUTS = ("per_head", "peft")
+DEFAULT_LAYOUT = "per_head"
 
 
 def _equation_axes(equation: str) -> tuple[str, str, str, str]:
@@ -55,6 +66,58 @@ def input_axes(layer) -> tuple[int, ...]:
     """The kernel axes that are contracted with the input (the norm axes of DoRA)."""
     inputs, kernel, _, _ = _equation_axes(layer.equation)
     return tuple(i for i, c in enumerate(kernel) if c in inputs)
+
+
+def layout_axes(layer, layout: str) -> tuple[int, ...]:
+    """The kernel axes A spans in `layout` ("per_head": all but the last; "peft": the input
+    axes); B spans the others.
+
+    Raises:
+      ValueError: for an unknown layout, or a kernel whose B would span a contracted axis.
+    """
+    rank_axes = len(kernel_shape(layer))
+    if layout == "peft":
+        axes = input_axes(layer)
+    elif layout == "per_head":
+        axes = tuple(range(rank_axes - 1))
+    else:
+        raise ValueError(f"lora.layout: unknown {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if any(i in input_axes(layer) for i in range(rank_axes) if i not in axes):
+        raise ValueError(
+            f"{layer.path}: {layout} LoRA needs the kernel's last axis to be an output"
+        )
+    return axes
+
+
+def a_axes(layer) -> tuple[int, ...]:
+    """The kernel axes the layer's A factor spans: as `adapt` laid it out, or Keras' own
+    (`per_head`) for a layer KerasHub's `enable_lora` adapted."""
+    axes = getattr(layer, "lora_a_axes", None)
+    return tuple(axes) if axes is not None else layout_axes(layer, "per_head")
+
+
+def layout(layer) -> str:
+    """The layer's LoRA layout name (`LAYOUTS`), as recorded in an adapter's metadata."""
+    return getattr(layer, "lora_layout", DEFAULT_LAYOUT)
+
+
+def _factor_letters(layer) -> tuple[str, str, str]:
+    """Einsum letters of (A's kernel axes, B's kernel axes, the rank) for this layer."""
+    _, kernel, _, _ = _equation_axes(layer.equation)
+    axes = a_axes(layer)
+    a = "".join(kernel[i] for i in axes)
+    b = "".join(c for i, c in enumerate(kernel) if i not in axes)
+    rank = next(c for c in "rRzZyYxXwW" if c not in layer.equation)
+    return a, b, rank
+
+
+def factor_shapes(layer, rank: int, layout_name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The shapes of A and B for a rank-`rank` adapter on `layer` in `layout_name`."""
+    shape = kernel_shape(layer)
+    axes = layout_axes(layer, layout_name)
+    a = tuple(shape[i] for i in axes) + (rank,)
+    b = (rank,) + tuple(size for i, size in enumerate(shape) if i not in axes)
+    return a, b
 
 
 def float_kernel(layer):
@@ -78,11 +141,29 @@ def _column_norm(kernel, axes):
 
 
 def update(layer):
-    """The float32 low-rank update LoRA adds to the layer's kernel: `(alpha / rank) * A @ B`
-    (kernel-shaped: KerasHub's A may keep the kernel's leading axes)."""
-    return scale(layer) * ops.matmul(
-        ops.cast(layer.lora_kernel_a, "float32"), ops.cast(layer.lora_kernel_b, "float32")
+    """The float32 low-rank update LoRA adds to the layer's kernel, `(alpha / rank) * A B`
+    contracted over the rank and laid out as the kernel, in either layout."""
+    a, b, rank = _factor_letters(layer)
+    _, kernel, _, _ = _equation_axes(layer.equation)
+    product = ops.einsum(
+        f"{a}{rank},{rank}{b}->{kernel}",
+        ops.cast(layer.lora_kernel_a, "float32"),
+        ops.cast(layer.lora_kernel_b, "float32"),
     )
+    return scale(layer) * product
+
+
+def low_rank_output(layer, inputs):
+    """`(x A) B` in the layer's compute dtype, shaped like the layer's output (unscaled):
+    the input contracted with A, then the rank with B, never forming `A B`."""
+    a, b, rank = _factor_letters(layer)
+    inputs_letters, _, output, _ = _equation_axes(layer.equation)
+    middle = "".join(c for c in output if c not in b) + rank
+    dtype = layer.compute_dtype
+    x = ops.einsum(
+        f"{inputs_letters},{a}{rank}->{middle}", inputs, ops.cast(layer.lora_kernel_a, dtype)
+    )
+    return ops.einsum(f"{middle},{rank}{b}->{output}", x, ops.cast(layer.lora_kernel_b, dtype))
 
 
 def _dropout(layer, inputs):
@@ -177,10 +258,7 @@ class AdaptedEinsumDense(FloatKernelEinsumDense):
         lora_inputs = inputs
         if training and self.lora_dropout > 0:
             lora_inputs = _dropout(self, inputs)
-        low_rank = ops.einsum(
-            self.equation, lora_inputs, ops.cast(self.lora_kernel_a, self.compute_dtype)
-        )
-        low_rank = ops.matmul(low_rank, ops.cast(self.lora_kernel_b, self.compute_dtype))
+        low_rank = low_rank_output(self, lora_inputs)
         x = ops.add(x, ops.cast(scale(self), self.compute_dtype) * low_rank)
         if self.lora_dora:
             merged = ops.add(ops.cast(float_kernel(self), "float32"), update(self))
@@ -197,26 +275,62 @@ class AdaptedEinsumDense(FloatKernelEinsumDense):
         return self.call(inputs, training=training)
 
 
-def adapt(layer, rank: int, alpha: float, dora: bool, dropout: float, layer_id: int) -> None:
+def adapt(
+    layer,
+    rank: int,
+    alpha: float,
+    dora: bool,
+    dropout: float,
+    layer_id: int,
+    layout_name: str = DEFAULT_LAYOUT,
+) -> None:
     """Adds LoRA (or DoRA) factors to a built `keras.layers.EinsumDense`, in place.
 
     Args:
       layer: the projection (frozen weights, possibly quantized).
-      rank / alpha: the update is `(alpha / rank) * A @ B`; B starts at zero.
+      rank / alpha: the update is `(alpha / rank) * A B`; B starts at zero.
       dora: also learn a magnitude per output unit (DoRA), initialised to `||W0||`.
       dropout: dropout on the adapter's input during training (0 disables it).
       layer_id: distinguishes this layer's dropout masks from the other layers'.
+      layout_name: which kernel axes A spans (`LAYOUTS`, the module docstring).
     """
     if type(layer) not in (keras.layers.EinsumDense, FloatKernelEinsumDense):
         raise ValueError(f"{layer.path}: LoRA needs a keras EinsumDense, got {type(layer)}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"lora.dropout must be in [0, 1), got {dropout}")
-    layer.enable_lora(rank, lora_alpha=alpha)
+    if layer.lora_enabled:
+        raise ValueError(f"{layer.path}: LoRA is already enabled on this layer")
+    a_shape, b_shape = factor_shapes(layer, rank, layout_name)
+    with keras_compat.adding_weights(layer):
+        _add_factors(layer, a_shape, b_shape)
+    keras_compat.kernel_variable(layer).trainable = False
+    layer.lora_enabled, layer.lora_rank, layer.lora_alpha = True, rank, alpha
     keras_compat.adopt_class(layer, AdaptedEinsumDense)
+    layer.lora_a_axes = layout_axes(layer, layout_name)
+    layer.lora_layout = layout_name
     layer.lora_dora = bool(dora)
     layer.lora_dropout = float(dropout)
     with keras_compat.adding_weights(layer):
         _add_adapter_weights(layer, dora, dropout, layer_id)
+
+
+def _add_factors(layer, a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> None:
+    """A (He-uniform over its own shape, as Keras' `enable_lora` draws it) and B (zeros), in
+    float32 whatever the compute dtype, as Keras keeps them."""
+    layer.lora_kernel_a = layer.add_weight(
+        name="lora_kernel_a",
+        shape=a_shape,
+        initializer=keras.initializers.get("he_uniform"),
+        dtype="float32",
+        regularizer=layer.kernel_regularizer,
+    )
+    layer.lora_kernel_b = layer.add_weight(
+        name="lora_kernel_b",
+        shape=b_shape,
+        initializer=keras.initializers.get("zeros"),
+        dtype="float32",
+        regularizer=layer.kernel_regularizer,
+    )
 
 
 def _add_adapter_weights(layer, dora: bool, dropout: float, layer_id: int) -> None:

@@ -13,15 +13,15 @@ from __future__ import annotations
 import dataclasses
 
 from gemma_tune import model
-from gemma_tune.model import adapters
+from gemma_tune.model import adapters, lora
 from gemma_tune.model import quantize as quantize_lib
 
 
 @dataclasses.dataclass(frozen=True)
 class Tuning:
     """What a run trains and on what base: the tuning `method` ("lora", "dora" or "full"), the
-    LoRA/DoRA settings (`rank`, `alpha`, `targets`, `dropout`; `targets` empty means the
-    default ones), and the base's storage (`quantize` "none", "int8" or "int4", with
+    LoRA/DoRA settings (`rank`, `alpha`, `targets`, `dropout`, `layout`; `targets` empty means
+    the default ones), and the base's storage (`quantize` "none", "int8" or "int4", with
     `int4_block_size`). Its attributes are those `model.enable_tuning` reads from a config's
     `lora` section."""
 
@@ -30,6 +30,7 @@ class Tuning:
     alpha: float = 0.0
     targets: tuple[str, ...] = ()
     dropout: float = 0.0
+    layout: str = lora.DEFAULT_LAYOUT
     quantize: str = "none"
     int4_block_size: int = quantize_lib.INT4_BLOCK_SIZE
 
@@ -42,6 +43,8 @@ class Tuning:
             alpha=config.lora.alpha,
             targets=tuple(config.lora.targets),
             dropout=config.lora.dropout,
+            # A run started before lora.layout existed (resumed with --resume) was per_head.
+            layout=config.lora.get("layout", lora.DEFAULT_LAYOUT),
             quantize=config.model.quantize,
             int4_block_size=config.model.int4_block_size,
         )
@@ -50,7 +53,8 @@ class Tuning:
     def from_adapter(cls, metadata: dict) -> Tuning:
         """The tuning a saved adapter was trained with (its `adapter.json`). Dropout is left
         out (0): it only acts while training. Adapters from before int4 block sizes were
-        recorded used `quantize.LEGACY_INT4_BLOCK_SIZE`."""
+        recorded used `quantize.LEGACY_INT4_BLOCK_SIZE`; adapters of schema 1 and 2 have no
+        layout and are `per_head` (`adapters.lora_layout`)."""
         method = metadata.get("method")
         if method != "full":
             method = "dora" if metadata.get("dora", False) else "lora"
@@ -59,6 +63,7 @@ class Tuning:
             rank=metadata.get("rank", 0),
             alpha=metadata.get("alpha", 0.0),
             targets=tuple(metadata.get("targets") or ()),
+            layout=adapters.lora_layout(metadata),
             quantize=metadata.get("quantize", "none"),
             int4_block_size=metadata.get("int4_block_size", quantize_lib.LEGACY_INT4_BLOCK_SIZE),
         )

@@ -67,6 +67,7 @@ def enable_lora(
     targets=None,
     dora: bool = False,
     dropout: float = 0.0,
+    layout: str = lora.DEFAULT_LAYOUT,
 ) -> None:
     """Freezes the base weights and adds LoRA (or DoRA) to the target projections of every
     block (`gemma_tune.lora`).
@@ -79,11 +80,15 @@ def enable_lora(
         KerasHub's targets, as in Google's Gemma LoRA tutorial.
       dora: weight-decomposed LoRA (a learned magnitude per output unit).
       dropout: dropout on the adapters' inputs while training.
+      layout: which kernel axes the A factors span, "per_head" (KerasHub's) or "peft"
+        (Hugging Face PEFT's, rank r exactly; `lora.LAYOUTS`).
     """
     if rank <= 0:
         raise ValueError(f"lora.rank must be positive, got {rank}")
     if alpha < 0:
         raise ValueError(f"lora.alpha must be positive (or 0 for alpha = rank), got {alpha}")
+    if layout not in lora.LAYOUTS:
+        raise ValueError(f"lora.layout: unknown {layout!r}; choose from {', '.join(lora.LAYOUTS)}")
     names = set(lora_target_names(targets, model.family))
     _check_kernel_read_dropout(model.family, names, dropout)
     backbone = model.backbone
@@ -96,7 +101,7 @@ def enable_lora(
     for index, layer in enumerate(layers):
         if layer.name in names and hasattr(layer, "enable_lora"):
             layer.trainable = True
-            lora.adapt(layer, rank, alpha or rank, dora, dropout, layer_id=index)
+            lora.adapt(layer, rank, alpha or rank, dora, dropout, index, layout)
             enabled.append(index)
             adapted[layer.name] += 1
     if not enabled:
@@ -144,7 +149,7 @@ def enable_full(model: LoadedModel) -> None:
 
 def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
     """Prepares `model` for the tuning `method` ("lora", "dora" or "full") with the experiment's
-    `lora` settings (rank, alpha, targets, dropout)."""
+    `lora` settings (rank, alpha, targets, dropout, layout)."""
     if method == "full":
         enable_full(model)
     elif method in ("lora", "dora"):
@@ -155,6 +160,7 @@ def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
             list(lora_config.targets),
             dora=method == "dora",
             dropout=lora_config.dropout,
+            layout=lora_config.layout,
         )
     else:
         raise ValueError(f"method: unknown {method!r}; choose from {', '.join(METHODS)}")
@@ -184,16 +190,23 @@ def check_tuning(config) -> None:
         )
     if not 0.0 <= config.lora.dropout < 1.0:
         raise ValueError(f"lora.dropout must be in [0, 1), got {config.lora.dropout}")
+    layout = config.lora.get("layout", lora.DEFAULT_LAYOUT)
+    if layout not in lora.LAYOUTS:
+        raise ValueError(f"lora.layout: unknown {layout!r}; choose from {', '.join(lora.LAYOUTS)}")
     lora_target_names(config.lora.targets)
 
 
 def describe_tuning(config) -> str:
-    """One line saying what is trained, e.g. "DoRA rank 4 on query, value (int4 base)"."""
+    """One line saying what is trained, e.g. "DoRA rank 4 on query, value (int4 base)" or
+    "LoRA rank 8 on query, value, peft layout"."""
     if config.method == "full":
         return "full fine-tuning (every weight)"
     name = {"lora": "LoRA", "dora": "DoRA"}[config.method]
     targets = ", ".join(lora_target_names(config.lora.targets))
     text = f"{name} rank {config.lora.rank} on {targets}"
+    layout = config.lora.get("layout", lora.DEFAULT_LAYOUT)
+    if layout != lora.DEFAULT_LAYOUT:
+        text += f", {layout} layout"
     if config.lora.dropout:
         text += f", dropout {config.lora.dropout:g}"
     if config.model.quantize != "none":

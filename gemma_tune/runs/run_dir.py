@@ -98,7 +98,10 @@ RUN_FILES = (
 ADAPTER_WEIGHTS = "adapter.npz"
 ADAPTER_METADATA = "adapter.json"
 # adapter.json's `schema_version`: 2 adds the field itself; files without it are version 1.
-ADAPTER_SCHEMA_VERSION = 2
+# 3 adds `layout` to LoRA/DoRA adapters (`lora.layout`); versions 1 and 2 are all "per_head".
+ADAPTER_SCHEMA_VERSION = 3
+# The LoRA layout of adapters written before schema 3 recorded one.
+ADAPTER_LEGACY_LAYOUT = "per_head"
 
 # Inside checkpoints/ (`gemma_tune.training.checkpoint`): `step-000040/`, written as
 # `.partial-000040-<pid>/` and renamed when complete.
