@@ -149,8 +149,10 @@ def _read_data(config) -> _Data:
     _check_not_empty(config.data)
     if config.train.get("objective") == "dpo":
         train_pairs, validation_pairs, summary = preference_sources.load(config.data)
-        chosen = [[pair.chosen_example for pair in pairs] for pairs in (train_pairs, validation_pairs)]
-        return _Data(*chosen, summary, None, train_pairs, validation_pairs)
+        train_chosen, validation_chosen = (
+            [pair.chosen_example for pair in pairs] for pairs in (train_pairs, validation_pairs)
+        )
+        return _Data(train_chosen, validation_chosen, summary, None, train_pairs, validation_pairs)
     train_examples, validation_examples, summary = sources.load(config.data)
     retriever = retrieval.from_config(config.retrieval)
     if retriever is not None and config.retrieval.train:

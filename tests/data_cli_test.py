@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def check(*args):
     return subprocess.run(
@@ -66,6 +68,7 @@ def test_cli_does_not_import_heavy_libraries():
     assert run.stdout.strip() == "[]", run.stderr
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_model_option_reports_token_lengths_and_truncation(tmp_path):
     path = tmp_path / "train.jsonl"
     rows = [

@@ -62,6 +62,7 @@ def test_check_summarizes_the_images(tmp_path):
     assert "image formats: PNG 3; modes: RGB 2, RGBA 1" in lines
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_check_with_a_text_only_model_names_each_image_row(tmp_path):
     path = image_rows(tmp_path)
     checked = run("gemma_tune.data", "check", str(path), "--model=tiny:gemma3")

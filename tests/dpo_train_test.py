@@ -112,7 +112,14 @@ def _command(run_path):
     sets = ["train.log_every=1", "train.checkpoint_every=3", "train.eval_every=0"]
     sets += ["eval.limit=0", "samples.count=0"]
     args = [arg for setting in sets for arg in ("--set", setting)]
-    return [sys.executable, "-m", "gemma_tune.train", "--experiment=tiny_dpo", f"--workdir={run_path}", *args]
+    return [
+        sys.executable,
+        "-m",
+        "gemma_tune.train",
+        "--experiment=tiny_dpo",
+        f"--workdir={run_path}",
+        *args,
+    ]
 
 
 def _losses(run_path):
@@ -123,7 +130,9 @@ def _losses(run_path):
 def test_a_killed_dpo_run_resumes_to_the_uninterrupted_losses_and_adapter(tmp_path):
     uninterrupted, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
     subprocess.run(_command(uninterrupted), check=True, capture_output=True)
-    process = subprocess.Popen(_command(resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _command(resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         assert process.poll() is None, "the run ended before it could be stopped"
@@ -172,7 +181,9 @@ def test_dpo_settings_out_of_range_name_the_key():
 
 def test_preference_source_splits_by_prompt_and_counts_pairs(tmp_path):
     path = tmp_path / "pairs.jsonl"
-    rows = [{"prompt": f"Q{i % 5}?", "chosen": f"yes {i}", "rejected": f"no {i}"} for i in range(20)]
+    rows = [
+        {"prompt": f"Q{i % 5}?", "chosen": f"yes {i}", "rejected": f"no {i}"} for i in range(20)
+    ]
     rows.append(dict(rows[0]))  # a repeated pair
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     config = config_lib.load("tiny_dpo", ["data.source=file", f"data.path={path}"])

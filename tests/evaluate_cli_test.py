@@ -36,6 +36,7 @@ def tiny_run(tmp_path_factory):
     return run_path
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_evaluating_a_run_reproduces_its_answers_and_losses(tiny_run, tmp_path):
     out = str(tmp_path / "evaluation")
     result = _evaluate(f"--run={tiny_run}", f"--out={out}")
@@ -68,6 +69,7 @@ def test_evaluating_a_run_reproduces_its_answers_and_losses(tiny_run, tmp_path):
     assert os.path.exists(os.path.join(out, "report.html"))
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_any_file_against_a_model_and_bad_rows_named(tiny_run, tmp_path):
     data = tmp_path / "questions.jsonl"
     rows = [

@@ -81,6 +81,7 @@ def test_dolly_lora4(tmp_path, monkeypatch):
     assert summary["dropped"] == {"has context": 20}  # the tutorial's "without context"
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_gemma4_dolly(tmp_path, monkeypatch):
     """The Gemma 4 Dolly recipe on a tiny Gemma 4 (the real preset needs Kaggle): its config
     names KerasHub's `gemma4_2b`, and it runs end to end on a Gemma 4 model."""

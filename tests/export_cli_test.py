@@ -43,6 +43,7 @@ def run_path(tmp_path_factory):
     return _two_step_run(tmp_path_factory.mktemp("export_cli") / "run")
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_cli_exports_hf_and_peft_that_reproduce_the_run(run_path, tmp_path):
     import subprocess
     import sys

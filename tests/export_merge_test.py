@@ -59,7 +59,10 @@ def test_keras_preset_round_trips(tmp_path, architecture):
     merge.save_keras_preset(tuned, str(tmp_path / "preset"))
     reloaded = model.load(str(tmp_path / "preset"), "float32")
     assert not merge.has_lora(reloaded.backbone)
-    np.testing.assert_allclose(keras_logits(reloaded, token_ids), expected, atol=2e-5, rtol=0)
+    # Merged kernels (W0 + AB) sum in another order than the adapter's x W0 + (x A) B: float32
+    # rounding, up to 3.1e-5 measured on tiny Gemma 4's logits (its per-layer inputs and
+    # double-wide MLP add terms); the other exports' 1e-4 bound.
+    np.testing.assert_allclose(keras_logits(reloaded, token_ids), expected, atol=1e-4, rtol=0)
     start, end = testing.turn_markers(architecture)
     text = f"{start}user\nthe cat likes red apples.{end}\n"
     assert encode(reloaded.tokenizer, text) == encode(tuned.tokenizer, text)

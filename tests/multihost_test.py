@@ -108,6 +108,7 @@ def test_two_processes_train_like_one_device(runs):
         assert val == pytest.approx(single_val, rel=2e-5)
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_every_process_saves_the_gathered_adapter_and_checkpoints(runs):
     root, _, single = runs
     expected = np.load(single / "adapter" / "adapter.npz")

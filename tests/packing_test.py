@@ -79,8 +79,8 @@ def test_packed_batch_gives_the_loss_and_gradient_of_separate_rows(architecture)
 
     def sums(batch):
         def loss_sum(weights):
-            total, count, _ = tuner._sums(weights, tuner.frozen, batch, training=False)
-            return total, count
+            sums = tuner._sums(weights, tuner.frozen, batch, training=False)
+            return sums["loss"], sums["target_tokens"]
 
         (total, count), grads = jax.value_and_grad(loss_sum, has_aux=True)(trainable)
         return float(total), float(count), [np.asarray(g) for g in grads]
@@ -105,6 +105,7 @@ def test_packed_batch_gives_the_loss_and_gradient_of_separate_rows(architecture)
     )
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_packed_training_run_takes_fewer_steps(tmp_path):
     run_path = tmp_path / "run"
     result = subprocess.run(

@@ -25,6 +25,7 @@ def run_dir(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_compare_base_prints_both_answers_deterministically(run_dir):
     args = (
         "-m",

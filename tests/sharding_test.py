@@ -114,6 +114,7 @@ def slow_results():
     return _train(SLOW_CASES)
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 @pytest.mark.parametrize("architecture, data, model_parallel, kv_heads", CASES)
 def test_sharded_training_matches_one_device(results, architecture, data, model_parallel, kv_heads):
     _check_case(results, architecture, data, model_parallel, kv_heads)

@@ -126,6 +126,7 @@ RESUMED = [
 ]
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_a_stopped_run_resumes_to_the_same_best_step_and_early_stop(tmp_path, monkeypatch):
     import tracking_helpers
 

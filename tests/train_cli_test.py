@@ -33,7 +33,9 @@ def _assert_stdout_holds_only_the_results(result, run_path):
         assert status in result.stderr and status not in result.stdout, status
 
 
-@pytest.mark.parametrize("architecture", ["gemma1", "gemma3"])
+@pytest.mark.parametrize(
+    "architecture", ["gemma1", pytest.param("gemma3", marks=pytest.mark.slow)]  # gemma3: ~25 s
+)
 def test_tiny_run_writes_a_complete_run_directory(tmp_path, architecture):
     run_path = tmp_path / "run"
     result = _train(
@@ -97,6 +99,7 @@ def test_refuses_a_directory_holding_another_run(tmp_path):
     assert "--overwrite" in result.stderr
 
 
+@pytest.mark.slow  # >15 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_a_diverging_run_stops_naming_the_step(tmp_path):
     result = _train(
         "--experiment=tiny",

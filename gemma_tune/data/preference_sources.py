@@ -4,8 +4,8 @@ What `sources.load` is for supervised data, `load` is for `train.objective=dpo`:
 configured source (`data.source=file`: `data.path`, any file the preference reader reads, in
 `data.format`; `data.source=hf`: a Hugging Face dataset or a `save_to_disk` folder,
 `data.name` / `data.split`; `data.source=tiny`: generated pairs for smoke runs,
-`gemma_tune.testing.tiny_preference_pairs`), an optional `data.validation_path`, removes repeated pairs, keeps
-the first `data.max_examples`, and holds out whole prompts for validation
+`gemma_tune.testing.tiny_preference_pairs`), an optional `data.validation_path`, removes
+repeated pairs, keeps the first `data.max_examples`, and holds out whole prompts for validation
 (`preference_split`), accounting for every row in a `summary.Summary` (counted in pairs).
 Problems in the training and the validation file are raised together.
 """

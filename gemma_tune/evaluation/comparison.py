@@ -102,7 +102,9 @@ class Comparison:
             lines.append(f"{key:{label}s}{values}")
         for key in shown:
             cells = [self.losses.get(name, {}).get(key) for name in self.systems]
-            values = "".join(f" {'-':>{width}s}" if v is None else f" {v:{width}.3f}" for v in cells)
+            values = "".join(
+                f" {'-':>{width}s}" if v is None else f" {v:{width}.3f}" for v in cells
+            )
             lines.append(f"{'val_' + key:{label}s}{values}")
         return "\n".join(lines)
 

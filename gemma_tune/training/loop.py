@@ -257,7 +257,12 @@ class _Fit:
         """
         train = self.train
         batch = self.objective.train_batch(
-            self.train_encoded, order, step_in_epoch, train, self.config.sequence_length, self.pad_id
+            self.train_encoded,
+            order,
+            step_in_epoch,
+            train,
+            self.config.sequence_length,
+            self.pad_id,
         )
         learning_rate = self.tuner.learning_rate()
         metrics = self.tuner.train_step(batch)

@@ -133,7 +133,9 @@ class Supervised:
         """`[batch_size, L]` validation batches (at most `limit` when positive)."""
         count = len(data) if limit <= 0 else min(len(data), limit * batch_size)
         for start in range(0, count, batch_size):
-            yield batching.pack(data[start : start + batch_size], sequence_length, pad_id, batch_size)
+            yield batching.pack(
+                data[start : start + batch_size], sequence_length, pad_id, batch_size
+            )
 
     def rows(self, data) -> list:
         """Every encoded row of the data (for the head's target budget)."""
@@ -214,7 +216,9 @@ class Preference:
         """The same means over all validation pairs."""
         return self._means(sums, max(sums["pairs"], 1e-9))
 
-    def train_batch(self, data: ScoredPairs, order, step_in_epoch: int, train, sequence_length, pad_id):
+    def train_batch(
+        self, data: ScoredPairs, order, step_in_epoch: int, train, sequence_length, pad_id
+    ):
         """The `[accumulation, 2 * batch, L]` batch of one step: `train.batch_size` pairs per
         micro-batch, each micro-batch's chosen and rejected rows together; L as
         `batching.bucket_width` over both sides' rows."""
@@ -229,7 +233,9 @@ class Preference:
         ]
         return {name: np.stack([m[name] for m in micro]) for name in micro[0]}
 
-    def eval_batches(self, data: ScoredPairs, batch_size: int, sequence_length: int, pad_id: int, limit=0):
+    def eval_batches(
+        self, data: ScoredPairs, batch_size: int, sequence_length: int, pad_id: int, limit=0
+    ):
         """Validation batches of `batch_size` pairs (at most `limit` batches when positive)."""
         count = len(data) if limit <= 0 else min(len(data), limit * batch_size)
         for start in range(0, count, batch_size):

@@ -8,7 +8,6 @@ unchanged on CPU, GPU and TPU. Frozen weights are passed in, never copied out.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
