@@ -127,6 +127,7 @@ def test_cli_gguf_export_reads_back_as_the_run(run_path, tmp_path, monkeypatch):
         exporter.export(run_path, "gguf", str(tmp_path / "b"), dtype="bfloat16")
 
 
+@pytest.mark.slow  # >12 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_cli_pushes_an_export_with_its_model_card_to_the_hub(run_path, tmp_path):
     """`--push_to_hub` against a local stand-in for the Hub's upload API (`fake_hub`)."""
     import os

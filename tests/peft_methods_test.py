@@ -252,6 +252,7 @@ def test_full_fine_tuning_trains_every_weight():
     assert sum(changed) >= 0.9 * len(changed)
 
 
+@pytest.mark.slow  # >12 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_dropout_draws_new_masks_each_step_reproducibly_and_only_while_training():
     dropped, _ = _fit(["lora.dropout=0.5"], steps=6)
     again, _ = _fit(["lora.dropout=0.5"], steps=6)
@@ -294,6 +295,7 @@ def _deep_tuner(remat):
     return trainer.Trainer(loaded.causal_lm, optimizer.make(config.train, 10))
 
 
+@pytest.mark.slow  # >12 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_remat_recomputes_the_blocks_and_gives_the_same_step():
     rng = np.random.default_rng(0)
     batch = {

@@ -183,6 +183,7 @@ def test_sample_prints_only_the_answer_on_stdout(finished_run):
     assert answer.stdout == both.stdout.split("--- tuned ---\n")[1]
 
 
+@pytest.mark.slow  # >12 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_sample_keeps_its_interactive_hint_off_stdout(finished_run):
     result = subprocess.run(
         [sys.executable, "-m", "gemma_tune.sample", f"--run={finished_run}"],
@@ -195,6 +196,7 @@ def test_sample_keeps_its_interactive_hint_off_stdout(finished_run):
     assert "Type a prompt" in result.stderr and result.stdout == ""
 
 
+@pytest.mark.slow  # >12 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_ctrl_c_is_one_line_not_a_traceback(finished_run):
     import signal
 

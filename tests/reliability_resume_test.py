@@ -116,6 +116,7 @@ def test_a_stop_at_each_final_write_resumes_to_the_uninterrupted_result(
         np.testing.assert_array_equal(adapter[name], value, err_msg=name)
 
 
+@pytest.mark.slow  # >12 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_a_stop_signal_after_the_last_step_validates_on_resume(
     uninterrupted, tmp_path, monkeypatch
 ):

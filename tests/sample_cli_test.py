@@ -44,6 +44,7 @@ def test_compare_base_prints_both_answers_deterministically(run_dir):
     assert second.stdout == first.stdout
 
 
+@pytest.mark.slow  # >12 s on a 2-core AVX2 CPU: slow suite (CI runs it)
 def test_interactive_prompts_from_stdin(run_dir):
     result = subprocess.run(
         [sys.executable, "-m", "gemma_tune.sample", f"--run={run_dir}", "--max_new_tokens=4"],
