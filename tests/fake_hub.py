@@ -1,9 +1,9 @@
 """A local stand-in for the Hugging Face Hub's upload API, for push tests without a network.
 
 It answers the calls `huggingface_hub.HfApi.create_repo` and `upload_folder` make (create
-the repository, check a model card's YAML header, ask how to upload each file, commit them) and keeps what it was
-sent: `repos[repo_id]` holds `private` and `files` (path -> bytes). Every file is uploaded
-"regular" (inline in the commit), so no LFS or Xet storage is involved.
+the repository, check a model card's YAML header, ask how to upload each file, commit them)
+and keeps what it was sent: `repos[repo_id]` holds `private` and `files` (path -> bytes). Every
+file is uploaded "regular" (inline in the commit), so no LFS or Xet storage is involved.
 """
 
 import base64
