@@ -342,8 +342,10 @@ def _make_trainer(
         mesh=mesh,
         objective=objective,
     )
+    latest = None
     if resuming:
         checkpoint.remove_partial(run_path)
+        latest = checkpoint.latest(run_path)
     if objective.name == "dpo":  # before any checkpoint replaces the reference weights
         preference_data.attach_reference(
             tuner,
@@ -352,11 +354,10 @@ def _make_trainer(
             config=config,
             pad_id=pad_id,
             run_path=run_path,
-            has_checkpoint=resuming and checkpoint.latest(run_path) is not None,
+            has_checkpoint=latest is not None,
         )
     resume_state = None
     if resuming:
-        latest = checkpoint.latest(run_path)
         if latest:
             resume_state = checkpoint.restore(latest, tuner)
             print(f"Resuming from {latest} (step {tuner.step} of {total_steps})", flush=True)
