@@ -37,7 +37,26 @@ def test_every_experiment_resolves():
     ):
         assert required in names
     for name in names:
+        if name in NEEDS_AN_ARGUMENT:
+            with pytest.raises(ValueError, match=NEEDS_AN_ARGUMENT[name]):
+                config_lib.load(name)
+            name = f"{name}:runs/some-run"
         assert config_lib.load(name).experiment == name
+
+
+# Experiments that cannot run without an argument, and what their error tells the user to do.
+NEEDS_AN_ARGUMENT = {"demo_dpo": r"--experiment=demo_dpo:RUN_DIR"}
+
+
+def test_demo_dpo_starts_from_the_named_supervised_run():
+    config = config_lib.load("demo_dpo:runs/demo-20261206-120000")
+    assert config.train.init_from == "runs/demo-20261206-120000"
+    assert config.train.objective == "dpo"
+    supervised = config_lib.load("demo")
+    assert (config.lora.rank, config.sequence_length) == (
+        supervised.lora.rank,
+        supervised.sequence_length,
+    )
 
 
 def test_experiment_argument_reaches_get_config():
