@@ -342,10 +342,10 @@ def _make_trainer(
         mesh=mesh,
         objective=objective,
     )
-    latest = None
     if resuming:
         checkpoint.remove_partial(run_path)
-        latest = checkpoint.latest(run_path)
+    agreed = checkpoint.latest_on_every_process(run_path)  # a collective: every process calls it
+    latest = agreed if resuming else None
     if objective.name == "dpo":  # before any checkpoint replaces the reference weights
         preference_data.attach_reference(
             tuner,

@@ -2,7 +2,8 @@
 with every weight split over both hosts: each host writes only its own shards of a checkpoint
 (Orbax, `training/sharded_checkpoint.py`), nothing is gathered, and a run killed right after
 a checkpoint resumes on the same layout to exactly the uninterrupted run's losses and weights
-(docs/reliability.md, "Several hosts").
+(docs/reliability.md, "Several hosts"), also when the kill fell between two hosts' writes of
+the same step: both resume from the older step they both hold.
 
 Each process has 2 fake CPU devices; `mesh.model=4` splits every weight (and its optimizer
 state) over all four, so no process holds a whole one. Slow: three two-process runs.
@@ -10,6 +11,7 @@ state) over all four, so no process holds a whole one. Slow: three two-process r
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,7 +34,7 @@ _RUN = textwrap.dedent(
 
     sharding.MIN_SHARDED_SIZE = 0
     settings = ["method=full", "train.max_steps=4", "train.batch_size=4",
-                "train.eval_batch_size=4", "train.log_every=1", "train.checkpoint_every=2",
+                "train.eval_batch_size=4", "train.log_every=1", "train.checkpoint_every=1",
                 "samples.count=0", "eval.limit=0", "eval.prompts=[]", "mesh.distributed=true",
                 "mesh.num_processes=2", "mesh.data=1", "mesh.model=4"] + sys.argv[3:]
     stop_at = int(sys.argv[2])
@@ -108,28 +110,32 @@ def test_full_tuning_on_two_hosts_writes_shards_and_resumes_exactly(tmp_path):
     assert len(expected_losses) == 4
 
     pair = tmp_path / "pair"
-    outputs = _pair(pair, stop_at=2, status=3)
+    outputs = _pair(pair, stop_at=3, status=3)
     directories = (pair, tmp_path / "pair.process1")
     for output, directory in zip(outputs, directories, strict=True):
         # No array was gathered: each host wrote only its own shards.
-        assert f"saved {directory}/checkpoints/step-000002, gathered 0 arrays" in output
-        step = directory / "checkpoints" / "step-000002"
+        assert f"saved {directory}/checkpoints/step-000003, gathered 0 arrays" in output
+        step = directory / "checkpoints" / "step-000003"
         assert sorted(p.name for p in step.iterdir()) == ["state.json"]  # no state.npz
         state = json.loads((step / "state.json").read_text())
         assert (directory / state["sharded"]).resolve() == (
-            pair / "checkpoints" / "sharded-000002"
+            pair / "checkpoints" / "sharded-000003"
         ).resolve()
-    shards = pair / "checkpoints" / "sharded-000002"
+    shards = pair / "checkpoints" / "sharded-000003"
     assert {"ocdbt.process_0", "ocdbt.process_1"} <= {p.name for p in shards.iterdir()}
     assert not (pair / "result.json").exists()
+    # As if the kill came after process 0's state.json of step 3 and before process 1's.
+    shutil.rmtree(directories[1] / "checkpoints" / "step-000003")
 
     outputs = _pair(pair, stop_at=0)  # the same command, the same two-host layout
-    for output in outputs:
+    assert "checkpoint step 3 is newer than step 2" in outputs[0]
+    for output, directory in zip(outputs, directories, strict=True):
         assert "gathered 0 arrays" in output
+        assert f"Resuming from {directory}/checkpoints/step-000002 (step 2 of 4)" in output
     for directory in directories:
         assert _losses(directory) == expected_losses  # exact: same layout, same sums
         checkpoints = sorted(p.name for p in (pair / "checkpoints").iterdir())
-        assert checkpoints == ["sharded-000002", "sharded-000004", "step-000002", "step-000004"]
+        assert checkpoints == ["sharded-000003", "sharded-000004", "step-000003", "step-000004"]
     expected = np.load(reference / "adapter" / "adapter.npz")
     weights = np.load(pair / "adapter" / "adapter.npz")
     assert sorted(weights.files) == sorted(expected.files)

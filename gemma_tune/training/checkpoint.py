@@ -255,6 +255,61 @@ def latest(run_path: str) -> str | None:
     return complete[-1] if complete else None
 
 
+def latest_on_every_process(run_path: str) -> str | None:
+    """The newest complete checkpoint that every process holds: `latest` on one process.
+
+    On several hosts each process writes its own run directory's `state.json`, so a kill
+    between two processes' writes of the same step leaves one a step ahead. Resuming each from
+    its own newest would continue the processes from different steps (their collectives then
+    mix two steps' weights), so the processes gather their newest steps and all resume from the
+    oldest of them; a process ahead deletes its newer checkpoints first (they are redone).
+
+    Every process must call it (it is a collective), also on a fresh run.
+
+    Raises:
+      ValueError: some processes have checkpoints and others none (a run resumed with more
+        processes than it had), or a process lacks the step the others agreed on (its older
+        checkpoints deleted by hand); naming each process's newest step.
+    """
+    import jax
+
+    newest = latest(run_path)
+    if jax.process_count() == 1:
+        return newest
+    steps = [_step_of(path) for path in list_complete(run_path)]
+    mine = steps[-1] if steps else -1
+    newest_steps = multihost.gather_ints([mine])[:, 0]
+    common = int(newest_steps.min())
+    if common < 0 < newest_steps.max():
+        raise ValueError(
+            f"the processes' newest checkpoints are at steps {newest_steps.tolist()} (-1: none): "
+            "a run resumes on as many processes as it had, or on one"
+        )
+    holds = common < 0 or common in steps
+    if not multihost.gather_ints([int(holds)])[:, 0].all():
+        raise ValueError(
+            f"the processes' newest checkpoints are at steps {newest_steps.tolist()} and not "
+            f"every process holds step {common}: delete the checkpoints after the oldest step "
+            "every process holds (or start again with --overwrite)"
+        )
+    if mine > common:
+        for path in list_complete(run_path):
+            if _step_of(path) > common:
+                shutil.rmtree(path)
+        remove_partial(run_path)  # the sharded arrays of the steps removed above
+        print(
+            f"Process {jax.process_index()}: checkpoint step {mine} is newer than step "
+            f"{common}, the newest every process holds; resuming from step {common}",
+            flush=True,
+        )
+    return latest(run_path)
+
+
+def _step_of(checkpoint_path: str) -> int:
+    """The step a `step-NNNNNN` checkpoint directory holds."""
+    return int(os.path.basename(checkpoint_path)[len(PREFIX) :])
+
+
 def remove_partial(run_path: str) -> None:
     """Deletes leftovers of checkpoint writes that were interrupted (also sharded arrays of a
     step after the newest complete checkpoint, which a resumed run writes again)."""
@@ -264,7 +319,7 @@ def remove_partial(run_path: str) -> None:
             if name.startswith(PARTIAL):
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
     newest = latest(run_path)
-    newest_step = int(os.path.basename(newest)[len(PREFIX) :]) if newest else -1
+    newest_step = _step_of(newest) if newest else -1
     for step, paths in _sharded_folders(run_path).items():
         if step > newest_step:
             for path in paths:

@@ -80,6 +80,17 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def gather_ints(values: list[int]) -> np.ndarray:
+    """Every process's `values` (the same length on each), as a `[processes, len(values)]`
+    array; on one process just `[values]`. Used to agree on a step before resuming."""
+    local = np.asarray(values, dtype=np.int64)
+    if jax.process_count() == 1:
+        return local[None]
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(local)).reshape(jax.process_count(), -1)
+
+
 def to_host(array) -> np.ndarray:
     """A NumPy copy of `array`, gathered from every process when it spans other hosts."""
     if isinstance(array, jax.Array) and not array.is_fully_addressable:
