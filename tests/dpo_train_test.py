@@ -90,7 +90,10 @@ def test_dpo_run_raises_reward_accuracy_with_the_base_as_reference(tmp_path):
 
 @pytest.mark.slow  # one tiny run, ~40 s on 2 CPU cores
 def test_packed_dpo_run_learns_with_its_step_zero_validation_from_the_reference(tmp_path):
-    run_path = _run(tmp_path, "packed", "train.packing=true", "train.batch_size=2")
+    # Rows of 2 * 161 tokens hold two of these pairs (about 60 tokens a side).
+    run_path = _run(
+        tmp_path, "packed", "train.packing=true", "train.batch_size=2", "sequence_length=160"
+    )
     validations = _validations(run_path)
     first, last = validations[0], validations[-1]
     # Taken from the reference scores: the policy is the reference, exactly.

@@ -71,8 +71,8 @@ def encode(config, chat_template, summary, train_pairs, validation_pairs):
     if packed:
         print(
             f"Packed {len(train_encoded)} training pairs into {len(train_set)} rows of "
-            f"{pair_packing.row_width(length)} tokens (up to {train_set.segments // 2} pairs "
-            f"a row), {len(validation_encoded)} validation pairs into {len(validation_set)}",
+            f"{pair_packing.row_width(length)} tokens (at most {train_set.segments // 2} in "
+            f"a row), {len(validation_encoded)} validation pairs into {len(validation_set)} rows",
             flush=True,
         )
     return train_set, [pair.chosen_example for pair in validation_kept], validation_set
