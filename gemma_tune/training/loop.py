@@ -108,7 +108,9 @@ def fit(
     Args:
       tuner: the Trainer to update (already restored from a checkpoint when resuming).
       train_encoded / validation_encoded: lists of `template.Encoded` (supervised), or
-        `objectives.ScoredPairs` (DPO): what the trainer's objective batches.
+        `objectives.ScoredPairs` (DPO): what the trainer's objective batches. DPO pairs carry
+        the reference scores of the tuner's weights as they are before the first step (the
+        reference pass), from which the validation at step 0 is taken.
       config: the resolved experiment config (uses `train.*`, `sequence_length`, `seed`).
       pad_id: the tokenizer's padding id.
       log: a callable receiving one metrics dict per logged step or validation.
