@@ -88,7 +88,7 @@ def test_dpo_run_raises_reward_accuracy_with_the_base_as_reference(tmp_path):
     np.testing.assert_allclose(reference["validation_rejected"], rejected, atol=2e-4)
 
 
-@pytest.mark.slow  # one tiny run, ~40 s on 2 CPU cores
+@pytest.mark.slow  # one tiny run, 58 s on 2 CPU cores shared with other jobs
 def test_packed_dpo_run_learns_with_its_step_zero_validation_from_the_reference(tmp_path):
     # Rows of 2 * 161 tokens hold two of these pairs (about 60 tokens a side).
     run_path = _run(
