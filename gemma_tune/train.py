@@ -285,7 +285,7 @@ def _encode(config, chat_template, data: _Data, run_path: str) -> _Encoded:
         )
     run_dir.write_data_summary(run_path, data.summary.to_dict())
     print(data.summary.format(), flush=True)
-    if config.train.packing:
+    if config.train.packing and data.train_pairs is None:  # Pairs: packed by `encode`.
         examples_count = len(train_encoded)
         train_encoded = packing.combine(train_encoded, config.sequence_length)
         filled = packing.fill(train_encoded, config.sequence_length)

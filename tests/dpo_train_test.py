@@ -88,6 +88,26 @@ def test_dpo_run_raises_reward_accuracy_with_the_base_as_reference(tmp_path):
     np.testing.assert_allclose(reference["validation_rejected"], rejected, atol=2e-4)
 
 
+@pytest.mark.slow  # one tiny run, 58 s on 2 CPU cores shared with other jobs
+def test_packed_dpo_run_learns_with_its_step_zero_validation_from_the_reference(tmp_path):
+    # Rows of 2 * 161 tokens hold two of these pairs (about 60 tokens a side).
+    run_path = _run(
+        tmp_path, "packed", "train.packing=true", "train.batch_size=2", "sequence_length=160"
+    )
+    validations = _validations(run_path)
+    first, last = validations[0], validations[-1]
+    # Taken from the reference scores: the policy is the reference, exactly.
+    assert first["step"] == 0 and first["val_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert first["val_rewards/margins"] == 0 and first["val_rewards/accuracies"] == 0
+    assert last["val_rewards/accuracies"] > 0.5 and last["val_loss"] < math.log(2) - 0.03
+    train_records = [r for r in _records(run_path) if "rewards/accuracies" in r]
+    assert max(r["pairs"] for r in train_records) > 2  # a step of 2 rows held more pairs
+    reference = run_dir.read_reference(run_path)  # by pair, not by packed row
+    summary = run_dir.read_json(run_path, run_dir.DATA_SUMMARY)
+    assert len(reference["train_chosen"]) == summary["train_count"]
+    assert len(reference["validation_rejected"]) == summary["validation_count"]
+
+
 @pytest.mark.slow  # a supervised and a DPO tiny run, ~2 min on 2 CPU cores
 def test_init_from_starts_dpo_from_a_supervised_run_whose_model_is_the_reference(tmp_path):
     sft = train.run(
@@ -154,7 +174,6 @@ def test_a_killed_dpo_run_resumes_to_the_uninterrupted_losses_and_adapter(tmp_pa
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["train.packing=true"], "train.packing does not apply to train.objective=dpo"),
         (["retrieval.corpus=handbook.md"], "retrieval.corpus does not apply"),
         (["template.train_on_prompt=true"], "template.train_on_prompt does not apply"),
         (["train.objective=sft", "dpo.beta=0.3"], "dpo.beta is set but train.objective is 'sft'"),

@@ -242,7 +242,7 @@ def dpo_loss(
 
 
 def batch_sums(
-    row_log_probs,
+    answer_log_probs,
     batch,
     *,
     beta: float,
@@ -250,23 +250,53 @@ def batch_sums(
     label_smoothing: float = 0.0,
     simpo_gamma: float = 0.5,
 ):
-    """The DPO loss sum and metric sums of one pair batch (`pair_batches.pair_batch`), from
-    the policy's per-row answer log-probabilities (`loss.head_row_log_probs` on its rows):
-    what a training or validation step adds up, dividing by `pairs` at the end. A
-    `REFERENCE_FREE` loss needs no `reference_*` in the batch.
+    """The DPO loss sum and metric sums of one pair batch (`pair_batches.pair_batch`, or a
+    packed `pair_packing.packed_batch`), from the policy's answer log-probabilities
+    (`loss.head_row_log_probs` on its rows: per row, or per segment of packed rows): what a
+    training or validation step adds up, dividing by `pairs` at the end. A `REFERENCE_FREE`
+    loss needs no `reference_*` in the batch.
 
     Returns:
       `metric_sums`' dict plus `loss`, the sum of the real pairs' losses.
     """
-    policy_chosen, policy_rejected = pair_batches.split_rows(row_log_probs)
-    chosen_tokens, rejected_tokens = pair_batches.split_rows(
-        jnp.sum(batch["target_weights"], axis=-1)
+    policy_chosen, policy_rejected = pair_batches.pair_values(answer_log_probs, batch)
+    chosen_tokens, rejected_tokens = pair_batches.pair_tokens(batch)
+    return pair_sums(
+        policy_chosen,
+        policy_rejected,
+        batch.get("reference_chosen"),
+        batch.get("reference_rejected"),
+        beta=beta,
+        loss_type=loss_type,
+        label_smoothing=label_smoothing,
+        simpo_gamma=simpo_gamma,
+        chosen_tokens=chosen_tokens,
+        rejected_tokens=rejected_tokens,
+        pair_weights=batch["pair_weights"],
     )
-    reference = (batch.get("reference_chosen"), batch.get("reference_rejected"))
+
+
+def pair_sums(
+    policy_chosen,
+    policy_rejected,
+    reference_chosen,
+    reference_rejected,
+    *,
+    beta: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+    simpo_gamma: float = 0.5,
+    chosen_tokens=None,
+    rejected_tokens=None,
+    pair_weights=None,
+):
+    """`metric_sums`' dict plus `loss`, the weighted sum of the pairs' losses: `batch_sums`
+    from per-pair values (arguments as `pair_losses` and `metric_sums`)."""
     losses = pair_losses(
         policy_chosen,
         policy_rejected,
-        *reference,
+        reference_chosen,
+        reference_rejected,
         beta=beta,
         loss_type=loss_type,
         label_smoothing=label_smoothing,
@@ -277,12 +307,13 @@ def batch_sums(
     sums = metric_sums(
         policy_chosen,
         policy_rejected,
-        *reference,
+        reference_chosen,
+        reference_rejected,
         beta=beta,
-        pair_weights=batch["pair_weights"],
+        pair_weights=pair_weights,
         loss_type=loss_type,
         chosen_tokens=chosen_tokens,
         rejected_tokens=rejected_tokens,
     )
-    sums["loss"] = jnp.sum(losses * batch["pair_weights"])
+    sums["loss"] = jnp.sum(losses * _weights(pair_weights, losses))
     return sums

@@ -108,7 +108,9 @@ def fit(
     Args:
       tuner: the Trainer to update (already restored from a checkpoint when resuming).
       train_encoded / validation_encoded: lists of `template.Encoded` (supervised), or
-        `objectives.ScoredPairs` (DPO): what the trainer's objective batches.
+        `objectives.ScoredPairs` (DPO): what the trainer's objective batches. DPO pairs carry
+        the reference scores of the tuner's weights as they are before the first step (the
+        reference pass), from which the validation at step 0 is taken.
       config: the resolved experiment config (uses `train.*`, `sequence_length`, `seed`).
       pad_id: the tokenizer's padding id.
       log: a callable receiving one metrics dict per logged step or validation.
@@ -180,7 +182,9 @@ class _Fit:
         )
         self._best_in_memory = None  # the best weights of a run without a directory
         if self.validation_encoded and self.train.eval_at_start and not resume_state:
-            self.base_validation = {f"base_{k}": v for k, v in self.validate(0).items()}
+            self.base_validation = {
+                f"base_{k}": v for k, v in self.validate(0, at_start=True).items()
+            }
         self.start_step = self.step = self.tuner.step
         self.tokens_seen = state.get("tokens_seen", 0.0)
         self.elapsed_before = state.get("elapsed_s", 0.0)
@@ -190,17 +194,22 @@ class _Fit:
         """Training seconds, those before a resume included."""
         return self.elapsed_before + time.perf_counter() - self.started
 
-    def validate(self, step: int) -> dict:
+    def validate(self, step: int, at_start: bool = False) -> dict:
         """The objective's validation metrics at `step` (logged), as `val_*`: loss, accuracy
-        and perplexity for supervised tuning, DPO's rewards for pairs."""
-        batches = self.objective.eval_batches(
+        and perplexity for supervised tuning, DPO's rewards for pairs. `at_start` (before any
+        step of a run not resumed): a DPO run's policy is still its reference, whose scores of
+        the validation pairs give the metrics without a forward pass."""
+        settings = (
             self.validation_encoded,
             self.train.eval_batch_size,
             self.config.sequence_length,
             self.pad_id,
             self.train.eval_batches,
         )
-        result = {f"val_{k}": v for k, v in self.tuner.evaluate(batches).items()}
+        metrics = self.objective.reference_validation(*settings) if at_start else None
+        if metrics is None:
+            metrics = self.tuner.evaluate(self.objective.eval_batches(*settings))
+        result = {f"val_{k}": v for k, v in metrics.items()}
         self.log({"step": step, **result})
         if self.on_validation is not None:
             self.on_validation(step, self.tuner)

@@ -6,6 +6,9 @@ one forward pass gives both sides and `split_rows` halves the per-row log-probab
 short last batch is filled with empty pairs whose `pair_weights` are 0 (their rows carry no
 weight), so every batch compiles to the same shapes and no pair is dropped. Each pair's
 reference log-probabilities (`dpo`: computed once before training) travel with it.
+
+Packed batches (`pair_packing`, `train.packing`) hold several pairs per row instead; `pair_values`
+and `pair_tokens` read either layout, so the objective and `dpo.batch_sums` need not know which.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ def pair_batch(
     pad_id: int,
     pairs_per_batch: int,
     reference: tuple[np.ndarray, np.ndarray] | None = None,
+    pair_ids=None,
 ) -> dict[str, np.ndarray]:
     """Pads `pairs` into one batch of `2 * pairs_per_batch` rows.
 
@@ -33,12 +37,13 @@ def pair_batch(
       pairs_per_batch: the batch's pair count, filler pairs included.
       reference: the pairs' reference log-probabilities `(chosen, rejected)`, each `[len(pairs)]`,
         or None (the reference pass itself).
+      pair_ids: the pairs' indices in their set, for the reference pass (default: 0, 1, ...).
 
     Returns:
       `batching.pack`'s `token_ids`, `padding_mask`, `target_ids`, `target_weights` for the
       `2 * pairs_per_batch` rows; `pair_weights` `[pairs_per_batch]` (1 for a pair, 0 for a
-      filler); with `reference`, `reference_chosen` and `reference_rejected`
-      `[pairs_per_batch]` (0 for fillers).
+      filler); `pair_ids` `[pairs_per_batch]` (0 for fillers); with `reference`,
+      `reference_chosen` and `reference_rejected` `[pairs_per_batch]` (0 for fillers).
 
     Raises:
       ValueError: for more pairs than `pairs_per_batch`.
@@ -53,6 +58,8 @@ def pair_batch(
     ]
     batch = {name: np.concatenate([halves[0][name], halves[1][name]]) for name in halves[0]}
     batch["pair_weights"] = (np.arange(pairs_per_batch) < len(pairs)).astype(np.float32)
+    batch["pair_ids"] = np.zeros(pairs_per_batch, np.int32)
+    batch["pair_ids"][: len(pairs)] = np.arange(len(pairs)) if pair_ids is None else pair_ids
     if reference is not None:
         for name, values in zip(("reference_chosen", "reference_rejected"), reference, strict=True):
             padded = np.zeros(pairs_per_batch, np.float32)
@@ -65,6 +72,47 @@ def split_rows(row_values):
     """`[2n]` per-row values -> `(chosen [n], rejected [n])`, the halves of a pair batch."""
     half = row_values.shape[0] // 2
     return row_values[:half], row_values[half:]
+
+
+def pair_values(answer_values, batch):
+    """`(chosen [P], rejected [P])` per pair slot of a batch from its per-answer values: the
+    `[2P]` per-row values of a `pair_batch` (`split_rows`), or the `[R, S]` per-segment values
+    of a packed batch (`pair_packing`: each row's pairs side by side, chosen first). NumPy or
+    traced."""
+    if "segment_ids" not in batch:
+        return split_rows(answer_values)
+    flat = answer_values.reshape(-1)
+    return flat[0::2], flat[1::2]
+
+
+def pair_tokens(batch):
+    """`(chosen [P], rejected [P])` answer token counts per pair slot, for either layout."""
+    if "segment_ids" not in batch:
+        return split_rows(batch["target_weights"].sum(axis=-1))
+    return pair_values(batch["segment_tokens"], batch)
+
+
+def scatter_by_pair(batches, pair_log_probs, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference pass over a set's batches, in any layout: each batch's `(chosen,
+    rejected)` per pair slot (`pair_log_probs(batch)`) put in place by its `pair_ids`.
+
+    Returns:
+      `(chosen, rejected)`, float32 `[count]` each, indexed by pair id.
+
+    Raises:
+      ValueError: when the batches do not cover every pair exactly once.
+    """
+    chosen, rejected = np.zeros(count, np.float32), np.zeros(count, np.float32)
+    seen = np.zeros(count, np.int32)
+    for batch in batches:
+        values = [np.asarray(side, np.float32) for side in pair_log_probs(batch)]
+        real = np.asarray(batch["pair_weights"]) > 0
+        ids = np.asarray(batch["pair_ids"])[real]
+        chosen[ids], rejected[ids] = values[0][real], values[1][real]
+        np.add.at(seen, ids, 1)
+    if not (seen == 1).all():
+        raise ValueError(f"the batches hold {int(seen.sum())} pairs, not each of {count} once")
+    return chosen, rejected
 
 
 def reference_log_probs(

@@ -4,13 +4,17 @@ template, and the reference model's log-probabilities of every answer, computed 
 `encode` is the preference counterpart of `encoding.encode_examples`: both answers of each pair
 are encoded after the shared prompt (`pair_encoding`), pairs whose prompt leaves no answer token
 within `sequence_length` are dropped and counted, and the token lengths of both rows go into the
-data summary.
+data summary. With `train.packing`, both sets are packed into rows of whole pairs
+(`pair_packing`).
 
 `attach_reference` is the reference pass (`dpo`'s design): the model as prepared before the
 first step (the base with fresh adapters, or the run named by `train.init_from`) scores every
 training and validation pair, without dropout, through the trainer's own compiled forward and
-mesh; the two arrays per set are saved in the run directory (`run_dir.REFERENCE_LOGPS`), so a
-resumed run, whose model is no longer the reference, reads them back instead.
+mesh, in the batches validation uses (packed rows too: each answer scored as its own
+segment); the two arrays per set, indexed by pair, are saved in the run directory
+(`run_dir.REFERENCE_LOGPS`), so a resumed run, whose model is no longer the reference, reads
+them back instead. The same scores give the validation metrics at step 0, where the policy
+still is the reference (`objectives.Preference.reference_validation`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 import tqdm
 
 from gemma_tune.data import example
-from gemma_tune.training import encoding, objectives, pair_batches, pair_encoding
+from gemma_tune.training import encoding, objectives, pair_batches, pair_encoding, pair_packing
 
 
 def encode(config, chat_template, summary, train_pairs, validation_pairs):
@@ -27,13 +31,14 @@ def encode(config, chat_template, summary, train_pairs, validation_pairs):
 
     Returns:
       `(train, validation_kept, validation)`: the training pairs as `objectives.ScoredPairs`
-      (no reference yet), the kept validation pairs' prompts answered with the chosen answer
-      (the examples the base-vs-tuned comparison answers), and the validation pairs.
+      (no reference yet; packed into rows of whole pairs with `train.packing`), the kept
+      validation pairs' prompts answered with the chosen answer (the examples the
+      base-vs-tuned comparison answers), and the validation pairs (packed alike).
 
     Raises:
       DataError: when no training pair keeps an answer within `sequence_length`.
     """
-    length = config.sequence_length
+    length, packed = config.sequence_length, config.train.packing
     lengths = []
 
     def encode_all(pairs):
@@ -57,35 +62,44 @@ def encode(config, chat_template, summary, train_pairs, validation_pairs):
         source = encoding.source_name(config.data)
         reason = f"no training pair keeps an answer within {length} tokens"
         raise example.DataError([example.Problem(source, 0, "sequence_length", reason)])
-    return (
-        objectives.ScoredPairs(train_encoded),
-        [pair.chosen_example for pair in validation_kept],
-        objectives.ScoredPairs(validation_encoded),
+    train_set, validation_set = (
+        objectives.ScoredPairs(
+            encoded, packed=pair_packing.pack_pairs(encoded, length) if packed else None
+        )
+        for encoded in (train_encoded, validation_encoded)
     )
+    if packed:
+        print(
+            f"Packed {len(train_encoded)} training pairs into {len(train_set)} rows of "
+            f"{pair_packing.row_width(length)} tokens (at most {train_set.segments // 2} in "
+            f"a row), {len(validation_encoded)} validation pairs into {len(validation_set)} rows",
+            flush=True,
+        )
+    return train_set, [pair.chosen_example for pair in validation_kept], validation_set
 
 
 def _score(tuner, sets: dict, config, pad_id: int) -> dict:
     """Both answers' log-probabilities of every pair of each set under the trainer's current
-    weights, with a progress bar: `{name}_chosen`, `{name}_rejected` per set."""
+    weights, in the set's validation batches, with a progress bar: `{name}_chosen`,
+    `{name}_rejected` per set, indexed by pair."""
     per_batch = config.train.eval_batch_size
     batches = sum(-(-len(pairs) // per_batch) for pairs in sets.values())
     progress = tqdm.tqdm(total=batches, desc="reference", unit="batch", dynamic_ncols=True)
 
     def scored(batch):
-        values = tuner.row_log_probs(batch)
+        values = tuner.pair_log_probs(batch)
         progress.update(1)
         return values
 
-    print(f"Scoring {sum(map(len, sets.values()))} pairs with the reference model ...", flush=True)
+    count = sum(len(pairs.pairs) for pairs in sets.values())
+    print(f"Scoring {count} pairs with the reference model ...", flush=True)
     saved = {}
     with progress:
         for name, pairs in sets.items():
-            chosen, rejected = pair_batches.reference_log_probs(
-                pairs.pairs,
+            chosen, rejected = pair_batches.scatter_by_pair(
+                tuner.objective.eval_batches(pairs, per_batch, config.sequence_length, pad_id),
                 scored,
-                sequence_length=config.sequence_length,
-                pad_id=pad_id,
-                pairs_per_batch=per_batch,
+                len(pairs.pairs),
             )
             saved[f"{name}_chosen"], saved[f"{name}_rejected"] = chosen, rejected
     return saved
@@ -117,10 +131,10 @@ def attach_reference(tuner, train, validation, *, config, pad_id, run_path, has_
         run_dir.write_reference(run_path, saved)
     for name, pairs in (("train", train), ("validation", validation)):
         chosen, rejected = saved[f"{name}_chosen"], saved[f"{name}_rejected"]
-        if len(chosen) != len(pairs):
+        if len(chosen) != len(pairs.pairs):
             raise ValueError(
                 f"{run_path}/{run_dir.REFERENCE_LOGPS} holds {len(chosen)} {name} pairs, the "
-                f"data {len(pairs)}; the data changed since the run started"
+                f"data {len(pairs.pairs)}; the data changed since the run started"
             )
         pairs.reference_chosen = np.asarray(chosen, np.float32)
         pairs.reference_rejected = np.asarray(rejected, np.float32)

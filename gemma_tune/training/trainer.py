@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gemma_tune.model import families, keras_compat, lora
-from gemma_tune.training import loss, multihost, objectives, packing, sharding
+from gemma_tune.training import multihost, objectives, packing, sharding
 
 
 class Trainer:
@@ -73,8 +73,10 @@ class Trainer:
         self._grad_clip_norm = float(grad_clip_norm)
         self._train_step = jax.jit(self._step, donate_argnums=(0, 1))
         self._eval_step = jax.jit(lambda t, f, b: self._sums(t, f, b, training=False))
-        self._row_log_probs = jax.jit(
-            lambda t, f, b: loss.head_row_log_probs(**self._head_args(t, f, b, training=False))
+        self._pair_log_probs = jax.jit(
+            lambda t, f, b: self.objective.pair_log_probs(
+                self._head_args(t, f, b, training=False), b
+            )
         )
 
     def load_from_model(self) -> None:
@@ -212,14 +214,15 @@ class Trainer:
                 totals[name] += float(sums[name])
         return self.objective.validation_metrics(totals)
 
-    def row_log_probs(self, batch) -> np.ndarray:
-        """Each row's summed answer-token log-probabilities under the current weights, without
-        dropout (`loss.head_row_log_probs`): the DPO reference pass."""
+    def pair_log_probs(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        """`(chosen, rejected)`: each pair slot's summed answer-token log-probabilities under
+        the current weights, without dropout (`objectives.Preference.pair_log_probs`, packed
+        batches included): the DPO reference pass."""
         self._check_target_budget(batch)
-        values = self._row_log_probs(
+        values = self._pair_log_probs(
             self.trainable, self.frozen, sharding.place_batch(batch, self.mesh)
         )
-        return multihost.to_host(values)
+        return tuple(multihost.to_host(side) for side in values)
 
     def set_state(self, trainable, optimizer_state, step: int) -> None:
         """Replaces the tuning state (from a checkpoint), keeping each array's dtype."""
