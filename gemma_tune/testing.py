@@ -38,7 +38,9 @@ def family_of(architecture: str):
     with_vision = architecture.endswith(VISION_SUFFIX)
     family = families.by_name(architecture.removesuffix(VISION_SUFFIX))
     if with_vision and family.vision is None:
-        raise ValueError(f"{family.title} has no vision model; choose one of {VISION_ARCHITECTURES}")
+        raise ValueError(
+            f"{family.title} has no vision model; choose one of {VISION_ARCHITECTURES}"
+        )
     return family, with_vision
 
 

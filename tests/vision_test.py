@@ -154,7 +154,7 @@ def test_full_tuning_leaves_the_vision_encoder_unchanged_and_trains_text_rows_to
     encoded = [template_.encode(row, LENGTH) for row in [*bundled_rows[:3], text_row]]
     tuner = trainer.Trainer(loaded.causal_lm, keras.optimizers.AdamW(1e-2))
     losses = []
-    for step in range(3):
+    for _ in range(3):
         mixed = batching.train_batch(encoded, np.arange(4), 0, 4, 1, LENGTH, 0)
         text_only = batching.pack([encoded[3]], LENGTH, 0, 1)
         assert "images" in mixed and "images" not in text_only
@@ -183,9 +183,7 @@ def test_generation_sees_the_image(loaded, bundled_rows):
     prompts = [template_.encode_prompt(row) for row in rows]
     placed = [template_.prompt_images(row) for row in rows]
     assert all(len(p) == 1 for p in placed)
-    first = generate.generate_ids(
-        loaded.causal_lm, prompts, 1, (), batch_size=2, images=placed
-    )
+    first = generate.generate_ids(loaded.causal_lm, prompts, 1, (), batch_size=2, images=placed)
     # The cached prefill with images gives the full forward pass's next token.
     for prompt, images_, new in zip(prompts, placed, first, strict=True):
         batch = {"token_ids": prompt[None], "padding_mask": np.ones((1, len(prompt)), bool)}

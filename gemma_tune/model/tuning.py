@@ -1,8 +1,8 @@
 """Choosing what a run trains: LoRA/DoRA targets, full fine-tuning, and checking those settings.
 
 `enable_tuning(model, method, lora_config)` freezes the base and adds adapters (`lora`), or makes
-every weight trainable (never a vision encoder's); `check_tuning(config)` rejects bad settings before
-any work.
+every weight trainable (a vision encoder's stays frozen); `check_tuning(config)` rejects bad
+settings before any work.
 """
 
 from __future__ import annotations
