@@ -158,7 +158,7 @@ def _read_data(config) -> _Data:
         )
         return _Data(train_chosen, validation_chosen, summary, None, train_pairs, validation_pairs)
     train_examples, validation_examples, summary = sources.load(
-        config.data, images=model.has_vision_encoder(config.model.preset)
+        config.data, images=model.reads_images(config.model.preset)
     )
     retriever = retrieval.from_config(config.retrieval)
     if retriever is not None and config.retrieval.train:

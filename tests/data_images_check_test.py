@@ -87,7 +87,7 @@ def test_training_refuses_image_rows_in_one_line(tmp_path):
     )
     assert trained.returncode != 0
     assert (
-        "image rows: this model has no vision encoder (vision tuning needs one: "
+        "image rows: this model does not read images (which models do: "
         "docs/vision.md); 2 rows have images, "
         f"first at {path}:2" in trained.stderr.splitlines()[-1]
     )

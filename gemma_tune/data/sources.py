@@ -117,7 +117,7 @@ def refuse_images(examples: list[example.Example]) -> None:
     with_images = [item for item in examples if item.images]
     if with_images:
         raise ValueError(
-            f"image rows: this model has no vision encoder (vision tuning needs one: "
+            f"image rows: this model does not read images (which models do: "
             f"docs/vision.md); {len(with_images)} rows have images, first at "
             f"{with_images[0].source} (python -m gemma_tune.data check FILE reads and "
             "summarizes them)"

@@ -135,6 +135,20 @@ def has_vision_encoder(preset: str) -> bool:
     return VISION_ENCODER in family.encoders and _holds(config, VISION_ENCODER)
 
 
+def reads_images(preset: str) -> bool:
+    """Whether `load(preset)` gives a model that reads images, so training and evaluation keep
+    image rows: today `tiny:gemma3_vision` only. A multimodal preset (Gemma 3 4B+, Gemma 4)
+    still loads as its language model alone (`load_text_backbone`), so its image rows are
+    refused rather than trained on as text.
+
+    Raises:
+      ValueError: for an unknown tiny architecture.
+    """
+    if preset.startswith(TINY_PREFIX):
+        return testing.family_of(preset[len(TINY_PREFIX) :])[1]
+    return False
+
+
 def _holds(config: dict, encoder: str) -> bool:
     """Whether a preset config has `encoder` ("vision_encoder", ...): KerasHub's config names
     it, transformers' has a `vision_config` / `audio_config`."""
