@@ -187,7 +187,7 @@ def main(argv) -> None:
     with console.status_to_stderr():
         chat = Chat(preset, adapter_dir, seed, FLAGS.dtype or dtype)
     if images and chat.template.image_inputs is None:
-        raise ValueError(f"--image: {preset} has no vision encoder; it cannot see images")
+        raise ValueError(f"--image: {preset} does not read images (docs/vision.md)")
     if FLAGS.prompt is not None:
         _respond(chat, FLAGS.prompt, images)
         return

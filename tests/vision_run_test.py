@@ -18,10 +18,12 @@ from gemma_tune.bundled import make_vision_data
 from gemma_tune.runs import run_dir
 
 EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "experiments", "tiny_vision.py")
-# One epoch (72 steps of 4 image rows), checkpoints every 10 steps so that a resume starts
-# mid-epoch; a few held-out image rows answered base vs tuned.
+# 30 steps of 4 image rows, checkpoints every 10 steps so that a resume starts mid-epoch; a
+# few held-out image rows answered base vs tuned.
 SETTINGS = [
     "train.epochs=1",
+    "train.max_steps=30",
+    "train.eval_every=0",
     "train.log_every=1",
     "train.checkpoint_every=10",
     "eval.limit=4",
@@ -49,7 +51,7 @@ def _adapter(run_path):
 @pytest.mark.slow  # ~50 s on 2 shared CPU cores (the run is shared with the tests below)
 def test_the_loss_goes_down_and_held_out_image_rows_are_answered(finished):
     losses = [loss for _, loss in _losses(finished)]
-    assert len(losses) == 72
+    assert len(losses) == 30
     assert np.mean(losses[-10:]) < np.mean(losses[:5]) - 1.5
     with open(os.path.join(finished, "comparison.json")) as file:
         compared = json.load(file)
@@ -90,7 +92,7 @@ def test_a_killed_image_run_resumes_to_the_same_losses_and_adapter(finished, tmp
     while time.time() < deadline:
         assert process.poll() is None, "the run ended before it could be stopped"
         if os.path.exists(os.path.join(run_path, run_dir.METRICS)):
-            if any(step >= 25 for step, _ in _losses(run_path)):
+            if any(step >= 15 for step, _ in _losses(run_path)):
                 break
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
