@@ -1,5 +1,5 @@
 """Vision smoke run: a tiny random Gemma 3 with a vision encoder learns the bundled image
-questions, offline, in seconds.
+questions, offline, in under two minutes on a CPU.
 
     python -m gemma_tune.train --experiment=tiny_vision
 
@@ -10,7 +10,8 @@ training and 72 validation 64x64 images with a question each: colours, counts, p
 charts), resized by the model's image converter to 32x32. The point is that every stage runs
 with images (image tokens in the prompt, the frozen encoder, loss on the answers only, base vs
 tuned answers on held-out images); a random tiny model learns the answers' wording and their
-frequencies, not to see. Result and time on a 2-core CPU: docs/vision.md.
+frequencies, not to see. On a 2-core CPU (shared): 216 steps in about 105 s, validation loss
+7.27 -> 3.03, exact match 0 -> 0.125 on 24 held-out questions (docs/vision.md).
 """
 
 import os
