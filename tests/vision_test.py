@@ -88,7 +88,9 @@ def test_a_span_the_length_would_cut_is_cut_whole(loaded, bundled_rows):
 
 def test_a_text_only_model_refuses_image_rows_naming_the_image(bundled_rows):
     text_only = model.load("tiny:gemma3", dtype="float32")
-    with pytest.raises(ValueError, match=r"train.jsonl:1:messages\[0\].*no vision encoder"):
+    with pytest.raises(
+        ValueError, match=r"train.jsonl:1:messages\[0\].*this model does not read images"
+    ):
         template.ChatTemplate(text_only.tokenizer).encode(bundled_rows[0], LENGTH)
 
 

@@ -171,8 +171,8 @@ class ChatTemplate:
         inputs = self.image_inputs
         if inputs is None:
             raise ValueError(
-                f"{turn.images[0].where}: this model has no vision encoder; image rows need "
-                "one (model.preset=tiny:gemma3_vision, docs/vision.md)"
+                f"{turn.images[0].where}: this model does not read images (which models do: "
+                "docs/vision.md)"
             )
         if first:
             prefix = first_user_text(example, fold_system).removesuffix(example.turns[0].text)
