@@ -60,6 +60,9 @@ def test_the_loss_goes_down_and_held_out_image_rows_are_answered(finished):
     assert all(set(item["answers"]) == {"base", "tuned"} for item in compared["examples"])
     losses_by_system = compared["losses"]
     assert losses_by_system["tuned"]["loss"] < losses_by_system["base"]["loss"] - 1.0
+    with open(os.path.join(finished, "report.html")) as file:
+        report = file.read()
+    assert report.count('<img class="thumb" src="data:image/png;base64,') == 4
 
 
 @pytest.mark.slow  # ~15 s after the run above

@@ -195,3 +195,36 @@ def test_generation_sees_the_image(loaded, bundled_rows):
         assert new[0] == np.argmax(logits(loaded, batch)[0, -1])
     text = template_.encode_prompt(bundled_rows[1])
     assert (text == prompts[0]).all()
+
+
+def test_the_comparison_keeps_each_prompt_image_as_a_thumbnail(bundled_rows):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from gemma_tune.evaluation import comparison
+
+    text_row = example.Example(
+        turns=(example.Turn(example.USER, "Hi?"), example.Turn(example.MODEL, "Hello"))
+    )
+    rows = [bundled_rows[0], text_row]
+    compared = comparison.compare(rows, {"base": ["left", "Hello"]}).to_dict()
+    (url,) = compared["examples"][0]["thumbnails"]
+    assert url.startswith("data:image/png;base64,")
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+    np.testing.assert_array_equal(shown, bundled_rows[0].turns[0].images[0].pixels())  # 64x64
+    assert "thumbnails" not in compared["examples"][1]
+    big = images.check("big", "image", path=_big_png())
+    shrunk = Image.open(io.BytesIO(base64.b64decode(comparison.thumbnail_url(big)[22:])))
+    assert shrunk.size == (96, 48)
+
+
+def _big_png():
+    import tempfile
+
+    from PIL import Image
+
+    path = os.path.join(tempfile.mkdtemp(), "big.png")
+    Image.new("RGB", (400, 200), (10, 200, 30)).save(path)
+    return path
