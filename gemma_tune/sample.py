@@ -4,11 +4,14 @@
     python -m gemma_tune.sample --run=RUN_DIR --compare_base          # interactive, side by side
     python -m gemma_tune.sample --model=gemma3_270m_gguf --prompt="The capital of France is"
     python -m gemma_tune.sample --model=gemma3_270m_gguf --adapter=RUN_DIR/adapter --temperature=0.7
+    python -m gemma_tune.sample --run=RUN_DIR --image=chart.png --prompt="Which bar is tallest?"
 
 Prompts are wrapped in Gemma's chat template (`--raw` sends them as they are), generation stops
 at `<end_of_turn>` or `<eos>`, and tokens are printed as they are generated. `--temperature=0`
 (the default) is greedy and deterministic; otherwise `--top_k`, `--top_p` and `--seed` shape
 the sampling. Without `--prompt`, it reads prompts interactively until an empty line or EOF.
+`--image=PATH` (repeatable) puts images before the prompt, in order, for a model with a vision
+encoder (`tiny:gemma3_vision`, docs/vision.md); they go with every prompt of the session.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens (0: all)
 flags.DEFINE_float("top_p", 1.0, "Sample among the most likely tokens up to this mass.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_string("dtype", None, "float32, bfloat16 or auto (default: the run's, else auto).")
+flags.DEFINE_multi_string("image", [], "An image file placed before the prompt (repeatable).")
 
 
 def _resolve(run: str | None, model_name: str | None, adapter: str | None):
@@ -76,7 +80,7 @@ class Chat:
     def __init__(self, preset: str, adapter_dir: str | None, seed: int = 0, dtype: str = "auto"):
         from gemma_tune import model
         from gemma_tune.evaluation import generate
-        from gemma_tune.model import adapters
+        from gemma_tune.model import adapters, vision
         from gemma_tune.runs import tuned_run
         from gemma_tune.training import template
 
@@ -84,7 +88,9 @@ class Chat:
             self.loaded = tuned_run.load_base(preset, adapter_dir, dtype, seed=seed)
         else:
             self.loaded = model.load(preset, dtype, seed=seed)
-        self.template = template.ChatTemplate(self.loaded.tokenizer)
+        self.template = template.ChatTemplate(
+            self.loaded.tokenizer, image_inputs=vision.image_inputs(self.loaded)
+        )
         self.tuned_weights = None
         self.stream = generate.TokenStream(self.loaded.causal_lm)
         self.base_weights = self.stream.current_weights()  # LoRA factors B are zero: the base
@@ -92,22 +98,32 @@ class Chat:
             adapters.load(self.loaded.causal_lm, adapter_dir, self.loaded.base_fingerprint)
             self.tuned_weights = self.stream.current_weights()
 
-    def prompt_ids(self, text: str, system=None, context=None, raw=False):
-        """Token ids for a user message (chat-templated unless `raw`)."""
+    def prompt_ids(self, text: str, system=None, context=None, raw=False, images=()):
+        """Token ids for a user message (chat-templated unless `raw`) and the placed images
+        (`vision.PlacedImage`s) of `images`, `data.example.Image`s put before the text."""
         from gemma_tune.data import example
 
         if raw:
-            return [self.template.bos_id] + self.template._encoder.encode(text)
-        turns = (example.Turn(example.USER, text), example.Turn(example.MODEL, "-"))
+            if images:
+                raise ValueError("--image needs the chat template; leave out --raw")
+            return [self.template.bos_id] + self.template._encoder.encode(text), ()
+        parts = (*images, text) if images else ()
+        turns = (example.Turn(example.USER, text, parts=parts), example.Turn(example.MODEL, "-"))
         item = example.Example(turns=turns, system=system, context=context)
-        return self.template.encode_prompt(item)
+        return self.template.encode_prompt(item), self.template.prompt_images(item)
 
-    def answer(self, prompt_ids, weights, echo=True, **sampling) -> str:
-        """Generates an answer, printing each piece of text as soon as it is decoded."""
+    def answer(self, prompt, weights, echo=True, **sampling) -> str:
+        """Generates an answer to `prompt` (`prompt_ids`' ids and placed images), printing each
+        piece of text as soon as it is decoded."""
+        prompt_ids, placed = prompt
         ids: list[int] = []
         shown = ""
         for token_id in self.stream.stream(
-            prompt_ids, stop_token_ids=self.template.stop_token_ids, weights=weights, **sampling
+            prompt_ids,
+            stop_token_ids=self.template.stop_token_ids,
+            weights=weights,
+            images=placed,
+            **sampling,
         ):
             ids.append(token_id)
             text = self.template.decode(ids)
@@ -120,9 +136,20 @@ class Chat:
         return shown
 
 
-def _respond(chat: Chat, text: str) -> None:
+def read_images(paths: list[str]) -> tuple:
+    """The `--image` files, opened and checked (`data.images.check`).
+
+    Raises:
+      ValueError: naming the flag and the file that cannot be read as an image.
+    """
+    from gemma_tune.data import images
+
+    return tuple(images.check("--image", f"--image={path}", path=path) for path in paths)
+
+
+def _respond(chat: Chat, text: str, images: tuple = ()) -> None:
     """Answers one prompt with the tuned model (or the base), or both with --compare_base."""
-    prompt_ids = chat.prompt_ids(text, FLAGS.system, FLAGS.context, FLAGS.raw)
+    prompt_ids = chat.prompt_ids(text, FLAGS.system, FLAGS.context, FLAGS.raw, images)
     sampling = dict(
         max_new_tokens=FLAGS.max_new_tokens,
         temperature=FLAGS.temperature,
@@ -153,17 +180,22 @@ def main(argv) -> None:
     preset, adapter_dir, seed, dtype = _resolve(FLAGS.run, FLAGS.model, FLAGS.adapter)
     if FLAGS.compare_base and not adapter_dir:
         raise app.UsageError("--compare_base needs a tuned model: give --run or --adapter")
+    if FLAGS.image and FLAGS.raw:
+        raise app.UsageError("--image needs the chat template; leave out --raw")
+    images = read_images(FLAGS.image)
     command_line.import_keras_hub_quietly()
     with console.status_to_stderr():
         chat = Chat(preset, adapter_dir, seed, FLAGS.dtype or dtype)
+    if images and chat.template.image_inputs is None:
+        raise ValueError(f"--image: {preset} does not read images (docs/vision.md)")
     if FLAGS.prompt is not None:
-        _respond(chat, FLAGS.prompt)
+        _respond(chat, FLAGS.prompt, images)
         return
     print("Type a prompt and press Enter (empty line or Ctrl-D to quit).", file=sys.stderr)
     for line in sys.stdin:
         if not line.strip():
             break
-        _respond(chat, line.strip())
+        _respond(chat, line.strip(), images)
         print("> ", end="", flush=True)
 
 

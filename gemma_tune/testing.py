@@ -7,6 +7,7 @@ smaller, so every code path is exercised.
 
     from gemma_tune import testing
     backbone, tokenizer = testing.tiny_model("gemma3")
+    backbone, tokenizer = testing.tiny_model("gemma3_vision")  # with a tiny vision encoder
 """
 
 from __future__ import annotations
@@ -25,18 +26,55 @@ _OBJECTS = ["red apples", "blue boxes", "green hats", "small stones", "old books
 _COLORS = ["red", "blue", "green", "yellow", "black", "white"]
 
 
-def turn_markers(architecture: str = "gemma1") -> tuple[str, str]:
-    """The family's turn markers, the user-defined pieces of its tiny vocabulary.
+VISION_SUFFIX = "_vision"
+
+
+def family_of(architecture: str):
+    """`(family, with_vision)` of a tiny architecture name ("gemma3", "gemma3_vision", ...).
+
+    Raises:
+      ValueError: for an unknown family, or `_vision` on a family without a vision encoder.
+    """
+    with_vision = architecture.endswith(VISION_SUFFIX)
+    family = families.by_name(architecture.removesuffix(VISION_SUFFIX))
+    if with_vision and family.vision is None:
+        raise ValueError(
+            f"{family.title} has no vision model; choose one of {VISION_ARCHITECTURES}"
+        )
+    return family, with_vision
+
+
+def turn_markers(architecture: str = "gemma1") -> tuple[str, ...]:
+    """The family's turn markers, the user-defined pieces of its tiny vocabulary (and, for a
+    vision architecture, its image tokens after them).
 
     Each tiny vocabulary holds its own family's markers only, so Gemma 1-3's is the vocabulary
     it always was (runs written by earlier versions, e.g. tests/fixtures/run_v1, keep their
     token ids) and Gemma 4's has `<|turn>` and `<turn|>` in the same slots.
     """
-    chat = families.by_name(architecture).chat
-    return (chat.start_of_turn, chat.end_of_turn)
+    family, with_vision = family_of(architecture)
+    chat = family.chat
+    return (chat.start_of_turn, chat.end_of_turn) + (family.vision.tokens if with_vision else ())
 
 
 ARCHITECTURES = families.NAMES
+# Tiny models with a vision encoder (`tiny:gemma3_vision`): the family's tiny language model
+# plus a one-layer vision encoder, and a vocabulary with the image tokens.
+VISION_ARCHITECTURES = tuple(
+    f"{family.name}{VISION_SUFFIX}" for family in families.ALL if family.vision is not None
+)
+
+
+# What the bundled image questions ask and answer (`gemma_tune/bundled/vision/`), added to the
+# vision vocabulary so that tiny vision answers are a token or two, not bytes.
+_VISION_SENTENCES = [
+    "What colour is the square? What colour is the circle? What colour is the triangle?",
+    "Which colour is the tallest bar? Which colour is the shortest bar?",
+    "How many shapes are there? What shape is in the picture?",
+    "Is the square on the left or the right? Is the circle on the left or the right?",
+    "Is the triangle on the left or the right?",
+    "red green blue yellow orange purple one two three four left right circle square triangle",
+]
 
 
 def _vocabulary_corpus() -> list[str]:
@@ -52,7 +90,9 @@ def _vocabulary_corpus() -> list[str]:
 
 
 def sentencepiece_proto(
-    vocabulary_size: int = 320, markers: tuple[str, ...] | None = None
+    vocabulary_size: int = 320,
+    markers: tuple[str, ...] | None = None,
+    extra_sentences: tuple[str, ...] = (),
 ) -> bytes:
     """Trains a small SentencePiece BPE model with Gemma's special tokens and ids.
 
@@ -63,13 +103,14 @@ def sentencepiece_proto(
     Args:
       vocabulary_size: the number of pieces.
       markers: the turn markers to add as pieces (ids 4, 5, ...); None: Gemma 1-3's.
+      extra_sentences: more training sentences (the vision vocabulary's image questions).
 
     Returns:
       The serialized ModelProto, ready for `GemmaTokenizer(proto=...)`.
     """
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(_vocabulary_corpus()),
+        sentence_iterator=iter(_vocabulary_corpus() + list(extra_sentences)),
         model_writer=model,
         vocab_size=vocabulary_size,
         model_type="bpe",
@@ -106,7 +147,8 @@ def tiny_backbone(
     Args:
       architecture: a family name (`families.NAMES`); each family's `tiny_backbone` adds its
         features (Gemma 2's post-norms, soft caps and sliding window, Gemma 3's query/key
-        norm, ...) to the small common shape below.
+        norm, ...) to the small common shape below. `gemma3_vision` (`VISION_ARCHITECTURES`)
+        adds a tiny vision encoder (`families.gemma3.tiny_vision_backbone`).
       vocabulary_size: must equal the tokenizer's.
       seed: weight initialisation seed.
       dtype: a Keras dtype policy name ("float32", "bfloat16"); None for the global policy.
@@ -126,7 +168,9 @@ def tiny_backbone(
         head_dim=8,
         dtype=dtype,
     )
-    backbone = families.by_name(architecture).tiny_backbone(common)
+    family, with_vision = family_of(architecture)
+    build = family.vision.tiny_backbone if with_vision else family.tiny_backbone
+    backbone = build(common)
     # Keras' default embedding init (std 1/sqrt(vocabulary)) caps a frozen tied LM head's
     # logits near +-2, so a LoRA-tuned tiny model could never be confident. Real Gemma heads
     # are not so limited; scale the embeddings up to behave alike.
@@ -136,10 +180,22 @@ def tiny_backbone(
     return backbone
 
 
-def tiny_tokenizer(architecture: str = "gemma1", vocabulary_size: int = 320):
-    """Returns the KerasHub tokenizer class of `architecture` over a generated vocabulary."""
-    proto = sentencepiece_proto(vocabulary_size, turn_markers(architecture))
-    return families.by_name(architecture).tiny_tokenizer(proto)
+def tiny_tokenizer(architecture: str = "gemma1", vocabulary_size: int | None = None):
+    """Returns the KerasHub tokenizer class of `architecture` over a generated vocabulary of
+    `vocabulary_size` pieces (default 320; 384 for a vision architecture, whose vocabulary also
+    holds the image tokens and the bundled image questions' words)."""
+    family, with_vision = family_of(architecture)
+    extra = tuple(_VISION_SENTENCES) if with_vision else ()
+    size = vocabulary_size or (384 if with_vision else 320)
+    proto = sentencepiece_proto(size, turn_markers(architecture), extra)
+    return (family.vision.tiny_tokenizer if with_vision else family.tiny_tokenizer)(proto)
+
+
+def tiny_image_converter(architecture: str, backbone):
+    """The image converter of a tiny vision model (resize and normalize, as the family's real
+    presets do), or None for a text-only architecture."""
+    family, with_vision = family_of(architecture)
+    return family.vision.tiny_image_converter(backbone) if with_vision else None
 
 
 def tiny_model(architecture: str = "gemma1", seed: int = 0):

@@ -100,12 +100,15 @@ def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, start
     """Everything that writes the run directory, from its config to its report, done while
     this process holds the directory's lock."""
     from gemma_tune.evaluation import progress_generations
+    from gemma_tune.model import vision
     from gemma_tune.training import template, tracking
 
     resuming = _open_run_dir(config, run_path, overwrite)
     prepared = _prepare_model(config)
     chat_template = template.ChatTemplate(
-        prepared.loaded.tokenizer, config.template.train_on_prompt
+        prepared.loaded.tokenizer,
+        config.template.train_on_prompt,
+        vision.image_inputs(prepared.loaded),
     )
     encoded = _encode(config, chat_template, data, run_path)
     evaluation = _answer_as_base(config, prepared.loaded, chat_template, data, encoded, run_path)
@@ -142,6 +145,7 @@ def _start(config, workdir: str) -> str:
 
 def _read_data(config) -> _Data:
     """Reads and checks the data, and attaches retrieved passages when `retrieval.train`."""
+    from gemma_tune import model
     from gemma_tune.data import preference_sources, sources
     from gemma_tune.evaluation import retrieval
 
@@ -153,7 +157,9 @@ def _read_data(config) -> _Data:
             [pair.chosen_example for pair in pairs] for pairs in (train_pairs, validation_pairs)
         )
         return _Data(train_chosen, validation_chosen, summary, None, train_pairs, validation_pairs)
-    train_examples, validation_examples, summary = sources.load(config.data)
+    train_examples, validation_examples, summary = sources.load(
+        config.data, images=model.reads_images(config.model.preset)
+    )
     retriever = retrieval.from_config(config.retrieval)
     if retriever is not None and config.retrieval.train:
         print(f"Attaching {config.retrieval.top_k} retrieved passages to every prompt ...")

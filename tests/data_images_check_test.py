@@ -87,7 +87,8 @@ def test_training_refuses_image_rows_in_one_line(tmp_path):
     )
     assert trained.returncode != 0
     assert (
-        "image rows: vision tuning is not supported yet; 2 rows have images, "
+        "image rows: this model does not read images (which models do: "
+        "docs/vision.md); 2 rows have images, "
         f"first at {path}:2" in trained.stderr.splitlines()[-1]
     )
     assert "Traceback" not in trained.stderr

@@ -312,7 +312,8 @@ def test_training_reads_refuse_image_rows_with_their_count_and_first_row(tmp_pat
     with pytest.raises(ValueError) as raised:
         sources.load(ml_collections.ConfigDict({"source": "file", "path": path}))
     assert str(raised.value).startswith(
-        f"image rows: vision tuning is not supported yet; 2 rows have images, first at {path}:2"
+        f"image rows: this model does not read images (which models do: "
+        f"docs/vision.md); 2 rows have images, first at {path}:2"
     )
 
 

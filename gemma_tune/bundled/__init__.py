@@ -9,7 +9,7 @@ The JSONL files (Dolly format) ask short-answer questions about it, in two tasks
     validation asks the trained facts in new wordings.
 
 `make_demo_data.py` regenerates the JSONL files; README.md has the details and row counts.
-`vision/` holds generated images with questions for the vision demo to come
+`vision/` holds generated images with questions for `experiments/tiny_vision.py`
 (`make_vision_data.py` regenerates them; `make_vision_data.OUTPUT` is the folder).
 Use `path("rag_train.jsonl")` to get a file's absolute path.
 """

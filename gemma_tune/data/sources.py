@@ -74,9 +74,9 @@ def read_file(
     (`files.read`): JSONL, a JSON array, CSV (a ".csv" name or format "csv"), Parquet, a
     gzip/bzip2/xz-compressed one of these, or a `save_to_disk` folder.
 
-    Rows with images are read and checked either way; unless `images` is set, a file that
-    has any is then refused (`refuse_images`), since no model tunes or evaluates on images
-    yet. The data check (`python -m gemma_tune.data check`) sets it to summarize them.
+    Rows with images are read and checked either way; unless `images` is set (a model with a
+    vision encoder, or the data check summarizing them), a file that has any is then refused
+    (`refuse_images`): a text-only model would train on their text alone.
 
     Args:
       path: the file or folder.
@@ -109,25 +109,26 @@ def read_file(
 
 
 def refuse_images(examples: list[example.Example]) -> None:
-    """Raises ValueError when any example has an image: they are read and checked, but
-    vision tuning does not exist yet, and training on the text alone would misuse them.
+    """Raises ValueError when any example has an image, for a model that cannot see them:
+    training on the text alone would misuse them.
 
     The message counts the rows with images and names the first ("file:line").
     """
     with_images = [item for item in examples if item.images]
     if with_images:
         raise ValueError(
-            f"image rows: vision tuning is not supported yet; {len(with_images)} rows have "
-            f"images, first at {with_images[0].source} (python -m gemma_tune.data check "
-            "FILE reads and summarizes them)"
+            f"image rows: this model does not read images (which models do: "
+            f"docs/vision.md); {len(with_images)} rows have images, first at "
+            f"{with_images[0].source} (python -m gemma_tune.data check FILE reads and "
+            "summarizes them)"
         )
 
 
 def _read_config_file(
-    data_config: Any, path: str, split: str | None = None
+    data_config: Any, path: str, split: str | None = None, images: bool = False
 ) -> read_result.ReadResult:
     """Reads `path` with the config's format and column settings; a saved `DatasetDict`
-    folder at `split` (default `data.split`)."""
+    folder at `split` (default `data.split`); image rows kept with `images`."""
     return read_file(
         path,
         format=_field(data_config, "format"),
@@ -137,6 +138,7 @@ def _read_config_file(
         system_column=_field(data_config, "system_column"),
         keep_context=_field(data_config, "keep_context"),
         split=split or _field(data_config, "split"),
+        images=images,
     )
 
 
@@ -150,8 +152,9 @@ def _named_columns(data_config: Any) -> dict[str, str] | None:
     return columns
 
 
-def _read_source(data_config: Any) -> read_result.ReadResult:
-    """Reads the training source the config names."""
+def _read_source(data_config: Any, images: bool = False) -> read_result.ReadResult:
+    """Reads the training source the config names (a local file's image rows kept with
+    `images`)."""
     source = _field(data_config, "source")
     name = _field(data_config, "name")
     split = _field(data_config, "split")
@@ -159,7 +162,7 @@ def _read_source(data_config: Any) -> read_result.ReadResult:
         if not name:
             raise ValueError("data.source='hf' needs data.name (a Hugging Face dataset)")
         if os.path.isfile(name):  # A local data file: read as the user's own file.
-            return _read_config_file(data_config, name)
+            return _read_config_file(data_config, name, images=images)
         return hf.load_hf(
             name,
             split,
@@ -182,11 +185,11 @@ def _read_source(data_config: Any) -> read_result.ReadResult:
             "data.source='file' needs data.path "
             "(a JSONL, JSON, CSV or Parquet file, or a save_to_disk folder)"
         )
-    return _read_config_file(data_config, path)
+    return _read_config_file(data_config, path, images=images)
 
 
 def load(
-    data_config: Any,
+    data_config: Any, images: bool = False
 ) -> tuple[list[example.Example], list[example.Example], summary.Summary]:
     """Reads, validates, deduplicates and splits the data a config describes.
 
@@ -197,6 +200,8 @@ def load(
         `system_column`, `keep_context`, `max_examples`, `max_field_chars`, `validation_path`
         ("" = split off `validation_fraction` of the training data), `validation_fraction`,
         `dedup`, `seed` and `instruction`. Missing fields take their defaults (`default_config()`).
+      images: keep rows with images (for a model with a vision encoder) rather than refuse
+        them (`refuse_images`).
 
     Returns:
       (train, validation, summary).
@@ -213,13 +218,15 @@ def load(
     problems: list[example.Problem] = []
     train_read = validation_read = None
     try:
-        train_read = _read_source(data_config)
+        train_read = _read_source(data_config, images)
     except example.DataError as error:
         problems.extend(error.problems)
     validation_path = _field(data_config, "validation_path")
     if validation_path:
         try:
-            validation_read = _read_config_file(data_config, validation_path, "validation")
+            validation_read = _read_config_file(
+                data_config, validation_path, "validation", images=images
+            )
         except example.DataError as error:
             problems.extend(error.problems)
     if problems:

@@ -4,7 +4,9 @@ A "system" is one way of answering: `base` and `tuned`, and with retrieval also
 `base+context` and `tuned+context`. Every system's answers are scored against each example's
 reference (`gemma_tune.evaluation.metrics`); means and the absolute and relative change of
 every metric against the baseline system go to `comparison.json` (format version 2), from which
-`gemma_tune.report` renders the report.
+`gemma_tune.report` renders the report. An example whose prompt holds images (vision models)
+also stores each as a small PNG thumbnail (`thumbnails`: `data:` URLs, at most
+`THUMBNAIL_SIZE` pixels a side), which the HTML report shows beside the answers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from gemma_tune.data import example as example_lib
 from gemma_tune.evaluation import metrics
 
 VERSION = 2
+THUMBNAIL_SIZE = 96
 
 # The metrics shown in the printed table, in order (all are in comparison.json).
 HEADLINE = ("exact_match", "token_f1", "rougeL_f1", "rouge1_f1", "length_words")
@@ -79,6 +82,7 @@ class Comparison:
                     "reference": item.response,
                     "answers": {name: self.answers[name][i] for name in self.systems},
                     "scores": {name: self.scores[name][i] for name in self.systems},
+                    **_thumbnails(item),
                 }
                 for i, item in enumerate(self.examples)
             ],
@@ -147,3 +151,25 @@ def compare(
         losses=losses or {},
         qualitative=qualitative or [],
     )
+
+
+def _thumbnails(item: example_lib.Example) -> dict:
+    """`{"thumbnails": [data URL, ...]}` for an example with images in its turns, else {}."""
+    found = [image for turn in item.turns for image in turn.images]
+    if not found:
+        return {}
+    return {"thumbnails": [thumbnail_url(image) for image in found]}
+
+
+def thumbnail_url(image: example_lib.Image, size: int = THUMBNAIL_SIZE) -> str:
+    """`image` shrunk to at most `size` pixels a side (aspect kept), as a PNG `data:` URL."""
+    import base64
+    import io
+
+    from PIL import Image as PIL_Image
+
+    picture = PIL_Image.fromarray(image.pixels())
+    picture.thumbnail((size, size))
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -12,6 +12,10 @@ slots: a row that finishes frees its slot at once and the next prompt is prefill
 that slot's part of the cache, so the batch stays full and a short answer never waits for the
 longest one of its batch. Sampling uses one generator per prompt (seeded by the seed and the
 prompt's position), so every answer is the same whatever else is in the batch.
+
+A vision model's prompts may hold images (`images`: each prompt's `vision.PlacedImage`s, from
+`ChatTemplate.prompt_images`): a batch with images is prefilled over the whole cache width, the
+image tokens attending to each other both ways as in training (`model.vision`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Iterator
 import numpy as np
 import tqdm.auto
 
-from gemma_tune.model import families, keras_compat
+from gemma_tune.model import families, keras_compat, vision
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -56,15 +60,19 @@ class Decoder:
                 state_mapping=list(zip(self.variables, weights, strict=True))
             )
 
-        def prefill(weights, token_ids, width):
+        def prefill(weights, token_ids, width, image_arrays=None):
             # Right padding needs no padding mask: causal attention keeps every real token
             # from seeing the pads after it, and each pad slot is overwritten when its row
-            # decodes there.
+            # decodes there. With images the ids fill the cache width (`_with_images`): the
+            # image tokens' two-way mask is as wide as the ids.
             with bind(weights):
                 shape = jax.ShapeDtypeStruct((token_ids.shape[0], width), "int32")
                 spec = jax.eval_shape(lambda ids: self._empty_cache(ids)[1], shape)
                 cache = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), spec)
-                _, _, cache = causal_lm.call_with_cache(token_ids, cache, 0)
+                extra = {}
+                if image_arrays is not None:
+                    extra = vision.cache_arguments(causal_lm.backbone, image_arrays)
+                _, _, cache = causal_lm.call_with_cache(token_ids, cache, 0, **extra)
             return cache
 
         def step(weights, cache, tokens, indices):
@@ -78,9 +86,9 @@ class Decoder:
             with bind(weights):
                 return jax.vmap(one_row)(tokens, cache, indices)
 
-        def fill(weights, cache, slot, token_ids, width):
+        def fill(weights, cache, slot, token_ids, width, image_arrays=None):
             # One prompt prefilled alone, written into row `slot` of the batch's cache.
-            row = prefill(weights, token_ids, width)
+            row = prefill(weights, token_ids, width, image_arrays)
             return jax.tree.map(
                 lambda leaf, new: jax.lax.dynamic_update_slice_in_dim(leaf, new, slot, axis=0),
                 cache,
@@ -92,6 +100,15 @@ class Decoder:
         self._fill = jax.jit(fill, static_argnums=4, donate_argnums=1)
         # Decode steps the last `generate` took (a measure of the slots' effect).
         self.last_decode_steps = 0
+
+    def _prefill_inputs(self, token_ids: np.ndarray, images, width: int):
+        """`(token ids, image arrays)` of a prefill: the ids as given and None without images;
+        with some, the ids right-padded to the cache `width` and the images' arrays."""
+        if images is None or not any(images):
+            return token_ids, None
+        padded = np.zeros((token_ids.shape[0], width), np.int32)
+        padded[:, : token_ids.shape[1]] = token_ids
+        return padded, vision.batch_arrays(images, len(token_ids), width)
 
     def _empty_cache(self, token_ids):
         return keras_compat.build_cache(self.causal_lm, token_ids, self._cache_arguments)
@@ -110,12 +127,14 @@ class Decoder:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int = 0,
+        images: list | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yields `(next_ids, stopped)` per step, one entry per prompt, until all have stopped.
 
         A row is stopped from the step that produced its first stop token on (that token
         included); at most `max_new_tokens` steps. Sampling is as in `pick_token`, one
-        generator seeded with `seed` for the whole batch.
+        generator seeded with `seed` for the whole batch. `images`: each prompt's placed
+        images (module docstring), or None.
         """
         weights = self.current_weights() if weights is None else weights
         rng = np.random.default_rng(seed)
@@ -125,7 +144,8 @@ class Decoder:
         for row, prompt in enumerate(prompts):
             token_ids[row, : len(prompt)] = prompt
         width = _round_up(longest + max_new_tokens, self.bucket)
-        cache = self._prefill(weights, token_ids, width)
+        ids, image_arrays = self._prefill_inputs(token_ids, images, width)
+        cache = self._prefill(weights, ids, width, image_arrays)
         # The first step re-reads each prompt's last token to get the logits after it.
         tokens = token_ids[np.arange(len(prompts)), lengths - 1]
         indices = lengths - 1
@@ -164,6 +184,7 @@ class Decoder:
         top_p: float = 1.0,
         seed: int = 0,
         progress=None,
+        images: list | None = None,
     ) -> list[np.ndarray]:
         """The new ids of each prompt (its first stop token and after left out), decoding
         `batch_size` rows at a time and refilling a row's slot as soon as it finishes (see the
@@ -171,6 +192,7 @@ class Decoder:
 
         Args:
           progress: called with the number of prompts finished, after each one.
+          images: each prompt's placed images (`vision.PlacedImage`s), or None.
         """
         weights = self.current_weights() if weights is None else weights
         width = _round_up(max(map(len, prompts)) + max_new_tokens, self.bucket)
@@ -181,8 +203,11 @@ class Decoder:
         del queue[:batch_size]
         # A full batch from the start (a short last batch repeats its last prompt, unread),
         # so one compiled step serves every call of this batch size.
-        first = [prompts[i] for i in active] + [prompts[active[-1]]] * (batch_size - len(active))
-        cache = self._prefill(weights, self._padded(first), width)
+        first_rows = active + [active[-1]] * (batch_size - len(active))
+        first = [prompts[i] for i in first_rows]
+        first_images = None if images is None else [images[i] for i in first_rows]
+        ids, image_arrays = self._prefill_inputs(self._padded(first), first_images, width)
+        cache = self._prefill(weights, ids, width, image_arrays)
         tokens = np.array([p[-1] for p in first], np.int32)
         indices = np.array([len(p) - 1 for p in first], np.int32)
         active += [-1] * (batch_size - len(active))
@@ -206,7 +231,11 @@ class Decoder:
                         progress(1)
                     if active[slot] >= 0:
                         prompt = prompts[active[slot]]
-                        cache = self._fill(weights, cache, slot, self._padded([prompt]), width)
+                        row_images = None if images is None else [images[active[slot]]]
+                        ids, image_arrays = self._prefill_inputs(
+                            self._padded([prompt]), row_images, width
+                        )
+                        cache = self._fill(weights, cache, slot, ids, width, image_arrays)
                         tokens[slot], indices[slot] = prompt[-1], len(prompt) - 1
         return [np.array(produced[i], np.int32) for i in range(len(prompts))]
 
@@ -230,6 +259,7 @@ def generate_ids(
     max_new_tokens: int,
     stop_token_ids: tuple[int, ...],
     batch_size: int = 8,
+    images: list | None = None,
     **sampling,
 ) -> list[np.ndarray]:
     """Generates continuations for token-id prompts; returns the new ids of each, stop excluded.
@@ -240,6 +270,7 @@ def generate_ids(
       max_new_tokens: the most tokens to generate per prompt.
       stop_token_ids: ids that end a sequence.
       batch_size: rows decoded at once; a finished row's slot takes the next prompt.
+      images: each prompt's placed images (`ChatTemplate.prompt_images`), or None.
       **sampling: `temperature`, `top_k`, `top_p`, `seed` (greedy by default).
     """
     if not prompts:
@@ -250,7 +281,7 @@ def generate_ids(
     ) as bar:
         return decoder.generate(
             prompts, max_new_tokens, stop_token_ids, batch_size=batch_size,
-            progress=bar.update, **sampling,
+            progress=bar.update, images=images, **sampling,
         )  # fmt: skip
 
 
@@ -274,17 +305,23 @@ class TokenStream:
         return self.decoder.current_weights()
 
     def stream(
-        self, prompt: np.ndarray, max_new_tokens: int, stop_token_ids, weights=None, **sampling
+        self,
+        prompt: np.ndarray,
+        max_new_tokens: int,
+        stop_token_ids,
+        weights=None,
+        images: tuple = (),
+        **sampling,
     ):
         """Yields generated token ids one at a time until a stop token or the length limit.
 
         `sampling` (`temperature`, `top_k`, `top_p`, `seed`) is as in `Decoder.steps`: greedy
         at temperature 0 (deterministic), else sampled from the softmax at that temperature,
         restricted to the `top_k` most likely tokens and/or the smallest set whose
-        probability reaches `top_p`.
+        probability reaches `top_p`. `images`: the prompt's placed images (vision models).
         """
         for tokens, stopped in self.decoder.steps(
-            [prompt], max_new_tokens, stop_token_ids, weights, **sampling
+            [prompt], max_new_tokens, stop_token_ids, weights, images=[images], **sampling
         ):
             if stopped[0]:
                 return

@@ -182,9 +182,12 @@ def resolve_target(run_path, model_name, adapter, data, out) -> Target:
     return Target(config=config, preset=model_name, adapter=adapter, seed=0, out=out)
 
 
-def read_examples(config: dict, limit: int, data: str | None, data_format: str, split: str):
+def read_examples(
+    config: dict, limit: int, data: str | None, data_format: str, split: str, images=False
+):
     """The examples to evaluate: the `data` file, or the run's configured split; the first
-    `limit` of them (0 = all).
+    `limit` of them (0 = all). Image rows are kept with `images` (a model with a vision
+    encoder), else refused.
 
     Raises:
       ValueError: when the run's split is empty.
@@ -195,7 +198,9 @@ def read_examples(config: dict, limit: int, data: str | None, data_format: str, 
     from gemma_tune.data import sources
 
     if data:
-        examples = sources.read_file(data, format=data_format, keep_context=True).examples
+        examples = sources.read_file(
+            data, format=data_format, keep_context=True, images=images
+        ).examples
     elif config.get("train", {}).get("objective") == "dpo":
         from gemma_tune.data import preference_sources
 
@@ -203,7 +208,9 @@ def read_examples(config: dict, limit: int, data: str | None, data_format: str, 
         pairs = preference_sources.load(ml_collections.ConfigDict(config["data"]))
         train, validation = ([pair.chosen_example for pair in side] for side in pairs[:2])
     else:
-        train, validation, _ = sources.load(ml_collections.ConfigDict(config["data"]))
+        train, validation, _ = sources.load(
+            ml_collections.ConfigDict(config["data"]), images=images
+        )
     if not data:
         examples = validation if split == "validation" else train
         if not examples:
@@ -252,7 +259,7 @@ def measure_base_and_tuned(target: Target, prompt_variants, max_new_tokens) -> M
     to the same model and measures it again as the tuned system."""
     from gemma_tune import model
     from gemma_tune.evaluation import reference_loss
-    from gemma_tune.model import adapters
+    from gemma_tune.model import adapters, vision
     from gemma_tune.runs import tuned_run
     from gemma_tune.training import template
 
@@ -262,7 +269,9 @@ def measure_base_and_tuned(target: Target, prompt_variants, max_new_tokens) -> M
         loaded = tuned_run.load_base(target.preset, target.adapter, dtype, seed=target.seed)
     else:
         loaded = model.load(target.preset, dtype, seed=target.seed)
-    chat_template = template.ChatTemplate(loaded.tokenizer)
+    chat_template = template.ChatTemplate(
+        loaded.tokenizer, image_inputs=vision.image_inputs(loaded)
+    )
     scorer = reference_loss.ReferenceLoss(
         loaded.causal_lm,
         chat_template,
@@ -313,6 +322,7 @@ def evaluate(
       ValueError: for a missing model, data or output directory.
       example.DataError: for bad rows in `data`, before anything is loaded or written.
     """
+    from gemma_tune import model
     from gemma_tune.evaluation import comparison, retrieval
 
     target = resolve_target(run_path, model_name, adapter, data, out)
@@ -320,10 +330,13 @@ def evaluate(
     limit = config["eval"]["limit"] if limit is None else limit
     max_new_tokens = max_new_tokens or config["samples"]["max_new_tokens"]
     print("Reading the evaluation data ...", flush=True)
-    examples = answers.answerable(read_examples(config, limit, data, data_format, split), "data")
+    images = model.reads_images(target.preset)
+    examples = answers.answerable(
+        read_examples(config, limit, data, data_format, split, images), "data"
+    )
     if not examples:
         raise ValueError(
-            "the evaluation data holds only documents ({\"text\"} rows): there is no prompt to "
+            'the evaluation data holds only documents ({"text"} rows): there is no prompt to '
             "answer; their validation loss is in the run's result.json"
         )
     retriever = retrieval.from_config(config.get("retrieval"))

@@ -14,14 +14,17 @@ def generate_texts(
     max_new_tokens: int,
     batch_size: int = 8,
 ) -> list[str]:
-    """Greedy answers of `causal_lm` to each example's prompt (its reference answer left out)."""
+    """Greedy answers of `causal_lm` to each example's prompt (its reference answer left out;
+    its images, on a vision model, seen)."""
     prompts = [chat_template.encode_prompt(example) for example in examples]
+    images = [chat_template.prompt_images(example) for example in examples]
     new_ids = generate.generate_ids(
         causal_lm,
         prompts,
         max_new_tokens=max_new_tokens,
         stop_token_ids=chat_template.stop_token_ids,
         batch_size=batch_size,
+        images=images if any(images) else None,
     )
     return [chat_template.decode(ids) for ids in new_ids]
 

@@ -13,6 +13,7 @@ from gemma_tune.model.load import (
     load,
     load_text_backbone,
     load_tokenizer,
+    reads_images,
     resolve_dtype,
     resolve_preset,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "load_tokenizer",
     "lora_target_names",
     "parameter_counts",
+    "reads_images",
     "resolve_dtype",
     "resolve_preset",
 ]

@@ -11,12 +11,14 @@ a tiny config.
   (`gemma_tune.model.gguf_convert`), or the path of any Gemma 3 text `.gguf` file,
 - `tiny:gemma1`, `tiny:gemma2`, `tiny:gemma3`, `tiny:gemma4`, `tiny:gemma4_moe`: a small
   random model (two layers; four for Gemma 4) with a generated vocabulary
-  (`gemma_tune.testing`), for smoke runs and tests.
+  (`gemma_tune.testing`), for smoke runs and tests; `tiny:gemma3_vision` adds a tiny vision
+  encoder and its image converter (vision tuning, `model.vision`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import keras_hub
 
@@ -37,6 +39,8 @@ class LoadedModel:
     preset: str
     # `adapters.fingerprint` of the float base weights, taken before quantizing or tuning.
     base_fingerprint: str = ""
+    # The model's image converter (resize, normalize) when its backbone sees images, else None.
+    image_converter: Any = None
 
     @property
     def backbone(self):
@@ -86,7 +90,8 @@ def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
         backbone = testing.tiny_backbone(
             architecture, tokenizer.vocabulary_size(), seed=seed, dtype=dtype
         )
-        return LoadedModel(causal_lm_for(backbone), tokenizer, preset)
+        converter = testing.tiny_image_converter(architecture, backbone)
+        return LoadedModel(causal_lm_for(backbone), tokenizer, preset, image_converter=converter)
     print(f"Loading {preset} ({dtype}) ...", flush=True)
     return LoadedModel(causal_lm_for(load_text_backbone(preset, dtype)), tokenizer, preset)
 
@@ -117,18 +122,31 @@ def has_vision_encoder(preset: str) -> bool:
     """Whether `preset` can see images: its family has a vision encoder (`Family.encoders`)
     and the preset's config holds one (Gemma 3 4B and larger, the Gemma 4 presets). Text-only
     presets (Gemma 1 and 2, Gemma 3 270M and 1B, `gemma3_270m_gguf`) and the tiny models
-    (`testing.tiny_backbone` builds no encoder) cannot. Reads the config, never a weight;
-    the data check uses it to refuse image rows for a text-only model.
+    cannot, except `tiny:gemma3_vision` (`testing.VISION_ARCHITECTURES`). Reads the config,
+    never a weight; the data check uses it to refuse image rows for a text-only model.
 
     Raises:
       ValueError: for an unknown tiny architecture or a preset of no supported family.
     """
     if preset.startswith(TINY_PREFIX):
-        families.by_name(preset[len(TINY_PREFIX) :])
-        return False
+        return testing.family_of(preset[len(TINY_PREFIX) :])[1]
     backbone_class, config = keras_compat.preset_backbone_config(resolve_preset(preset))
     family = families.of_backbone_class(backbone_class)
     return VISION_ENCODER in family.encoders and _holds(config, VISION_ENCODER)
+
+
+def reads_images(preset: str) -> bool:
+    """Whether `load(preset)` gives a model that reads images, so training and evaluation keep
+    image rows: today `tiny:gemma3_vision` only. A multimodal preset (Gemma 3 4B+, Gemma 4)
+    still loads as its language model alone (`load_text_backbone`), so its image rows are
+    refused rather than trained on as text.
+
+    Raises:
+      ValueError: for an unknown tiny architecture.
+    """
+    if preset.startswith(TINY_PREFIX):
+        return testing.family_of(preset[len(TINY_PREFIX) :])[1]
+    return False
 
 
 def _holds(config: dict, encoder: str) -> bool:

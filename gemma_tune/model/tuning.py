@@ -1,14 +1,15 @@
 """Choosing what a run trains: LoRA/DoRA targets, full fine-tuning, and checking those settings.
 
 `enable_tuning(model, method, lora_config)` freezes the base and adds adapters (`lora`), or makes
-every weight trainable; `check_tuning(config)` rejects bad settings before any work.
+every weight trainable (a vision encoder's stays frozen); `check_tuning(config)` rejects bad
+settings before any work.
 """
 
 from __future__ import annotations
 
 import math
 
-from gemma_tune.model import families, keras_compat, lora
+from gemma_tune.model import families, keras_compat, lora, vision
 from gemma_tune.model.load import LoadedModel
 
 
@@ -149,7 +150,8 @@ def enable_full(model: LoadedModel) -> None:
 
 def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
     """Prepares `model` for the tuning `method` ("lora", "dora" or "full") with the experiment's
-    `lora` settings (rank, alpha, targets, dropout, layout)."""
+    `lora` settings (rank, alpha, targets, dropout, layout). A vision encoder stays frozen
+    (`vision.freeze_encoder`): every method tunes the language model."""
     if method == "full":
         enable_full(model)
     elif method in ("lora", "dora"):
@@ -164,6 +166,7 @@ def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
         )
     else:
         raise ValueError(f"method: unknown {method!r}; choose from {', '.join(METHODS)}")
+    vision.freeze_encoder(model.backbone)
 
 
 def check_tuning(config) -> None:

@@ -232,6 +232,7 @@ def _examples(comparison: dict) -> tuple[list[report_html.ExampleRow], str]:
             scores={s: number(v) for s, v in values.items()},
             gain=signed(gain) if primary != baseline else "",
             tone=tone(metric, gain),
+            thumbnails=tuple(item.get("thumbnails") or ()),
         )
         rows.append((-(gain or 0.0), index, row))
     rows.sort(key=lambda entry: entry[:2])

@@ -41,6 +41,7 @@ class ExampleRow:
     scores: dict[str, str]  # the primary metric, per system
     gain: str
     tone: str  # "gain", "loss" or ""
+    thumbnails: tuple[str, ...] = ()  # the prompt's images, as PNG data: URLs
 
 
 @dataclasses.dataclass
@@ -96,6 +97,7 @@ td.loss { background: #ffebe9; color: #a40e26; }
 tr.gain > td.number { border-left: 4px solid #2da44e; }
 tr.loss > td.number { border-left: 4px solid #cf222e; }
 td.number { color: #57606a; font-size: 13px; }
+img.thumb { display: block; max-width: 96px; max-height: 96px; margin-bottom: 4px; }
 td.number .source { display: block; overflow-wrap: anywhere; color: #8c959f; font-size: 11px; }
 td.gaincell { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums;
   font-weight: 600; }
@@ -242,6 +244,12 @@ def _short(source: str) -> str:
     return source.rsplit("/", 1)[-1]
 
 
+def _thumbnails(urls) -> str:
+    """The prompt's images as small inline pictures (only PNG data: URLs are shown)."""
+    shown = [url for url in urls if str(url).startswith("data:image/png;base64,")]
+    return "".join(f'<img class="thumb" src="{_e(url)}" alt="image">' for url in shown)
+
+
 def _examples(page, colors) -> str:
     if not page.examples:
         return ""
@@ -260,7 +268,8 @@ def _examples(page, colors) -> str:
         rows.append(
             f'<tr class="{row.tone}"><td class="number">{row.number}'
             f'<span class="source" title="{_e(row.source)}">{_e(_short(row.source))}</span></td>'
-            f"<td>{fold(row.prompt)}{_context(row.context)}</td><td>{fold(row.reference)}</td>"
+            f"<td>{_thumbnails(row.thumbnails)}{fold(row.prompt)}{_context(row.context)}</td>"
+            f"<td>{fold(row.reference)}</td>"
             f'{answers}<td class="gaincell {row.tone}">{_e(row.gain)}</td></tr>'
         )
     return (

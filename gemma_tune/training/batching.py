@@ -6,12 +6,15 @@ the batch's longest row rounded up to a multiple of b (at most `sequence_length`
 examples do not pay for padding up to the full length: one compiled step per bucket width
 (`sequence_length / b` of them at most). With b = 0 every batch is `sequence_length` wide. A
 short last batch is filled with empty rows whose targets weigh nothing, so no example is dropped.
+A batch where some example has images also carries their pixels and placeholder positions
+(`model.vision.batch_arrays`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from gemma_tune.model import vision
 from gemma_tune.training import template
 
 
@@ -24,7 +27,8 @@ def pack(
       A dict with `token_ids` and `padding_mask` (the model's inputs, positions 0..L-1),
       `target_ids` (the next token at each position) and `target_weights` (its loss weight;
       zero on padding, on prompt tokens unless trained on, and on filler rows); with packed
-      rows (`packing`) also `segment_ids` of the inputs (0 on padding).
+      rows (`packing`) also `segment_ids` of the inputs (0 on padding); when some example has
+      images, also `images`, `vision_indices` and `vision_mask` (`model.vision`).
     """
     width = sequence_length + 1
     token_ids = np.full((rows, width), pad_id, np.int32)
@@ -47,6 +51,7 @@ def pack(
     }
     if packed:
         batch["segment_ids"] = segments[:, :-1]
+    batch.update(vision.batch_arrays([item.images for item in encoded], rows, sequence_length))
     return batch
 
 

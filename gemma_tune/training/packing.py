@@ -31,7 +31,16 @@ def combine(encoded: list[template.Encoded], sequence_length: int) -> list[templ
     Returns:
       The rows, each an `Encoded` whose `segment_ids` number its examples from 1, ordered by
       the longest example they hold (ties by input order).
+
+    Raises:
+      ValueError: for examples with images, which packing does not place.
     """
+    with_images = sum(1 for item in encoded if item.images)
+    if with_images:
+        raise ValueError(
+            f"train.packing does not apply to image rows ({with_images} examples have images): "
+            "set train.packing=false (train.length_bucket trims padding instead)"
+        )
     capacity = sequence_length + 1
     order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i].token_ids), i))
     rows: list[list[int]] = []

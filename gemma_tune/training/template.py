@@ -16,6 +16,12 @@ stop, not to imitate questions; a model turn with `weight` 0 (OpenAI's `"weight"
 in the conversation but carries no loss. Turn markers are inserted by id rather than left to the
 tokenizer, which makes the template independent of how a vocabulary marks those pieces.
 
+A user turn with images (a vision model, `model.vision`) holds its text and images in order,
+each image as `\n\n<start_of_image>`, the model's placeholder tokens and `<end_of_image>\n\n`
+(as KerasHub's and transformers' Gemma 3 processors write it). That span never carries loss,
+not even with `train_on_prompt`; its placeholders are where the backbone puts the image. A
+span the sequence length would cut is cut whole (the ids end before it).
+
 A document (`Example.text`, language modelling) gets no chat markers: `<bos>{text}<eos>`, every
 token after BOS carrying loss.
 
@@ -33,13 +39,15 @@ import numpy as np
 import sentencepiece
 
 from gemma_tune.data import example as example_lib
-from gemma_tune.model import families
+from gemma_tune.model import families, vision
 
 # More characters than any token of a Gemma vocabulary covers, and the tokens kept beyond the
 # sequence length so that a cut never changes the ids kept (a cut only affects the tokens
 # around it).
 MAX_CHARS_PER_TOKEN = 128
 _SLACK_TOKENS = 16
+# The loss weight `_segments` gives an image span: never a target.
+_IMAGE = "image"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +61,14 @@ class Encoded:
       full_length: the length before truncation, for the data summary.
       segment_ids: `[n]` int32 example numbers (1, 2, ...) when several examples are packed
         into this row (`packing`); None for one example.
+      images: the images whose placeholders are in `token_ids`, in order (vision models).
     """
 
     token_ids: np.ndarray
     target_weights: np.ndarray
     full_length: int
     segment_ids: np.ndarray | None = None
+    images: tuple[vision.PlacedImage, ...] = ()
 
     @property
     def truncated(self) -> bool:
@@ -83,10 +93,18 @@ class ChatTemplate:
     Args:
       tokenizer: a KerasHub tokenizer of a Gemma family (its class says which family's turn
         markers to use).
-      train_on_prompt: when True every token after BOS carries loss, not only the model turns.
+      train_on_prompt: when True every token after BOS carries loss, not only the model turns
+        (never the image spans).
+      image_inputs: the model's `vision.ImageInputs`; None for a model that cannot see images,
+        for which an example with images is an error.
     """
 
-    def __init__(self, tokenizer, train_on_prompt: bool = False):
+    def __init__(
+        self,
+        tokenizer,
+        train_on_prompt: bool = False,
+        image_inputs: vision.ImageInputs | None = None,
+    ):
         self._encoder = sentencepiece.SentencePieceProcessor(model_proto=tokenizer.proto)
         self.bos_id = int(tokenizer.start_token_id)
         self.eos_id = int(tokenizer.end_token_id)
@@ -97,6 +115,7 @@ class ChatTemplate:
         self.start_of_turn_id = int(tokenizer.token_to_id(chat.start_of_turn))
         self.end_of_turn_id = int(tokenizer.token_to_id(chat.end_of_turn))
         self.train_on_prompt = train_on_prompt
+        self.image_inputs = image_inputs
 
     @property
     def stop_token_ids(self) -> tuple[int, ...]:
@@ -127,14 +146,45 @@ class ChatTemplate:
             yield self._text("\n"), None
         turns = example.turns[:-1] if for_generation else example.turns
         for index, turn in enumerate(turns):
-            text = first_user_text(example, fold_system) if index == 0 else turn.text
             yield [self.start_of_turn_id] + self._text(f"{self._roles[turn.role]}\n"), None
+            if turn.images:
+                yield from self._image_turn(example, turn, index == 0, fold_system, max_chars)
+                yield [self.end_of_turn_id], None
+                yield self._text("\n"), None
+                continue
+            text = first_user_text(example, fold_system) if index == 0 else turn.text
             weight = turn.weight if turn.role == example_lib.MODEL else None
             yield self._text(text, max_chars) + [self.end_of_turn_id], weight
             yield self._text("\n"), None
         if for_generation:
             model_role = self._roles[example_lib.MODEL]
             yield [self.start_of_turn_id] + self._text(f"{model_role}\n"), None
+
+    def _image_turn(self, example, turn, first: bool, fold_system: bool, max_chars):
+        """Yields the pieces of a user turn with images: its text parts, and each image's span
+        `(ids, image)` with weight `_IMAGE`; the first turn starts with the folded system
+        prompt and context, as `first_user_text` does.
+
+        Raises:
+          ValueError: naming the image, when this model cannot see images.
+        """
+        inputs = self.image_inputs
+        if inputs is None:
+            raise ValueError(
+                f"{turn.images[0].where}: this model does not read images (which models do: "
+                "docs/vision.md)"
+            )
+        if first:
+            prefix = first_user_text(example, fold_system).removesuffix(example.turns[0].text)
+            if prefix:
+                yield self._text(prefix, max_chars), None
+        for part in turn.parts:
+            if isinstance(part, str):
+                yield self._text(part, max_chars), None
+                continue
+            span = [inputs.start_of_image_id] + [inputs.placeholder_id] * inputs.tokens_per_image
+            yield (self._text("\n\n") + span, part), _IMAGE
+            yield [inputs.end_of_image_id] + self._text("\n\n"), _IMAGE
 
     def encode(self, example: example_lib.Example, sequence_length: int) -> Encoded:
         """Tokenizes a whole conversation for training, truncated to `sequence_length + 1` ids.
@@ -147,16 +197,30 @@ class ChatTemplate:
         max_chars = (keep + _SLACK_TOKENS) * MAX_CHARS_PER_TOKEN
         token_ids: list[int] = []
         weights: list[float] = []
+        images: list[vision.PlacedImage] = []
+        cut = None  # Where the ids end when an image span would be cut.
         for ids, weight in self._segments(example, for_generation=False, max_chars=max_chars):
-            token_ids += ids
+            if isinstance(ids, tuple):  # An image's span: (ids, image).
+                ids, image = ids
+                start = len(token_ids) + len(ids) - self.image_inputs.tokens_per_image
+                # Inputs are ids[:-1]: every placeholder must be an input position.
+                if cut is None and len(token_ids) + len(ids) >= keep:
+                    cut = len(token_ids)
+                if cut is None:
+                    images.append(vision.PlacedImage(image, start, self.image_inputs))
             if weight is None:  # A prompt piece.
                 weight = 1.0 if self.train_on_prompt else 0.0
+            elif weight == _IMAGE:
+                weight = 0.0
+            token_ids += ids
             weights += [float(weight)] * len(ids)
         weights[0] = 0.0  # BOS is never a target.
+        kept = keep if cut is None else min(cut, keep)
         return Encoded(
-            token_ids=np.asarray(token_ids[:keep], np.int32),
-            target_weights=np.asarray(weights[:keep], np.float32),
+            token_ids=np.asarray(token_ids[:kept], np.int32),
+            target_weights=np.asarray(weights[:kept], np.float32),
             full_length=len(token_ids),
+            images=tuple(images),
         )
 
     def encode_prompt(self, example: example_lib.Example) -> np.ndarray:
@@ -166,10 +230,24 @@ class ChatTemplate:
         `<start_of_turn>model\\n` so the model writes the answer next. A document's prompt is
         BOS alone.
         """
+        return self._prompt(example)[0]
+
+    def prompt_images(self, example: example_lib.Example) -> tuple[vision.PlacedImage, ...]:
+        """The images of `encode_prompt(example)`'s ids, where their placeholders start (for
+        generation on a vision model; () for a prompt without images)."""
+        return self._prompt(example)[1]
+
+    def _prompt(self, example):
+        """`(ids, placed images)` of the generation prompt."""
         ids: list[int] = []
+        images: list[vision.PlacedImage] = []
         for piece, _ in self._segments(example, for_generation=True):
+            if isinstance(piece, tuple):
+                piece, image = piece
+                start = len(ids) + len(piece) - self.image_inputs.tokens_per_image
+                images.append(vision.PlacedImage(image, start, self.image_inputs))
             ids += piece
-        return np.asarray(ids, np.int32)
+        return np.asarray(ids, np.int32), tuple(images)
 
     def decode(self, token_ids) -> str:
         """Decodes generated ids to text, stopping at the first stop token."""

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma_tune.model import families, keras_compat, lora
+from gemma_tune.model import families, keras_compat, lora, vision
 from gemma_tune.training import multihost, objectives, packing, sharding
 
 
@@ -118,6 +118,7 @@ class Trainer:
         inputs = self._family.backbone_inputs(
             batch["token_ids"], batch["padding_mask"], packing.positions(segment_ids)
         )
+        inputs.update(vision.backbone_inputs(self.backbone, batch))
         with packing.segment_attention(self.backbone, segment_ids):
             hidden, _ = self.backbone.stateless_call(trainable, frozen, inputs, training=training)
         group, index = self._embedding_slot

@@ -27,6 +27,8 @@ is listed in `families/__init__.py`. It must provide:
   `vision_encoder`; Gemma 4's vision and audio encoders). `model.load` sets them to None when
   it loads a preset, so a multimodal preset loads as its language model alone.
 - Optionally `gguf`: how to import llama.cpp GGUF files of this family (`model.gguf_convert`).
+- Optionally `vision`: how its backbone sees images (`Vision`: the image tokens, the tiny
+  vision model, the image converter), for vision tuning (`model.vision`).
 
 Sharding needs nothing per family: `training.sharding` lays weights out by shape. Packing needs
 the decoder blocks' attention mask (`keras_compat.narrowed_attention_masks`), which every
@@ -82,6 +84,43 @@ class GgufImport:
 
 
 @dataclasses.dataclass(frozen=True)
+class Vision:
+    """How a family's backbone sees images (Gemma 3's `Gemma3VisionEncoder`).
+
+    A prompt holds each image as `start_of_image`, `tokens_per_image(backbone)` copies of
+    `placeholder` and `end_of_image`; the backbone replaces the placeholders' embeddings by the
+    vision encoder's output for the image (`images`, `vision_indices`, `vision_mask` inputs).
+
+    Attributes:
+      start_of_image / placeholder / end_of_image: the image tokens of the vocabulary.
+      tiny_backbone: (common tiny shape) -> a tiny backbone with a vision encoder.
+      tiny_tokenizer: (SentencePiece proto) -> its tokenizer with the image tokens.
+      tiny_image_converter: (backbone) -> the image converter of the tiny model.
+      image_size: (backbone) -> the square side its vision encoder reads, in pixels.
+      tokens_per_image: (backbone) -> the placeholder tokens of one image.
+      encoder: (backbone) -> its vision encoder (projector included), None when it has none.
+      cache_arguments: (backbone, image arrays of `model.vision.batch_arrays`) -> the keyword
+        arguments of its CausalLM's `call_with_cache` that put the images in a prefill.
+    """
+
+    start_of_image: str
+    placeholder: str
+    end_of_image: str
+    tiny_backbone: Callable[[dict], Any]
+    tiny_tokenizer: Callable[[bytes], Any]
+    tiny_image_converter: Callable[[Any], Any]
+    image_size: Callable[[Any], int]
+    tokens_per_image: Callable[[Any], int]
+    encoder: Callable[[Any], Any]
+    cache_arguments: Callable[[Any, Mapping[str, Any]], dict]
+
+    @property
+    def tokens(self) -> tuple[str, str, str]:
+        """The three image tokens, for a vocabulary."""
+        return (self.start_of_image, self.placeholder, self.end_of_image)
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
     """Everything that differs between Gemma families (see the module docstring)."""
 
@@ -108,6 +147,7 @@ class Family:
     position_ids: bool = False
     kernel_read_targets: tuple[str, ...] = ()
     encoders: tuple[str, ...] = ()
+    vision: Vision | None = None
 
     def owns(self, backbone) -> bool:
         """Whether `backbone` is a model of this family."""

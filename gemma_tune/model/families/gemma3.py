@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import keras
 import keras_hub
 import numpy as np
 
@@ -32,6 +33,72 @@ def tiny_backbone(common: dict):
         use_sliding_window_attention=True,
         sliding_window_size=16,
     )
+
+
+# The tiny vision encoder: 32x32 images in 4x4 patches, pooled 2x2 into 16 image tokens.
+TINY_IMAGE_SIZE = 32
+
+
+def tiny_vision_backbone(common: dict):
+    """`tiny_backbone` with a one-layer vision encoder (`Gemma3VisionEncoder`: 32x32 images,
+    4x4 patches, 2x2 pooling, so 16 image tokens) projecting into the language model's width,
+    and a 64-token sliding window."""
+    encoder = keras_hub.models.Gemma3VisionEncoder(
+        image_size=TINY_IMAGE_SIZE,
+        patch_size=4,
+        num_heads=2,
+        hidden_dim=16,
+        num_layers=1,
+        intermediate_dim=32,
+        output_dim=common["hidden_dim"],
+        pool_size=2,
+        dtype=common["dtype"],
+    )
+    backbone = keras_hub.models.Gemma3Backbone(
+        **common,
+        image_size=TINY_IMAGE_SIZE,
+        vision_encoder=encoder,
+        use_query_key_norm=True,
+        use_post_ffw_norm=True,
+        use_post_attention_norm=True,
+        use_sliding_window_attention=True,
+        # Both tiny layers slide (Gemma 3's one global layer in six is the sixth); a window
+        # of 64 lets an answer see an image at the start of a short prompt.
+        sliding_window_size=64,
+    )
+    # KerasHub initialises the projector with std 0.01, which makes image embeddings ~100x
+    # smaller than the tiny text embeddings (std 0.25 * sqrt(hidden)); a trained projector
+    # matches them. Scale it up so that the tiny model's answers depend on the image.
+    projection = backbone.vision_encoder.get_layer("vision_output_encoder").vision_input_projection
+    kernel = projection.kernel  # Drawn after `testing.tiny_backbone` seeded Keras' generator.
+    kernel.assign(keras.random.normal(kernel.shape, stddev=0.3, dtype=kernel.dtype))
+    return backbone
+
+
+def tiny_image_converter(backbone):
+    """Gemma 3's image converter for `backbone`: resize to its square size, pixels to [-1, 1]
+    (transformers' Gemma 3 processor: mean 0.5, std 0.5 after dividing by 255)."""
+    return keras_hub.layers.Gemma3ImageConverter(
+        image_size=(backbone.image_size, backbone.image_size), scale=1 / 127.5, offset=-1.0
+    )
+
+
+VISION = base.Vision(
+    start_of_image="<start_of_image>",
+    placeholder="<img>",
+    end_of_image="<end_of_image>",
+    tiny_backbone=tiny_vision_backbone,
+    tiny_tokenizer=lambda proto: keras_hub.models.Gemma3Tokenizer(proto=proto),
+    tiny_image_converter=tiny_image_converter,
+    image_size=lambda backbone: backbone.image_size,
+    tokens_per_image=lambda backbone: backbone.vision_encoder.num_vision_tokens_per_image,
+    encoder=lambda backbone: backbone.vision_encoder,
+    cache_arguments=lambda backbone, arrays: {
+        "img_embeddings": backbone.vision_encoder(arrays["images"]),
+        "vision_mask": arrays["vision_mask"],
+        "vision_indices": arrays["vision_indices"],
+    },
+)
 
 
 def _text_only(backbone) -> None:
@@ -309,6 +376,7 @@ FAMILY = shared.family(
     cache_arguments=4,
     # Gemma 3 4B, 12B and 27B presets carry a vision encoder; text tuning loads without it.
     encoders=("vision_encoder",),
+    vision=VISION,
     gguf=base.GgufImport(
         architecture="gemma3",
         backbone_config=gguf_backbone_config,
