@@ -39,7 +39,6 @@ def _full_logits(hidden, embeddings, soft_cap):
 CASES = [
     # (soft_cap, max_targets, chunk_size, vocab_block)
     (None, 0, 4, 5),
-    (None, 9, 4, 8),
     (30.0, 0, 256, 4),
     (2.0, 10, 3, 7),
     (2.0, 0, 2, 64),  # one block larger than the vocabulary
