@@ -63,10 +63,11 @@ def _mem_available_gib() -> float:
     raise KeyError("MemAvailable")
 
 
-def _guard_memory(sides: dict, floor_gib: float) -> None:
+def _guard_memory(sides: dict, floor_gib: float, stop: threading.Event) -> None:
     """Kills our workers (by pid) if the machine's available memory falls under `floor_gib`,
-    so that this benchmark, not another job on a shared machine, is what runs out."""
-    while all(side.process.poll() is None for side in sides.values()):
+    so that this benchmark, not another job on a shared machine, is what runs out. Returns
+    when `stop` is set: its `poll()` must not reap a worker that `Side.quit` waits for."""
+    while not stop.is_set() and all(side.process.poll() is None for side in sides.values()):
         if _mem_available_gib() < floor_gib:
             print(
                 f"\nAvailable memory fell under {floor_gib} GiB: stopping the workers.",
@@ -136,7 +137,11 @@ def run_group(names: tuple[str, ...], work: list[tuple[int, int]], rows_paths, a
         _log(f"[{name}] loading ...")
         sides[name] = Side(name, args.worker_arguments)
         _log(f"[{name}] ready: {sides[name].ready}")
-    threading.Thread(target=_guard_memory, args=(sides, args.min_free_gib), daemon=True).start()
+    stop_guard = threading.Event()
+    guard = threading.Thread(
+        target=_guard_memory, args=(sides, args.min_free_gib, stop_guard), daemon=True
+    )
+    guard.start()
     matmul = {name: [side.ask("matmul")["flops_per_s"]] for name, side in sides.items()}
     per_batch = {
         batch: measure_batch(sides, rows_paths[batch], batch, steps, args) for batch, steps in work
@@ -144,6 +149,8 @@ def run_group(names: tuple[str, ...], work: list[tuple[int, int]], rows_paths, a
     for name, side in sides.items():
         matmul[name].append(side.ask("matmul")["flops_per_s"])
     _log(f"matmul GFLOP/s: { {n: [round(r / 1e9) for r in v] for n, v in matmul.items()} }")
+    stop_guard.set()
+    guard.join()
     return {
         "ready": {name: side.ready for name, side in sides.items()},
         "matmul": matmul,
