@@ -89,6 +89,23 @@ def head_sums(
     flat_hidden, flat_ids, flat_weights, _ = _weighted_positions(
         hidden, target_ids, target_weights, row_of, max_targets
     )
+    log_probs, best = _target_log_probs(
+        flat_hidden, embeddings, flat_ids, embedding_scale, soft_cap, chunk_size, vocab_block,
+        embedding_grad,
+    )  # fmt: skip
+    return (
+        -jnp.sum(log_probs * flat_weights),
+        jnp.sum(flat_weights),
+        jnp.sum((best == flat_ids) * flat_weights),
+    )
+
+
+def _target_log_probs(
+    flat_hidden, embeddings, flat_ids, embedding_scale, soft_cap, chunk_size, vocab_block,
+    embedding_grad,
+):  # fmt: skip
+    """`(log p(target) [N], argmax [N])` of each position through the tied head, the
+    normalizer walked over vocabulary tiles (`vocab_tiled_head`), the target logit gathered."""
     head = dict(embedding_scale=embedding_scale, soft_cap=soft_cap)
     log_normalizer, best = vocab_tiled_head.log_normalizer(
         flat_hidden,
@@ -99,11 +116,7 @@ def head_sums(
         **head,
     )
     target = vocab_tiled_head.target_logits(flat_hidden, embeddings, flat_ids, **head)
-    return (
-        jnp.sum((log_normalizer - target) * flat_weights),
-        jnp.sum(flat_weights),
-        jnp.sum((best == flat_ids) * flat_weights),
-    )
+    return target - log_normalizer, best
 
 
 def _weighted_positions(hidden, target_ids, target_weights, row_of, max_targets):
@@ -189,15 +202,9 @@ def head_row_log_probs(
     flat_hidden, flat_ids, flat_weights, row_of = _weighted_positions(
         hidden, target_ids, target_weights, row_of, max_targets
     )
-    head = dict(embedding_scale=embedding_scale, soft_cap=soft_cap)
-    log_normalizer, _ = vocab_tiled_head.log_normalizer(
-        flat_hidden,
-        embeddings,
-        chunk_size=chunk_size,
-        vocab_block=vocab_block,
-        embedding_grad=embedding_grad,
-        **head,
-    )
-    target = vocab_tiled_head.target_logits(flat_hidden, embeddings, flat_ids, **head)
-    sums = jax.ops.segment_sum((target - log_normalizer) * flat_weights, row_of, groups)
+    log_probs, _ = _target_log_probs(
+        flat_hidden, embeddings, flat_ids, embedding_scale, soft_cap, chunk_size, vocab_block,
+        embedding_grad,
+    )  # fmt: skip
+    sums = jax.ops.segment_sum(log_probs * flat_weights, row_of, groups)
     return sums if segment_ids is None else sums.reshape(batch, segments_per_row)
