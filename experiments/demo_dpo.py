@@ -13,7 +13,8 @@ Whole sections are held out, so held-out reward accuracy and margin measure unse
 and the held-out answers (supervised vs supervised + DPO, side by side) show whether the
 model now picks the right span. The argument is the finished `demo` run to start from; the
 learning rate is 30x below the supervised one, as DPO moves far from its reference quickly.
-Measured results (three seeds): docs/preference.md#the-demo.
+Measured (seed 0): held-out reward accuracy 0 -> 0.80, but the answers got shorter and worse
+(exact match 0.648 -> 0.507); docs/preference.md#the-demo has the numbers and what to try.
 """
 
 from gemma_tune import bundled
