@@ -213,7 +213,7 @@ def dpo_loss(
     neither the loss nor the metrics). Returns `(loss, metrics)`, `metrics` keyed as
     `metric_sums` without `pairs`.
     """
-    losses = pair_losses(
+    sums = pair_sums(
         policy_chosen,
         policy_rejected,
         reference_chosen,
@@ -221,24 +221,14 @@ def dpo_loss(
         beta=beta,
         loss_type=loss_type,
         label_smoothing=label_smoothing,
-        chosen_tokens=chosen_tokens,
-        rejected_tokens=rejected_tokens,
         simpo_gamma=simpo_gamma,
-    )
-    sums = metric_sums(
-        policy_chosen,
-        policy_rejected,
-        reference_chosen,
-        reference_rejected,
-        beta=beta,
-        pair_weights=pair_weights,
-        loss_type=loss_type,
         chosen_tokens=chosen_tokens,
         rejected_tokens=rejected_tokens,
+        pair_weights=pair_weights,
     )
     pairs = jnp.maximum(sums.pop("pairs"), 1.0)
-    weights = _weights(pair_weights, losses)
-    return jnp.sum(losses * weights) / pairs, {name: total / pairs for name, total in sums.items()}
+    loss_sum = sums.pop("loss")
+    return loss_sum / pairs, {name: total / pairs for name, total in sums.items()}
 
 
 def batch_sums(

@@ -22,16 +22,19 @@ _GLOBAL_ROPE_BASE = 1_000_000.0
 _SLIDING_WINDOW_PATTERN = 6
 
 
+# Gemma 3's layer options, shared by the tiny text and vision backbones.
+_TINY_LAYER_OPTIONS = dict(
+    use_query_key_norm=True,
+    use_post_ffw_norm=True,
+    use_post_attention_norm=True,
+    use_sliding_window_attention=True,
+)
+
+
 def tiny_backbone(common: dict):
     """Two random layers with query/key norms, post norms and a 16-token sliding window."""
     return keras_hub.models.Gemma3Backbone(
-        **common,
-        image_size=None,
-        use_query_key_norm=True,
-        use_post_ffw_norm=True,
-        use_post_attention_norm=True,
-        use_sliding_window_attention=True,
-        sliding_window_size=16,
+        **common, image_size=None, **_TINY_LAYER_OPTIONS, sliding_window_size=16
     )
 
 
@@ -58,10 +61,7 @@ def tiny_vision_backbone(common: dict):
         **common,
         image_size=TINY_IMAGE_SIZE,
         vision_encoder=encoder,
-        use_query_key_norm=True,
-        use_post_ffw_norm=True,
-        use_post_attention_norm=True,
-        use_sliding_window_attention=True,
+        **_TINY_LAYER_OPTIONS,
         # Both tiny layers slide (Gemma 3's one global layer in six is the sixth); a window
         # of 64 lets an answer see an image at the start of a short prompt.
         sliding_window_size=64,
