@@ -135,6 +135,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.dpo.loss = "sigmoid"  # sigmoid (DPO) | robust (rDPO) | ipo | simpo (no reference)
     config.dpo.label_smoothing = 0.0  # the share of pairs assumed mislabelled (sigmoid, robust)
     config.dpo.simpo_gamma = 0.5  # SimPO's target reward margin
+    # Weight of the chosen answers' per-token NLL added to the loss (RPO; TRL's rpo_alpha)
+    config.dpo.rpo_alpha = 0.0
 
     config.samples = ml_collections.ConfigDict()
     config.samples.count = 4  # validation prompts shown side by side in samples.md

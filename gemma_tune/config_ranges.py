@@ -173,6 +173,7 @@ RANGES: dict[str, Range] = {
     "dpo.loss": one_of(_dpo_losses),
     "dpo.label_smoothing": Range("in [0, 0.5)", lambda v: _number(v) and 0 <= v < 0.5),
     "dpo.simpo_gamma": at_least(0),
+    "dpo.rpo_alpha": at_least(0),
     "samples.count": at_least(0),
     "samples.max_new_tokens": at_least(1),
     "samples.batch_size": at_least(1),

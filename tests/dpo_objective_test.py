@@ -71,6 +71,29 @@ def test_simpo_needs_no_reference_and_rewards_the_per_token_log_probability():
     assert "simpo" in dpo.REFERENCE_FREE and "simpo" in dpo.PER_TOKEN
 
 
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_rpo_adds_the_chosen_answers_nll_per_token(loss_type):
+    settings = {
+        "beta": 0.1,
+        "loss_type": loss_type,
+        "chosen_tokens": TOKENS_CHOSEN,
+        "rejected_tokens": TOKENS_REJECTED,
+    }
+    plain = np.asarray(dpo.pair_losses(*LOG_PROBS, **settings))
+    with_rpo = np.asarray(dpo.pair_losses(*LOG_PROBS, **settings, rpo_alpha=0.5))
+    np.testing.assert_allclose(with_rpo - plain, 0.5 * -POLICY_CHOSEN / TOKENS_CHOSEN, rtol=1e-6)
+
+    def chosen_gradient(rpo_alpha):
+        def loss(chosen):
+            return dpo.dpo_loss(chosen, *LOG_PROBS[1:], **settings, rpo_alpha=rpo_alpha)[0]
+
+        return np.asarray(jax.grad(loss)(jnp.asarray(POLICY_CHOSEN)))
+
+    # The NLL term pushes every chosen answer's likelihood up, by alpha / (pairs * tokens).
+    extra = chosen_gradient(0.5) - chosen_gradient(0.0)
+    np.testing.assert_allclose(extra, -0.5 / (3 * TOKENS_CHOSEN), rtol=1e-5)
+
+
 def test_metrics_are_the_rewards_users_watch():
     loss, metrics = dpo.dpo_loss(*LOG_PROBS, beta=0.5)
     chosen_rewards = 0.5 * (POLICY_CHOSEN - REFERENCE_CHOSEN)  # 0.5, 0.25, 0.25
@@ -128,6 +151,8 @@ def test_only_the_policy_gets_a_gradient():
         ({"loss_type": "ipo"}, "needs chosen_tokens"),
         ({"loss_type": "simpo"}, "the simpo loss needs chosen_tokens"),
         ({"loss_type": "simpo", "simpo_gamma": -1.0}, "simpo_gamma must be >= 0"),
+        ({"rpo_alpha": -0.5}, "rpo_alpha must be >= 0"),
+        ({"rpo_alpha": 0.5}, "the rpo loss needs chosen_tokens"),
     ],
 )
 def test_bad_settings_are_named(settings, message):

@@ -99,9 +99,10 @@ def _objective(config: dict) -> list[tuple[str, str]]:
     train, settings = config.get("train", {}), config.get("dpo", {})
     facts = []
     if train.get("objective") == "dpo":
-        facts.append(
-            ("Objective", f"DPO, {settings.get('loss')} loss, beta {settings.get('beta')}")
-        )
+        objective = f"DPO, {settings.get('loss')} loss, beta {settings.get('beta')}"
+        if settings.get("rpo_alpha"):
+            objective += f", chosen-answer NLL weight {settings['rpo_alpha']} (RPO)"
+        facts.append(("Objective", objective))
     if train.get("init_from"):
         facts.append(("Started from", train["init_from"]))
     return facts

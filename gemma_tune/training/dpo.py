@@ -20,6 +20,12 @@ under the policy being tuned and `ref` the same under the reference model:
            sigmoid(-(...)), SimPO (Meng et al. 2024): `avg` the policy's mean log-probability
            per answer token, no reference model (`REFERENCE_FREE`); rewards are beta * avg
 
+With `rpo_alpha` a > 0 every loss adds a times the chosen answer's negative log-likelihood per
+token, -logp(chosen) / tokens(chosen): RPO (Pang et al. 2024, "Iterative Reasoning Preference
+Optimization"; TRL's `rpo_alpha`), which keeps DPO from lowering the chosen answers'
+likelihood along with the rejected ones'. TRL averages that term over all the batch's chosen
+tokens, the paper (and gemma_tune) per pair: the two agree when the answers are equally long.
+
 These equal TRL's losses for the same log-probabilities: `DPOTrainer`'s, and for `simpo`
 `CPOTrainer`'s (tests/dpo_parity_test.py).
 
@@ -48,11 +54,15 @@ PER_TOKEN = frozenset({"ipo", "simpo"})
 
 
 def check_settings(
-    beta: float, loss_type: str, label_smoothing: float, simpo_gamma: float = 0.5
+    beta: float,
+    loss_type: str,
+    label_smoothing: float,
+    simpo_gamma: float = 0.5,
+    rpo_alpha: float = 0.0,
 ) -> None:
     """Raises ValueError naming the setting when the DPO settings make no sense: an unknown
     loss type, beta <= 0, a label smoothing outside [0, 0.5) (or set with `ipo`, which has
-    none), or a negative SimPO margin."""
+    none), a negative SimPO margin or a negative RPO weight."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(
             f"dpo loss {loss_type!r} is unknown; choose one of: {', '.join(LOSS_TYPES)}"
@@ -67,6 +77,8 @@ def check_settings(
         )
     if simpo_gamma < 0:
         raise ValueError(f"dpo simpo_gamma must be >= 0, got {simpo_gamma}")
+    if rpo_alpha < 0:
+        raise ValueError(f"dpo rpo_alpha must be >= 0, got {rpo_alpha}")
 
 
 def _per_token(values, tokens, loss_type: str):
@@ -96,6 +108,7 @@ def pair_losses(
     chosen_tokens=None,
     rejected_tokens=None,
     simpo_gamma: float = 0.5,
+    rpo_alpha: float = 0.0,
 ):
     """The DPO loss of each pair (`[N]`), from the answers' summed log-probabilities.
 
@@ -108,11 +121,44 @@ def pair_losses(
       label_smoothing: the assumed share of flipped labels, for `sigmoid`, `robust`, `simpo`.
       chosen_tokens / rejected_tokens: `[N]` answer token counts, needed by `PER_TOKEN` losses.
       simpo_gamma: SimPO's target reward margin (TRL's `simpo_gamma`).
+      rpo_alpha: the weight of the chosen answers' per-token negative log-likelihood added to
+        each pair's loss (RPO; 0: plain DPO). Needs `chosen_tokens`.
 
     Returns:
       `[N]` float32 losses.
     """
-    check_settings(beta, loss_type, label_smoothing, simpo_gamma)
+    check_settings(beta, loss_type, label_smoothing, simpo_gamma, rpo_alpha)
+    losses = _preference_losses(
+        policy_chosen,
+        policy_rejected,
+        reference_chosen,
+        reference_rejected,
+        beta=beta,
+        loss_type=loss_type,
+        label_smoothing=label_smoothing,
+        chosen_tokens=chosen_tokens,
+        rejected_tokens=rejected_tokens,
+        simpo_gamma=simpo_gamma,
+    )
+    if rpo_alpha:
+        losses = losses - rpo_alpha * _per_token(policy_chosen, chosen_tokens, "rpo")
+    return losses
+
+
+def _preference_losses(
+    policy_chosen,
+    policy_rejected,
+    reference_chosen,
+    reference_rejected,
+    *,
+    beta,
+    loss_type,
+    label_smoothing,
+    chosen_tokens,
+    rejected_tokens,
+    simpo_gamma,
+):
+    """`pair_losses` without the RPO term: the preference loss `loss_type` names."""
     if loss_type in REFERENCE_FREE:
         delta = _per_token(policy_chosen, chosen_tokens, loss_type) - _per_token(
             policy_rejected, rejected_tokens, loss_type
@@ -205,6 +251,7 @@ def dpo_loss(
     chosen_tokens=None,
     rejected_tokens=None,
     simpo_gamma: float = 0.5,
+    rpo_alpha: float = 0.0,
     pair_weights=None,
 ):
     """The mean DPO loss over the pairs and the mean of each metric, as TRL logs them.
@@ -222,6 +269,7 @@ def dpo_loss(
         loss_type=loss_type,
         label_smoothing=label_smoothing,
         simpo_gamma=simpo_gamma,
+        rpo_alpha=rpo_alpha,
         chosen_tokens=chosen_tokens,
         rejected_tokens=rejected_tokens,
         pair_weights=pair_weights,
@@ -239,6 +287,7 @@ def batch_sums(
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
     simpo_gamma: float = 0.5,
+    rpo_alpha: float = 0.0,
 ):
     """The DPO loss sum and metric sums of one pair batch (`pair_batches.pair_batch`, or a
     packed `pair_packing.packed_batch`), from the policy's answer log-probabilities
@@ -260,6 +309,7 @@ def batch_sums(
         loss_type=loss_type,
         label_smoothing=label_smoothing,
         simpo_gamma=simpo_gamma,
+        rpo_alpha=rpo_alpha,
         chosen_tokens=chosen_tokens,
         rejected_tokens=rejected_tokens,
         pair_weights=batch["pair_weights"],
@@ -276,6 +326,7 @@ def pair_sums(
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
     simpo_gamma: float = 0.5,
+    rpo_alpha: float = 0.0,
     chosen_tokens=None,
     rejected_tokens=None,
     pair_weights=None,
@@ -293,6 +344,7 @@ def pair_sums(
         chosen_tokens=chosen_tokens,
         rejected_tokens=rejected_tokens,
         simpo_gamma=simpo_gamma,
+        rpo_alpha=rpo_alpha,
     )
     sums = metric_sums(
         policy_chosen,

@@ -45,6 +45,7 @@ def from_config(config):
             loss_type=settings.loss,
             label_smoothing=settings.label_smoothing,
             simpo_gamma=settings.simpo_gamma,
+            rpo_alpha=settings.get("rpo_alpha", 0.0),
         )
     return Supervised()
 
@@ -215,13 +216,21 @@ class Preference:
     )
     sum_names = ("loss", "pairs", "likelihood_wins", *_metric_names)
 
-    def __init__(self, beta: float, loss_type: str, label_smoothing: float, simpo_gamma: float):
-        dpo.check_settings(beta, loss_type, label_smoothing, simpo_gamma)
+    def __init__(
+        self,
+        beta: float,
+        loss_type: str,
+        label_smoothing: float,
+        simpo_gamma: float,
+        rpo_alpha: float = 0.0,
+    ):
+        dpo.check_settings(beta, loss_type, label_smoothing, simpo_gamma, rpo_alpha)
         self.settings = dict(
             beta=beta,
             loss_type=loss_type,
             label_smoothing=label_smoothing,
             simpo_gamma=simpo_gamma,
+            rpo_alpha=rpo_alpha,
         )
         self.needs_reference = loss_type not in dpo.REFERENCE_FREE
 
