@@ -52,9 +52,10 @@ def base_config() -> ml_collections.ConfigDict:
     # or the shorthands attention, mlp, all. KerasHub's default: query and value.
     config.lora.targets = ["query", "value"]
     config.lora.dropout = 0.0  # dropout on the adapters' inputs while training
-    # per_head (KerasHub's: one A per attention head, an update of rank heads x r on q/k/v) or
-    # peft (Hugging Face PEFT's shape: rank r exactly, what --to=peft writes); docs/methods.md.
-    config.lora.layout = "per_head"
+    # peft (Hugging Face PEFT's shape: rank r exactly, what --to=peft writes and vLLM serves) or
+    # per_head (KerasHub's: one A per attention head, an update of rank heads x r on q/k/v;
+    # the default until December 2026, and what a run whose config lacks the key has).
+    config.lora.layout = "peft"
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "hf"  # hf | tfds | file | tiny

@@ -163,7 +163,7 @@ def test_peft_export_of_gemma4_gives_k_eq_v_layers_their_own_key_rank():
     from gemma_tune.export import peft_export
 
     loaded = model.load("tiny:gemma4", "float32")
-    model.enable_lora(loaded, 2, targets=["query", "key"])
+    model.enable_lora(loaded, 2, targets=["query", "key"], layout="per_head")
     config, tensors = peft_export.adapter(loaded.backbone)
     # Sliding layer 0 has 2 key heads (PEFT rank 2 x 2); global K=V layer 1 has one (rank 2);
     # layers 2 and 3 share keys and values and have no key projection at all.

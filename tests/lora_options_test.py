@@ -87,9 +87,31 @@ def test_an_adapter_remembers_rank_alpha_and_targets(tmp_path):
 def test_the_layout_is_described_and_an_unknown_one_refused():
     from gemma_tune import config as config_lib
 
-    assert model.describe_tuning(config_lib.load("tiny", ["lora.layout=peft"])) == (
-        "LoRA rank 8 on query, value, peft layout"
+    assert model.describe_tuning(config_lib.load("tiny", ["lora.layout=per_head"])) == (
+        "LoRA rank 8 on query, value, per_head layout"
     )
     assert "layout" not in model.describe_tuning(config_lib.load("tiny", []))
+    # A run whose config predates lora.layout was per_head, and is described (and loaded) so.
+    legacy = config_lib.load("tiny", [])
+    with legacy.unlocked():
+        del legacy.lora["layout"]
+    assert model.describe_tuning(legacy).endswith("per_head layout")
     with pytest.raises(ValueError, match="lora.layout: unknown 'sideways'; choose from per_head"):
         model.enable_lora(model.load("tiny:gemma1", "float32"), 2, layout="sideways")
+
+
+def test_an_adapter_in_another_layout_is_refused_before_loading(tmp_path):
+    from gemma_tune.model import prepare
+
+    tuned = model.load("tiny:gemma2", "float32")
+    model.enable_lora(tuned, 2, layout="per_head")
+    metadata = {"base_preset": "tiny:gemma2", **adapters.lora_settings(tuned.causal_lm)}
+    adapters.save(tuned.causal_lm, str(tmp_path), metadata)
+    with pytest.raises(ValueError, match="'per_head' layout and this run asks for 'peft'"):
+        prepare.prepare(
+            "tiny:gemma2", prepare.Tuning(rank=2, layout="peft"), adapter_dir=str(tmp_path)
+        )
+    rebuilt = prepare.prepare(
+        "tiny:gemma2", prepare.Tuning(rank=2, layout="per_head"), adapter_dir=str(tmp_path)
+    )
+    assert rebuilt.adapter_metadata["layout"] == "per_head"

@@ -52,7 +52,10 @@ from gemma_tune.model import keras_compat
 DROPOUT_SEED = "lora_dropout_seed"
 # `lora.layout`: which kernel axes the A factor spans (the module docstring).
 LAYOUTS = ("per_head", "peft")
-DEFAULT_LAYOUT = "per_head"
+# New runs train PEFT's shapes (rank r exactly, what `--to=peft` writes and vLLM serves).
+DEFAULT_LAYOUT = "peft"
+# The layout of a run whose config predates `lora.layout` (all of them were per_head).
+LEGACY_LAYOUT = "per_head"
 
 
 def _equation_axes(equation: str) -> tuple[str, str, str, str]:

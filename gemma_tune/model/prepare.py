@@ -44,7 +44,7 @@ class Tuning:
             targets=tuple(config.lora.targets),
             dropout=config.lora.dropout,
             # A run started before lora.layout existed (resumed with --resume) was per_head.
-            layout=config.lora.get("layout", lora.DEFAULT_LAYOUT),
+            layout=config.lora.get("layout", lora.LEGACY_LAYOUT),
             quantize=config.model.quantize,
             int4_block_size=config.model.int4_block_size,
         )
@@ -116,6 +116,8 @@ def prepare(
     """
     import keras
 
+    if adapter_dir is not None:
+        _check_layout(settings, adapter_dir)
     keras.utils.set_random_seed(seed)
     loaded = model.load(preset, dtype, seed=seed)
     loaded.base_fingerprint = adapters.fingerprint(loaded.causal_lm)
@@ -129,3 +131,20 @@ def prepare(
     if adapter_dir is not None:
         metadata = adapters.load(loaded.causal_lm, adapter_dir, loaded.base_fingerprint)
     return Prepared(loaded, base_parameters, metadata)
+
+
+def _check_layout(settings: Tuning, adapter_dir: str) -> None:
+    """Refuses, before anything loads, a LoRA/DoRA adapter whose factors are in another
+    `lora.layout` than `settings` (its weights could not fit), saying which layout to set:
+    runs made before `peft` became the default are `per_head`."""
+    if settings.method == "full":
+        return
+    metadata = adapters.read_metadata(adapter_dir)
+    if metadata.get("method") == "full":
+        return
+    saved = adapters.lora_layout(metadata)
+    if saved != settings.layout:
+        raise ValueError(
+            f"the adapter in {adapter_dir} has LoRA factors in the {saved!r} layout and this "
+            f"run asks for {settings.layout!r}: set lora.layout={saved} to start from it"
+        )

@@ -193,7 +193,7 @@ def check_tuning(config) -> None:
         )
     if not 0.0 <= config.lora.dropout < 1.0:
         raise ValueError(f"lora.dropout must be in [0, 1), got {config.lora.dropout}")
-    layout = config.lora.get("layout", lora.DEFAULT_LAYOUT)
+    layout = config.lora.get("layout", lora.LEGACY_LAYOUT)
     if layout not in lora.LAYOUTS:
         raise ValueError(f"lora.layout: unknown {layout!r}; choose from {', '.join(lora.LAYOUTS)}")
     lora_target_names(config.lora.targets)
@@ -207,7 +207,7 @@ def describe_tuning(config) -> str:
     name = {"lora": "LoRA", "dora": "DoRA"}[config.method]
     targets = ", ".join(lora_target_names(config.lora.targets))
     text = f"{name} rank {config.lora.rank} on {targets}"
-    layout = config.lora.get("layout", lora.DEFAULT_LAYOUT)
+    layout = config.lora.get("layout", lora.LEGACY_LAYOUT)
     if layout != lora.DEFAULT_LAYOUT:
         text += f", {layout} layout"
     if config.lora.dropout:
