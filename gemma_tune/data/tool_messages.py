@@ -266,3 +266,18 @@ def check_conversation(
                 "the tool results must be followed by an assistant message (the model's "
                 "answer to them)",
             )
+
+
+def summary_lines(examples) -> list[str]:
+    """What tool calling `examples` hold, as lines for the data check: rows that use tools,
+    calls, tool results and the rows declaring tools; no lines when none uses any."""
+    using = [item for item in examples if item.tool_field is not None]
+    if not using:
+        return []
+    calls = sum(len(item.tool_calls) for item in using)
+    results = sum(len(turn.tool_responses) for item in using for turn in item.turns)
+    declaring = sum(1 for item in using if item.tools)
+    return [
+        f"rows with tool calls: {len(using)} of {len(examples)} ({calls} calls, {results} tool "
+        f"results; {declaring} rows declare tools)"
+    ]

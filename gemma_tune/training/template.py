@@ -25,9 +25,10 @@ span the sequence length would cut is cut whole (the ids end before it).
 A conversation with tools (OpenAI `tools`, `tool_calls`, `tool` messages) is written in the
 family's tool format (`families.*.tools`, Gemma 4's `<|tool_call>` ...): the declarations
 close the system turn, a model turn's calls carry its loss weight and the tool results after
-them none; the model turn that answers the results continues the same turn (no new
-`<|turn>model` marker). Calls that end a conversation are followed by the token that hands
-over to the tools (`<|tool_response>`), which carries loss and stops generation. A family
+them none, except their first token: the one the model writes after its calls to hand over
+to the tools (`<|tool_response>`), which carries the calls' loss weight (also when the calls
+end the conversation) and stops generation. The model turn that answers the results
+continues the same turn (no new `<|turn>model` marker). A family
 without a tool format refuses such an example, naming its file, line and field.
 
 A document (`Example.text`, language modelling) gets no chat markers: `<bos>{text}<eos>`, every
@@ -220,14 +221,19 @@ class ChatTemplate:
             yield [self.start_of_turn_id] + self._text(f"{model_role}\n"), None
 
     def _call_turn(self, turn: example_lib.Turn, max_chars: int | None):
-        """Yields the pieces of a model turn's tool calls (the turn's loss weight) and the
-        results answering them (prompt), or the hand-over token when none follow."""
+        """Yields the pieces of a model turn's tool calls and the hand-over token after them
+        (the model writes both: the turn's loss weight), then the rest of the results
+        answering them (prompt)."""
         yield self._tool_text(self._tools.calls(turn.tool_calls), max_chars), turn.weight
+        handover = self._tool_ids[self._tools.awaiting_response]
+        yield [handover], turn.weight
         if turn.tool_responses:
-            responses = self._tools.responses(turn.tool_responses)
-            yield self._tool_text(responses, max_chars), None
-        else:
-            yield [self._tool_ids[self._tools.awaiting_response]], turn.weight
+            responses = self._tool_text(self._tools.responses(turn.tool_responses), max_chars)
+            if responses[:1] != [handover]:
+                raise ValueError(
+                    f"{self._family_title}'s tool results must start with its hand-over token"
+                )
+            yield responses[1:], None
 
     def _image_turn(self, example, turn, first: bool, fold_system: bool, max_chars):
         """Yields the pieces of a user turn with images: its text parts, and each image's span
