@@ -156,7 +156,9 @@ def read_messages(
             continue
         role = checker.text(message, role_key, f"{field}.{role_key}")
         if tools is not None and role == "tool":
-            tool_messages.read_response(message, field, turns, checker)
+            roles_known = (
+                tool_messages.read_response(message, field, turns, checker) and roles_known
+            )
             continue
         checker.note_unused(message, used_keys | refused.TOOL_KEYS, fields.pattern(field))
         refused_keys = refused.TOOL_KEYS if tools is None else refused.LEGACY_TOOL_KEYS

@@ -195,10 +195,10 @@ def read_call_turn(
 
 def read_response(
     message: Mapping, field: str, turns: list[example.Turn], checker: fields.Checker
-) -> None:
+) -> bool:
     """Reads a `tool` message (at `field`) and attaches it to the last of `turns`, the
-    assistant message whose call its `tool_call_id` names; records a problem otherwise."""
-    checker.note_unused(message, {"role", "content", "tool_call_id", "name"}, fields.pattern(field))
+    assistant message whose call its `tool_call_id` names; False after recording a problem."""
+    checker.note_unused(message, {"role", "content", "tool_call_id"}, fields.pattern(field))
     call_id = checker.text(message, "tool_call_id", f"{field}.tool_call_id")
     content = message.get("content")
     if isinstance(content, list):  # Text parts, as OpenAI allows.
@@ -207,18 +207,18 @@ def read_response(
             checker.add(
                 f"{field}.content", "only {'type': 'text', 'text': ...} parts are supported"
             )
-            return
+            return False
         content = "".join(texts)
     if content is None:
         checker.add(f"{field}.content", "missing" if "content" not in message else "is null")
-        return
+        return False
     if not isinstance(content, (str, Mapping)):
         checker.add(
             f"{field}.content", f"expected a string or an object, got {fields.type_name(content)}"
         )
-        return
+        return False
     if call_id is None:
-        return
+        return False
     calls = turns[-1].tool_calls if turns else ()
     called = {call.id: call.name for call in calls if call.id is not None}
     if call_id not in called:
@@ -228,11 +228,12 @@ def read_response(
             f"{call_id!r} matches no call of the assistant message just before the tool "
             f"messages{known}",
         )
-        return
+        return False
     response = example.ToolResponse(called[call_id], content, call_id, field)
     turns[-1] = dataclasses.replace(
         turns[-1], tool_responses=turns[-1].tool_responses + (response,)
     )
+    return True
 
 
 def check_conversation(
