@@ -12,6 +12,7 @@ import functools
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +123,29 @@ def test_gemma4_writes_declarations_call_result_and_answer_as_its_chat_template(
     )
 
 
+def test_rows_render_as_googles_template_that_trl_ships(tmp_path):
+    """Parity with Google's Gemma 4 chat template, current revision, as TRL ships a copy
+    (rendered with Jinja as transformers renders chat templates): training text and prompt."""
+    trl = pytest.importorskip("trl")  # The `parity` extra.
+    from jinja2 import sandbox
+
+    path = Path(trl.__file__).parent / "chat_templates" / "gemma4_v5.jinja"
+    environment = sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    official = environment.from_string(path.read_text())
+    row = _row()
+    messages = json.loads(json.dumps(row["messages"]))
+    messages[2]["tool_calls"][0]["function"]["arguments"] = {"days": 2, "city": "Paris"}
+    (item,) = _read(tmp_path, [row])
+    chat_template = _template()
+    rendered, _ = _rendered_and_trained(chat_template, item)
+    assert "<bos>" + rendered == official.render(
+        messages=messages, tools=row["tools"], bos_token="<bos>"
+    )
+    assert "<bos>" + chat_template.prompt_text(item) == official.render(
+        messages=messages[:-1], tools=row["tools"], bos_token="<bos>", add_generation_prompt=True
+    )
+
+
 def test_values_and_object_results_are_written_in_the_template_notation(tmp_path):
     arguments = {"tags": ["a", "b"], "Opt": {"z": None}, "n": 1.5, "flag": True}
     row = {
@@ -205,7 +229,7 @@ def _with(messages_update=None, **row_update):
         (
             _row(arguments='{"city": "Paris"'),
             "messages[2].tool_calls[0].function.arguments",
-            "not valid JSON",
+            "invalid JSON",
         ),
         (
             _row(arguments="[1]"),

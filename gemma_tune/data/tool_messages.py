@@ -36,7 +36,7 @@ _CALL_FUNCTION_KEYS = frozenset({"name", "arguments"})
 _SCHEMA_KEYS = frozenset({"description", "type", "properties", "required", "nullable"})
 
 
-def _json_value(value, field: str, checker: fields.Checker, what: str):
+def _json_value(value, field: str, checker: fields.Checker):
     """`value`, or the JSON it holds when it is a string (Hub datasets often store `tools`
     and arguments as JSON text); None after recording a problem."""
     if not isinstance(value, str):
@@ -44,7 +44,7 @@ def _json_value(value, field: str, checker: fields.Checker, what: str):
     try:
         return json.loads(value)
     except json.JSONDecodeError as error:
-        checker.add(field, f"{what} is not valid JSON: {error.msg} (column {error.colno})")
+        checker.add(field, f"invalid JSON: {error.msg} (column {error.colno})")
         return None
 
 
@@ -76,7 +76,7 @@ def _check_properties(properties, field: str, checker: fields.Checker) -> None:
 def read_tools(row: Mapping, checker: fields.Checker) -> tuple[example.Tool, ...]:
     """Reads a row's `tools` (a list of `{"type": "function", "function": {...}}`, or that
     list as JSON text); `()` when absent, after recording any problem in `checker`."""
-    value = _json_value(row.get("tools"), "tools", checker, "tools")
+    value = _json_value(row.get("tools"), "tools", checker)
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -150,7 +150,7 @@ def read_calls(
         arguments_field = f"{call_field}.function.arguments"
         arguments = function.get("arguments")
         arguments = {} if arguments is None else arguments
-        arguments = _json_value(arguments, arguments_field, checker, "the arguments")
+        arguments = _json_value(arguments, arguments_field, checker)
         if arguments is not None and not isinstance(arguments, Mapping):
             checker.add(
                 arguments_field, f"expected a JSON object, got {fields.type_name(arguments)}"
