@@ -284,6 +284,29 @@ def _with(messages_update=None, **row_update):
             "tools[0].function.parameters.properties.type",
             "left out of the declaration by Gemma 4's chat template",
         ),
+        (
+            _with(
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "get_weather",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {
+                                    "spots": {
+                                        "type": "array",
+                                        "items": {"properties": {"nullable": {}}},
+                                    }
+                                },
+                            },
+                        },
+                    }
+                ]
+            ),
+            "tools[0].function.parameters.properties.spots.items.properties.nullable",
+            "left out of the declaration",
+        ),
         (_with(functions=[{"name": "f"}]), "functions", "legacy functions"),
     ],
 )
@@ -299,6 +322,16 @@ def test_rows_with_different_calls_are_not_duplicates(tmp_path):
     config.source, config.path, config.validation_fraction = "file", _write(tmp_path, rows), 0.0
     train, _, summary = sources.load(config)
     assert len(train) == 2 and summary.duplicates_removed == 1
+
+
+def test_a_tool_result_over_the_field_cap_leaves_its_row_out_named(tmp_path):
+    long_result = _with({3: {"role": "tool", "tool_call_id": "c1", "content": "x" * 500}})
+    config = sources.default_config()
+    config.source, config.validation_fraction, config.max_field_chars = "file", 0.0, 100
+    config.path = _write(tmp_path, [long_result, _row()])
+    train, _, summary = sources.load(config)
+    assert len(train) == 1 and summary.dropped == {"field over data.max_field_chars": 1}
+    assert any(":1: messages[3]: 500 characters" in line for line in summary.warnings)
 
 
 def test_the_data_check_counts_tool_rows_and_refuses_them_for_a_model_without_tools(tmp_path):

@@ -71,6 +71,10 @@ def _check_properties(properties, field: str, checker: fields.Checker) -> None:
             )
         elif isinstance(schema, Mapping):
             _check_properties(schema.get("properties"), f"{field}.{name}.properties", checker)
+            items = schema.get("items")
+            if isinstance(items, Mapping):
+                inner = items.get("properties")
+                _check_properties(inner, f"{field}.{name}.items.properties", checker)
 
 
 def read_tools(row: Mapping, checker: fields.Checker) -> tuple[example.Tool, ...]:
@@ -89,7 +93,7 @@ def read_tools(row: Mapping, checker: fields.Checker) -> tuple[example.Tool, ...
             checker.add(field, f"expected an object, got {fields.type_name(tool)}")
             continue
         checker.note_unused(tool, _TOOL_KEYS, "tools[]")
-        if tool.get("type", "function") != "function":
+        if tool.get("type") not in (None, "function"):
             checker.add(f"{field}.type", f"expected 'function', got {tool['type']!r}")
             continue
         function = tool.get("function")
@@ -135,7 +139,7 @@ def read_calls(
             checker.add(call_field, f"expected an object, got {fields.type_name(call)}")
             continue
         checker.note_unused(call, _CALL_KEYS, fields.pattern(call_field))
-        if call.get("type", "function") not in ("function", None):
+        if call.get("type") not in (None, "function"):
             checker.add(f"{call_field}.type", f"expected 'function', got {call['type']!r}")
             continue
         function = call.get("function")
