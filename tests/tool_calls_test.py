@@ -21,6 +21,7 @@ import sentencepiece
 from gemma_tune import config as config_lib
 from gemma_tune import model, testing
 from gemma_tune.data import example, sources
+from gemma_tune.model import families
 from gemma_tune.training import loop, optimizer, template, trainer
 
 Q = '<|"|>'  # Gemma 4's string delimiter token.
@@ -171,6 +172,18 @@ def test_the_tool_tokens_are_single_ids(tmp_path):
     assert ids.count(_id(Q)) == 16  # 12 in the declaration, 2 in the call, 2 in the result
     for token in ("<|tool>", "<tool|>", "<|tool_call>", "<tool_call|>", "<tool_response|>"):
         assert ids.count(_id(token)) == 1
+
+
+def test_a_vocabulary_without_the_tool_tokens_gets_the_same_text_as_text(tmp_path):
+    family = families.by_name("gemma4")
+    proto = testing.sentencepiece_proto(320, testing.turn_markers("gemma4"))
+    chat_template = template.ChatTemplate(family.tiny_tokenizer(proto))
+    (item,) = _read(tmp_path, [_row()])
+    ids = chat_template.encode(item, 4096).token_ids
+    encoder = sentencepiece.SentencePieceProcessor(model_proto=proto)
+    expected, _ = _rendered_and_trained(_template(), item)
+    assert encoder.decode(ids[1:].tolist()) == expected
+    assert len(chat_template.stop_token_ids) == 2  # <turn|> and <eos>: no hand-over token
 
 
 def test_loss_is_on_the_call_its_handover_and_the_answer_only(tmp_path):

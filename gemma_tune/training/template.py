@@ -146,16 +146,13 @@ class ChatTemplate:
         return (self.end_of_turn_id, self.eos_id) + (() if handover is None else (handover,))
 
     def _tool_text(self, text: str, max_chars: int | None) -> list[int]:
-        """Token ids of a tool text (`families.*.tools`), its tool tokens inserted by id."""
+        """Token ids of a tool text (`families.*.tools`), its tool tokens inserted by id (a
+        tool token the vocabulary lacks is tokenized as text, as a tokenizer would)."""
         if max_chars is not None:
             text = text[:max_chars]
-        missing = [token for token in self._tools.tokens if token not in self._tool_ids]
-        if missing:
-            raise ValueError(
-                f"this vocabulary has no {', '.join(missing)} token(s), which "
-                f"{self._family_title}'s tool format needs"
-            )
-        pattern = "(" + "|".join(re.escape(token) for token in self._tools.tokens) + ")"
+        if not self._tool_ids:
+            return self._text(text)
+        pattern = "(" + "|".join(re.escape(token) for token in self._tool_ids) + ")"
         ids: list[int] = []
         for index, piece in enumerate(re.split(pattern, text)):
             ids += [self._tool_ids[piece]] if index % 2 else self._text(piece)
@@ -223,17 +220,13 @@ class ChatTemplate:
     def _call_turn(self, turn: example_lib.Turn, max_chars: int | None):
         """Yields the pieces of a model turn's tool calls and the hand-over token after them
         (the model writes both: the turn's loss weight), then the rest of the results
-        answering them (prompt)."""
+        answering them (prompt), which start with that token (`base.ToolFormat`)."""
         yield self._tool_text(self._tools.calls(turn.tool_calls), max_chars), turn.weight
-        handover = self._tool_ids[self._tools.awaiting_response]
-        yield [handover], turn.weight
+        handover = self._tools.awaiting_response
+        yield self._tool_text(handover, None), turn.weight
         if turn.tool_responses:
-            responses = self._tool_text(self._tools.responses(turn.tool_responses), max_chars)
-            if responses[:1] != [handover]:
-                raise ValueError(
-                    f"{self._family_title}'s tool results must start with its hand-over token"
-                )
-            yield responses[1:], None
+            responses = self._tools.responses(turn.tool_responses).removeprefix(handover)
+            yield self._tool_text(responses, max_chars), None
 
     def _image_turn(self, example, turn, first: bool, fold_system: bool, max_chars):
         """Yields the pieces of a user turn with images: its text parts, and each image's span

@@ -133,7 +133,8 @@ class ToolFormat:
       tokens: the special tokens the texts hold (for a vocabulary, and to insert by id).
       declarations: (`example.Tool`s) -> the text closing the system turn.
       calls: (a turn's `example.ToolCall`s) -> the model's calls.
-      responses: (a turn's `example.ToolResponse`s) -> the tool results after the calls.
+      responses: (a turn's `example.ToolResponse`s) -> the tool results after the calls,
+        starting with `awaiting_response`.
       awaiting_response: the token the model writes after its calls to hand over to the tools
         (generation stops there; it carries the calls' loss when no result follows in a row).
     """
