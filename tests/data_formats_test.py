@@ -163,9 +163,7 @@ def test_tool_calls_outside_openai_chat_rows_are_refused_not_misread(tmp_path):
         (1, "functions", refused.LEGACY_FUNCTIONS)
     ]
     completion = {"prompt": "a", "completion": "b", "tools": [{"type": "function"}]}
-    assert problems(write_rows(tmp_path, [completion], "c.jsonl")) == [
-        (1, "tools", refused.TOOLS)
-    ]
+    assert problems(write_rows(tmp_path, [completion], "c.jsonl")) == [(1, "tools", refused.TOOLS)]
 
 
 # The other formats.
