@@ -283,6 +283,6 @@ def summary_lines(examples) -> list[str]:
     results = sum(len(turn.tool_responses) for item in using for turn in item.turns)
     declaring = sum(1 for item in using if item.tools)
     return [
-        f"rows with tool calls: {len(using)} of {len(examples)} ({calls} calls, {results} tool "
+        f"rows using tools: {len(using)} of {len(examples)} ({calls} calls, {results} tool "
         f"results; {declaring} rows declare tools)"
     ]
