@@ -183,11 +183,13 @@ def tiny_backbone(
 def tiny_tokenizer(architecture: str = "gemma1", vocabulary_size: int | None = None):
     """Returns the KerasHub tokenizer class of `architecture` over a generated vocabulary of
     `vocabulary_size` pieces (default 320; 384 for a vision architecture, whose vocabulary also
-    holds the image tokens and the bundled image questions' words)."""
+    holds the image tokens and the bundled image questions' words). A family with a tool
+    format (Gemma 4) has its tool tokens after the turn markers."""
     family, with_vision = family_of(architecture)
     extra = tuple(_VISION_SENTENCES) if with_vision else ()
     size = vocabulary_size or (384 if with_vision else 320)
-    proto = sentencepiece_proto(size, turn_markers(architecture), extra)
+    tool_tokens = family.tools.tokens if family.tools else ()
+    proto = sentencepiece_proto(size, turn_markers(architecture) + tool_tokens, extra)
     return (family.vision.tiny_tokenizer if with_vision else family.tiny_tokenizer)(proto)
 
 

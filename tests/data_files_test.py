@@ -275,4 +275,4 @@ def test_null_tool_fields_of_an_arrow_table_are_absent_not_tool_calls(tmp_path):
     path = tmp_path / "chat.parquet"
     parquet.write_table(pyarrow.Table.from_pylist(rows), path)
     ((line, field, _),) = problems(path)
-    assert (line, field) == (2, "[1].messages[1].tool_calls")
+    assert (line, field) == (2, "[1].messages[1].tool_calls[0].function")

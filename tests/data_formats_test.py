@@ -144,23 +144,26 @@ def test_preference_data_is_named_as_such(tmp_path, row, field):
     assert reason.startswith("preference data") and "not supported for supervised tuning" in reason
 
 
-def test_tool_calls_say_they_need_tool_support_not_that_content_is_null(tmp_path):
-    row = {
-        "messages": [
+def test_tool_calls_outside_openai_chat_rows_are_refused_not_misread(tmp_path):
+    call = {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    sharegpt = {
+        "conversations": [
             {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function"}]},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
             {"role": "tool", "tool_call_id": "1", "content": "sunny"},
             {"role": "assistant", "content": "Sunny."},
         ]
     }
-    found = problems(write_rows(tmp_path, [row]))
-    assert found == [
-        (1, "messages[1].tool_calls", refused.TOOLS),
-        (1, "messages[2].tool_call_id", refused.TOOLS),
+    assert problems(write_rows(tmp_path, [sharegpt])) == [
+        (1, "conversations[1].tool_calls", refused.TOOLS),
+        (1, "conversations[2].tool_call_id", refused.TOOLS),
     ]
-    assert "tool calls need a model with tool support" in refused.TOOLS
-    with_tools = {**chat((USER, "a"), (ASSISTANT, "b")), "tools": [{"type": "function"}]}
-    assert problems(write_rows(tmp_path, [with_tools], "t.jsonl")) == [(1, "tools", refused.TOOLS)]
+    legacy = {**chat((USER, "a"), (ASSISTANT, "b")), "functions": [{"name": "f"}]}
+    assert problems(write_rows(tmp_path, [legacy], "l.jsonl")) == [
+        (1, "functions", refused.LEGACY_FUNCTIONS)
+    ]
+    completion = {"prompt": "a", "completion": "b", "tools": [{"type": "function"}]}
+    assert problems(write_rows(tmp_path, [completion], "c.jsonl")) == [(1, "tools", refused.TOOLS)]
 
 
 # The other formats.

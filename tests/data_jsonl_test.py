@@ -195,7 +195,7 @@ def test_openai_chat_system_becomes_example_system(tmp_path):
                     {"role": "tool", "content": "b"},
                 ]
             },
-            [(1, "messages[2].role")],
+            [(1, "messages[2].tool_call_id")],
         ),
         (
             {

@@ -42,9 +42,13 @@ def test_batched_generation_equals_uncached_full_forward(architecture):
     # Rows decode from different positions (and are already in the decoder's length order).
     assert [len(p) for p in prompts] == sorted({len(p) for p in prompts})
     # Sampled, so the answers depend on the prompts (greedy tiny random models repeat a token).
-    expected = _sampled_by_full_forward(loaded.causal_lm, prompts, 12, 1.0, seed=3)
+    # Seed 5, not 3: with the tool tokens in tiny Gemma 4's vocabulary, seed 3 draws a uniform
+    # at the boundary of two adjacent tokens (p 0.00350 and 0.00340) in tiny Gemma 4 MoE's
+    # third row, where float32 rounding between the cached and uncached passes picks the
+    # other one (greedy decoding agrees exactly there); seeds 5 to 8 agree on every family.
+    expected = _sampled_by_full_forward(loaded.causal_lm, prompts, 12, 1.0, seed=5)
     assert len({tuple(e) for e in expected}) == 3
-    sampling = dict(temperature=1.0, seed=3, batch_size=3)
+    sampling = dict(temperature=1.0, seed=5, batch_size=3)
     batched = generate.generate_ids(loaded.causal_lm, prompts, 12, (), **sampling)
     assert [b.tolist() for b in batched] == expected
     # Each row stops at its own first stop token, which is left out.

@@ -8,7 +8,10 @@ runs in a second; `--model=PRESET --sequence_length=N` also loads that model's t
 reports token lengths with the chat template and how many examples N tokens truncate.
 Rows with images (docs/data_formats.md#images) are read, every image opened and decoded, and
 summarized (rows with images, images per row, sizes, formats); with `--model`, a text-only
-model (`model.has_vision_encoder`) makes each image row an error:
+model (`model.has_vision_encoder`) makes each image row an error. Rows with OpenAI tool calls
+(docs/data_formats.md#tool-calls) are counted (calls, tool results); with `--model`, a model
+whose chat template has no tool format (`model.has_tool_format`: all but Gemma 4) makes each
+such row an error:
 
     python -m gemma_tune.data check train.jsonl
     python -m gemma_tune.data check qa.csv --input_column=question --output_column=answer
@@ -46,6 +49,7 @@ from gemma_tune.data import (
     preference_rows,
     sources,
     summary,
+    tool_messages,
 )
 
 COMMANDS = ("check",)
@@ -185,6 +189,27 @@ def _blind_model_problems(path: str, model_preset: str, examples: list[example.E
     return True
 
 
+def _toolless_model_problems(path: str, model_preset: str, examples) -> bool:
+    """Prints each row with tool calls as an error when `model_preset`'s chat template has no
+    tool format; returns whether it did."""
+    using = [item for item in examples if item.tool_field is not None]
+    if not using:
+        return False
+    import gemma_tune  # noqa: F401  (selects the JAX backend before Keras loads)
+    from gemma_tune import model
+
+    if model.has_tool_format(model_preset):
+        return False
+    for item in using:
+        reason = (
+            "tool calls need a model with tool support (Gemma 4); "
+            f"{model_preset}'s chat template has none"
+        )
+        print(f"{item.source}: {item.tool_field}: {reason}")
+    print(f"{len(using)} problem(s) in {path}", file=sys.stderr)
+    return True
+
+
 def check(path: str) -> int:
     """Validates `path`, prints its problems or its summary, and returns the exit code (1 for
     any bad row, an unreadable file, image rows for a text-only `--model` or no examples)."""
@@ -192,6 +217,8 @@ def check(path: str) -> int:
     if read is None:
         return 1
     if FLAGS.model and _blind_model_problems(path, FLAGS.model, read.examples):
+        return 1
+    if FLAGS.model and _toolless_model_problems(path, FLAGS.model, read.examples):
         return 1
     kept, _, result = summary.prepare(
         read, dedup=FLAGS.dedup, max_field_chars=FLAGS.max_field_chars
@@ -206,7 +233,7 @@ def check(path: str) -> int:
     words = lengths.LengthStats.of([len(text.split()) for text in texts])
     print(f"characters: {characters.format()}")
     print(f"words: {words.format()}")
-    for line in images.summary_lines(kept):
+    for line in images.summary_lines(kept) + tool_messages.summary_lines(kept):
         print(line)
     if not FLAGS.model:
         print(

@@ -8,8 +8,9 @@
                 "contents": [{"role": "user"|"model", "parts": [{"text"}, ...]}]}
 
 A leading system message becomes `Example.system`. OpenAI's `"weight": 0` on an assistant
-message keeps the turn in the conversation but out of the loss (`Turn.weight`). Tool calls
-and tool messages are refused with `refused.TOOLS` rather than misread. Rows of a local file
+message keeps the turn in the conversation but out of the loss (`Turn.weight`). OpenAI chat
+rows may use tools (`tools`, `tool_calls`, `tool` messages: `tool_messages`); in the other
+formats tool calls are refused with `refused.TOOLS` rather than misread. Rows of a local file
 may hold images in user turns (`image_parts`: OpenAI `image_url` parts, TRL `{"type": "image"}`
 placeholders with an `images` column, Gemini `inlineData` / `fileData` parts); elsewhere (a Hub
 dataset, preference pairs, TRL prompt/completion rows) image parts are refused with
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from gemma_tune.data import example, fields, image_parts, refused
+from gemma_tune.data import example, fields, image_parts, refused, tool_messages
 
 OPENAI_ROLES = {"system": "system", "user": example.USER, "assistant": example.MODEL}
 SHAREGPT_ROLES = {"system": "system", "human": example.USER, "gpt": example.MODEL}
@@ -122,6 +123,7 @@ def read_messages(
     system: str | None = None,
     prompt_only: bool = False,
     images: image_parts.RowImages | None = None,
+    tools: tuple[example.Tool, ...] | None = None,
 ) -> tuple[str | None, tuple[example.Turn, ...] | None]:
     """Reads a list of chat messages into a system prompt and validated turns.
 
@@ -139,6 +141,8 @@ def read_messages(
       prompt_only: the messages are a preference pair's prompt, which ends with a user
         turn (`example.validate_prompt`) and trains nothing by itself.
       images: reads the image parts of a local file's row; None refuses them.
+      tools: the row's tool declarations, to read OpenAI tool calls and tool messages
+        (`tool_messages`); None refuses them (`refused.TOOLS`).
 
     Returns:
       `(system, turns)`; turns is None when a problem was recorded.
@@ -150,13 +154,32 @@ def read_messages(
             checker.add(field, f"expected an object, got {fields.type_name(message)}")
             roles_known = False
             continue
-        checker.note_unused(message, used_keys | refused.TOOL_KEYS, fields.pattern(field))
         role = checker.text(message, role_key, f"{field}.{role_key}")
-        tool_keys = sorted(key for key in refused.TOOL_KEYS if message.get(key))
-        if role in refused.TOOL_ROLES or tool_keys:
+        if tools is not None and role == "tool":
+            roles_known = (
+                tool_messages.read_response(message, field, turns, checker) and roles_known
+            )
+            continue
+        checker.note_unused(message, used_keys | refused.TOOL_KEYS, fields.pattern(field))
+        refused_keys = refused.TOOL_KEYS if tools is None else refused.LEGACY_TOOL_KEYS
+        refused_roles = refused.TOOL_ROLES if tools is None else refused.LEGACY_TOOL_ROLES
+        tool_keys = sorted(key for key in refused_keys if message.get(key))
+        if role in refused_roles or tool_keys:
             where = f"{field}.{tool_keys[0]}" if tool_keys else f"{field}.{role_key}"
-            checker.add(where, refused.TOOLS)
+            checker.add(where, refused.TOOLS if tools is None else refused.LEGACY_FUNCTIONS)
             roles_known = False
+            continue
+        if tools is not None and message.get("tool_call_id") is not None:
+            checker.add(f"{field}.tool_call_id", "only tool messages answer a call")
+            roles_known = False
+            continue
+        if tools is not None and message.get("tool_calls"):
+            weight = _weight(message, field, example.MODEL, checker)
+            if not tool_messages.read_call_turn(message, field, role, weight, checker, turns):
+                roles_known = False
+                continue
+            role_fields.append(f"{field}.{role_key}")
+            text_fields.append(f"{field}.{content_key}")
             continue
         content_field = f"{field}.{content_key}"
         content, parts = content_parts(message, content_key, content_field, checker, images)
@@ -188,6 +211,8 @@ def read_messages(
         return system, None
     validate = example.validate_prompt if prompt_only else example.validate_turns
     checked = fields.check_turns(turns, role_fields, text_fields, container, checker, validate)
+    if checked and tools is not None:
+        tool_messages.check_conversation(turns, tools, checker)
     if (
         checked
         and not prompt_only
@@ -210,13 +235,16 @@ def parse_openai_chat(
     del keep_context
     messages = fields.list_field(row, "messages", checker)
     images = image_parts.RowImages.for_row(row, source, checker)
+    tools = tool_messages.read_tools(row, checker)
     system, turns = None, None
     if messages is not None:
-        system, turns = read_messages(_indexed(messages, "messages"), checker, images=images)
+        system, turns = read_messages(
+            _indexed(messages, "messages"), checker, images=images, tools=tools
+        )
         if images is not None:
             images.finish()
     checker.done()
-    return example.Example(turns=turns, system=system, source=source)
+    return example.Example(turns=turns, system=system, source=source, tools=tools)
 
 
 def parse_sharegpt(

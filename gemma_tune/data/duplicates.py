@@ -10,6 +10,7 @@ file path or, for bytes a row carried, by a digest of those bytes).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Hashable, Iterable, Sequence
 
 from gemma_tune.data import example
@@ -33,10 +34,24 @@ def key(item: example.Example, mode: str) -> Hashable:
     check_mode(mode)
     norm = _normalize if mode == "normalized" else (lambda text: text)
     turns = tuple(
-        (turn.role, norm(turn.text), turn.weight, tuple(map(_image_key, turn.images)))
+        (
+            turn.role,
+            norm(turn.text),
+            turn.weight,
+            tuple(map(_image_key, turn.images)),
+            _json([(call.name, call.arguments) for call in turn.tool_calls]),
+            _json([(response.name, response.content) for response in turn.tool_responses]),
+        )
         for turn in item.turns
     )
-    return (norm(item.system), norm(item.context), turns, norm(item.text))
+    tools = _json([(tool.name, tool.description, tool.parameters) for tool in item.tools])
+    return (norm(item.system), norm(item.context), turns, norm(item.text), tools)
+
+
+def _json(value) -> str:
+    """Tool calls, results or declarations as canonical JSON text, so that rows asking the
+    same question but calling or declaring different tools are not duplicates."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def _image_key(image: example.Image) -> str:

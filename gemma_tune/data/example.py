@@ -9,11 +9,17 @@ A user turn may hold images (`Image`, in order among its text in `Turn.parts`). 
 a reference (a local path or the encoded bytes the row carried) checked when the row is read,
 and decoded again only when its pixels are needed (`Image.pixels`), so thousands of images
 cost their file names or compressed bytes in memory, not their pixels.
+
+A conversation may use tools (OpenAI's `tools`, assistant `tool_calls` and `tool` messages):
+the example keeps the declarations (`Tool`), each assistant message's calls (`ToolCall`) and
+the tool messages answering them (`ToolResponse`, on the calling turn) as structure, not text;
+only a model family with a tool format renders them (`training.template`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -61,6 +67,57 @@ class Image:
 
 
 @dataclasses.dataclass(frozen=True)
+class Tool:
+    """A function the model may call (OpenAI's `tools[i].function`).
+
+    Attributes:
+      name: the function's name.
+      description: what it does ("" when the row gives none).
+      parameters: its JSON Schema (`{"type": "object", "properties": ...}`), or None.
+      field: where the row declares it (`tools[0]`), for messages.
+    """
+
+    name: str
+    description: str
+    parameters: Mapping | None
+    field: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolCall:
+    """One call of an assistant message (OpenAI's `tool_calls[i]`).
+
+    Attributes:
+      name: the called function's name.
+      arguments: its arguments, a JSON object (parsed when the row gives a JSON string).
+      id: the call's id, which a tool message's `tool_call_id` names (None when absent).
+      field: where the row has it (`messages[2].tool_calls[0]`).
+    """
+
+    name: str
+    arguments: Mapping
+    id: str | None
+    field: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolResponse:
+    """A tool message answering a call (OpenAI's `{"role": "tool", "tool_call_id", ...}`).
+
+    Attributes:
+      name: the name of the function whose call it answers.
+      content: the result: a string, or a JSON object as the row gives it.
+      call_id: the `id` of the call it answers.
+      field: where the row has it (`messages[3]`).
+    """
+
+    name: str
+    content: str | Mapping
+    call_id: str
+    field: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Turn:
     """One turn of a conversation.
 
@@ -72,12 +129,18 @@ class Turn:
         User turns carry no loss whatever their weight.
       parts: a user turn with images: its text (`str`) and `Image` parts in order; empty for
         a text-only turn, whose content is `text`.
+      tool_calls: a model turn's calls (its text is then empty); the model turn after it
+        continues the same model turn once the tools have answered.
+      tool_responses: the tool messages answering `tool_calls`, in the row's order (prompt,
+        never loss).
     """
 
     role: str
     text: str
     weight: float = 1.0
     parts: tuple[str | Image, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_responses: tuple[ToolResponse, ...] = ()
 
     @property
     def images(self) -> tuple[Image, ...]:
@@ -101,6 +164,7 @@ class Example:
         passage); the template places it in the first user turn.
       source: where the row came from, "file:line" or "dataset[index]", for messages.
       text: the document of a language-modelling example (`{"text": ...}` rows), else None.
+      tools: the functions the conversation declares (OpenAI's `tools`), in order.
     """
 
     turns: tuple[Turn, ...]
@@ -108,6 +172,7 @@ class Example:
     context: str | None = None
     source: str = ""
     text: str | None = None
+    tools: tuple[Tool, ...] = ()
 
     @property
     def is_document(self) -> bool:
@@ -128,6 +193,20 @@ class Example:
     def images(self) -> tuple[Image, ...]:
         """Every image of the conversation, in order (none for a text-only example)."""
         return tuple(image for turn in self.turns for image in turn.images)
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """Every tool call of the conversation, in order."""
+        return tuple(call for turn in self.turns for call in turn.tool_calls)
+
+    @property
+    def tool_field(self) -> str | None:
+        """The first field that uses tools (`tools[0]`, a call's field), for messages; None
+        for a conversation without tools."""
+        if self.tools:
+            return self.tools[0].field
+        calls = self.tool_calls
+        return calls[0].field if calls else None
 
 
 class RowError(ValueError):
@@ -195,14 +274,16 @@ def _validate(turns: list[Turn], last_role: str) -> tuple[Turn, ...]:
             raise RowError(
                 f"turns[{index}].text", f"expected a string, got {type(turn.text).__name__}"
             )
-        if not turn.text.strip() and not turn.images:
+        if not turn.text.strip() and not turn.images and not turn.tool_calls:
             raise RowError(f"turns[{index}].text", "empty text")
         if turn.images and turn.role != USER:
             raise RowError(
                 f"turns[{index}].text",
                 "an image in a model (assistant) turn; only user turns can hold images",
             )
-        if index > 0 and turns[index - 1].role == turn.role:
+        # A model turn may follow a model turn that called tools: it answers their results.
+        continues = turn.role == MODEL and index > 0 and turns[index - 1].tool_calls
+        if index > 0 and turns[index - 1].role == turn.role and not continues:
             raise RowError(f"turns[{index}].role", f"two {turn.role} turns in a row")
     if turns[0].role != USER:
         raise RowError(

@@ -17,6 +17,8 @@ below the cap too.
 
 from __future__ import annotations
 
+import json
+
 from gemma_tune.data import example, read_result
 
 REASON = "field over data.max_field_chars"
@@ -27,10 +29,19 @@ MAX_NAMED = 10
 
 def longest_field(item: example.Example) -> tuple[str, int]:
     """`(name, length)` of the example's longest text: "text" (a document), "system",
-    "context" or "turn N (role)", and its length in characters."""
+    "context", "turn N (role)" or a tool result's field (`messages[3]`, as JSON when it is an
+    object), and its length in characters."""
     candidates = [("text", item.text), ("system", item.system), ("context", item.context)]
     candidates += [
         (f"turn {index} ({turn.role})", turn.text) for index, turn in enumerate(item.turns, 1)
+    ]
+    candidates += [
+        (
+            response.field,
+            response.content if isinstance(response.content, str) else json.dumps(response.content),
+        )
+        for turn in item.turns
+        for response in turn.tool_responses
     ]
     return max(((name, len(text or "")) for name, text in candidates), key=lambda kv: kv[1])
 

@@ -89,7 +89,7 @@ def _layout(
                 f"{', '.join(sorted(columns))}"
             )
         return _column_mapper(mapping), frozenset(named)
-    kind = refused.row_kind(dict.fromkeys(columns, True))
+    kind = refused.row_kind(dict.fromkeys(columns, True), tools=True)
     if kind:
         raise ValueError(f"{name}: {kind[1]} (columns: {', '.join(sorted(columns))})")
     if set(DOLLY_COLUMNS) <= columns:

@@ -5,11 +5,13 @@ wrongly: a KTO file (`prompt`, `completion`, `label`) read as prompt/completion 
 answers labelled bad; a preference file (`chosen`/`rejected`, OpenAI's `preferred_output`)
 read as chat trains on the rejected answer or on neither; a Vertex AI preference row
 (`contents`, `completions`) read as Gemini chat trains on the prompt alone. The preference
-reader (`preference_rows`) reads those rows and refuses the rest. Tool calls need a chat
-template gemma_tune does not have. Images are read only from the supervised chat rows of a
-local file (`image_parts`); an `images` column beside anything but `messages`, a single
-`image` key, or image parts elsewhere (a Hub dataset, preference pairs) are refused. These
-are refused with a message that says what the data is and what to do instead.
+reader (`preference_rows`) reads those rows and refuses the rest. Tool calls are read from
+OpenAI chat rows only (`tools`, `tool_calls`, `tool` messages: `tool_messages`); elsewhere
+(ShareGPT, Gemini function parts, prompt/completion and preference rows, OpenAI's legacy
+`functions` / `function_call`) they are refused. Images are read only from the supervised
+chat rows of a local file (`image_parts`); an `images` column beside anything but
+`messages`, a single `image` key, or image parts elsewhere (a Hub dataset, preference pairs)
+are refused. These are refused with a message that says what the data is and what to do instead.
 """
 
 from __future__ import annotations
@@ -37,8 +39,13 @@ OTHER_MEDIA = (
     "{{'type': 'image'}} placeholders"
 )
 TOOLS = (
-    "tool calls need a model with tool support, and gemma_tune's chat templates have none yet; "
-    "leave out the tool messages, tool_calls and tools to tune on the text turns"
+    "tool calls are read from OpenAI chat rows only (messages with tool_calls and tool "
+    "messages, a top-level tools list; docs/data_formats.md#tool-calls); write the row in that "
+    "format, or leave out the tool messages to tune on the text turns"
+)
+LEGACY_FUNCTIONS = (
+    "OpenAI's legacy functions / function_call format is not read; write tools, tool_calls "
+    "and tool messages instead (docs/data_formats.md#tool-calls)"
 )
 
 _TRL_PREFERENCE = PREFERENCE.format(keys="chosen, rejected")
@@ -55,16 +62,19 @@ _ROW_KINDS: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"images"}), IMAGES),
     (frozenset({"image"}), IMAGES),
     (frozenset({"tools"}), TOOLS),
-    (frozenset({"functions"}), TOOLS),
+    (frozenset({"functions"}), LEGACY_FUNCTIONS),
 )
 
 TOOL_ROLES = frozenset({"tool", "function", "function_call", "observation", "ipython"})
 TOOL_KEYS = frozenset({"tool_calls", "function_call", "tool_call_id"})
+# The roles and keys of OpenAI's legacy function calling, refused even where tools are read.
+LEGACY_TOOL_ROLES = TOOL_ROLES - {"tool"}
+LEGACY_TOOL_KEYS = frozenset({"function_call"})
 IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image", "input_audio", "file"})
 
 
 def row_kind(
-    row: Mapping, *, preference: bool = False, images: bool = False
+    row: Mapping, *, preference: bool = False, images: bool = False, tools: bool = False
 ) -> tuple[str, str] | None:
     """The refused kind of data `row` is, as `(field, message)`, or None when it is not one.
 
@@ -72,13 +82,16 @@ def row_kind(
     null value counts as absent (Arrow tables fill absent keys with null). `preference`
     asks for the preference reader, which reads preference rows and refuses the rest;
     `images` for a local file's supervised reader, which reads an `images` column beside
-    `messages` (TRL's format).
+    `messages` (TRL's format); `tools` for a supervised reader, which reads a `tools` list
+    beside `messages` (OpenAI's format).
     """
     present = {key for key, value in row.items() if value is not None}
     for keys, message in _ROW_KINDS:
         if preference and message in _PREFERENCE_KINDS:
             continue
         if images and keys == {"images"} and "messages" in present:
+            continue
+        if tools and keys == {"tools"} and "messages" in present:
             continue
         if keys <= present:
             field = "label" if message is KTO else sorted(keys)[0]

@@ -47,7 +47,7 @@ def _format(name: str, required: set[str], optional: set[str], parse: Parser) ->
 
 
 _ALL = (
-    _format("openai_chat", {"messages"}, {"images"}, chat_formats.parse_openai_chat),
+    _format("openai_chat", {"messages"}, {"images", "tools"}, chat_formats.parse_openai_chat),
     _format("sharegpt", {"conversations"}, {"system"}, chat_formats.parse_sharegpt),
     _format("gemini", {"contents"}, {"systemInstruction"}, chat_formats.parse_gemini),
     _format(

@@ -52,7 +52,7 @@ def check_format(format: str) -> None:
 def _detect(rows: Sequence[Row]) -> str | None:
     """The format of the first row that fits exactly one."""
     for row in rows:
-        if isinstance(row.value, dict) and not refused.row_kind(row.value, images=True):
+        if isinstance(row.value, dict) and not refused.row_kind(row.value, images=True, tools=True):
             fit = row_formats.fits(row.value)
             if len(fit) == 1:
                 return fit[0]
@@ -102,7 +102,7 @@ def read(
         if not isinstance(value, dict):
             report("row", f"expected a JSON object, got {fields.type_name(value)}")
             continue
-        kind = refused.row_kind(value, images=True)
+        kind = refused.row_kind(value, images=True, tools=True)
         if kind:
             field, message = kind
             if message not in refused_kinds:  # Once per file: every row is the same.

@@ -135,6 +135,20 @@ def has_vision_encoder(preset: str) -> bool:
     return VISION_ENCODER in family.encoders and _holds(config, VISION_ENCODER)
 
 
+def has_tool_format(preset: str) -> bool:
+    """Whether `preset`'s family writes tool calls in its chat template (`Family.tools`: Gemma
+    4), so rows with tool calls can train it. Reads the config, never a weight; the data check
+    uses it to refuse tool rows for a model without one.
+
+    Raises:
+      ValueError: for an unknown tiny architecture or a preset of no supported family.
+    """
+    if preset.startswith(TINY_PREFIX):
+        return testing.family_of(preset[len(TINY_PREFIX) :])[0].tools is not None
+    backbone_class, _ = keras_compat.preset_backbone_config(resolve_preset(preset))
+    return families.of_backbone_class(backbone_class).tools is not None
+
+
 def reads_images(preset: str) -> bool:
     """Whether `load(preset)` gives a model that reads images, so training and evaluation keep
     image rows: today `tiny:gemma3_vision` only. A multimodal preset (Gemma 3 4B+, Gemma 4)

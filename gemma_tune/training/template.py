@@ -22,6 +22,15 @@ each image as `\n\n<start_of_image>`, the model's placeholder tokens and `<end_o
 not even with `train_on_prompt`; its placeholders are where the backbone puts the image. A
 span the sequence length would cut is cut whole (the ids end before it).
 
+A conversation with tools (OpenAI `tools`, `tool_calls`, `tool` messages) is written in the
+family's tool format (`families.*.tools`, Gemma 4's `<|tool_call>` ...): the declarations
+close the system turn, a model turn's calls carry its loss weight and the tool results after
+them none, except their first token: the one the model writes after its calls to hand over
+to the tools (`<|tool_response>`), which carries the calls' loss weight (also when the calls
+end the conversation) and stops generation. The model turn that answers the results
+continues the same turn (no new `<|turn>model` marker). A family
+without a tool format refuses such an example, naming its file, line and field.
+
 A document (`Example.text`, language modelling) gets no chat markers: `<bos>{text}<eos>`, every
 token after BOS carrying loss.
 
@@ -34,6 +43,7 @@ cut text counts only up to the cut.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import sentencepiece
@@ -109,7 +119,11 @@ class ChatTemplate:
         self.bos_id = int(tokenizer.start_token_id)
         self.eos_id = int(tokenizer.end_token_id)
         self.pad_id = int(tokenizer.pad_token_id)
-        chat = families.of_tokenizer(tokenizer).chat
+        family = families.of_tokenizer(tokenizer)
+        chat = family.chat
+        self._family_title = family.title
+        self._tools = family.tools
+        self._tool_ids = self._tool_token_ids(family.tools)
         self._roles = {example_lib.USER: chat.user_role, example_lib.MODEL: chat.model_role}
         self._system_role = chat.system_role
         self.start_of_turn_id = int(tokenizer.token_to_id(chat.start_of_turn))
@@ -117,10 +131,44 @@ class ChatTemplate:
         self.train_on_prompt = train_on_prompt
         self.image_inputs = image_inputs
 
+    def _tool_token_ids(self, tools) -> dict[str, int]:
+        """The ids of the family's tool tokens this vocabulary has (none without a format)."""
+        if tools is None:
+            return {}
+        ids = {token: self._encoder.piece_to_id(token) for token in tools.tokens}
+        return {token: int(i) for token, i in ids.items() if i != self._encoder.unk_id()}
+
     @property
     def stop_token_ids(self) -> tuple[int, ...]:
-        """Ids that end a model turn in generation: `<end_of_turn>` and `<eos>`."""
-        return (self.end_of_turn_id, self.eos_id)
+        """Ids that end a model turn in generation: `<end_of_turn>` and `<eos>`, and for a
+        family with a tool format the token that hands over to the tools after a call."""
+        handover = self._tool_ids.get(self._tools.awaiting_response) if self._tools else None
+        return (self.end_of_turn_id, self.eos_id) + (() if handover is None else (handover,))
+
+    def _tool_text(self, text: str, max_chars: int | None) -> list[int]:
+        """Token ids of a tool text (`families.*.tools`), its tool tokens inserted by id (a
+        tool token the vocabulary lacks is tokenized as text, as a tokenizer would)."""
+        if max_chars is not None:
+            text = text[:max_chars]
+        if not self._tool_ids:
+            return self._text(text)
+        pattern = "(" + "|".join(re.escape(token) for token in self._tool_ids) + ")"
+        ids: list[int] = []
+        for index, piece in enumerate(re.split(pattern, text)):
+            ids += [self._tool_ids[piece]] if index % 2 else self._text(piece)
+        return ids
+
+    def _check_tools(self, example: example_lib.Example) -> None:
+        """Raises ValueError naming the row and field when `example` uses tools and this
+        family's chat template cannot write them."""
+        field = example.tool_field
+        if field is not None and self._tools is None:
+            raise ValueError(
+                f"{example.source}: {field}: tool calls need a model with tool support "
+                f"(Gemma 4); {self._family_title}'s chat template has none: tune a Gemma 4 "
+                "model, or leave out the tools, tool_calls and tool messages to tune on the "
+                "text turns"
+            )
 
     def _text(self, text: str, max_chars: int | None = None) -> list[int]:
         """Token ids of `text`, cut to `max_chars` characters first (None = all)."""
@@ -139,14 +187,23 @@ class ChatTemplate:
             if not for_generation:
                 yield self._text(example.text, max_chars) + [self.eos_id], 1.0
             return
+        self._check_tools(example)
         fold_system = self._system_role is None
-        if example.system and not fold_system:
+        if (example.system or example.tools) and not fold_system:
             yield [self.start_of_turn_id] + self._text(f"{self._system_role}\n"), None
-            yield self._text(example.system.strip(), max_chars) + [self.end_of_turn_id], None
+            system = self._text((example.system or "").strip(), max_chars)
+            if example.tools:
+                system += self._tool_text(self._tools.declarations(example.tools), max_chars)
+            yield system + [self.end_of_turn_id], None
             yield self._text("\n"), None
         turns = example.turns[:-1] if for_generation else example.turns
         for index, turn in enumerate(turns):
-            yield [self.start_of_turn_id] + self._text(f"{self._roles[turn.role]}\n"), None
+            # A model turn after calls continues the turn that made them.
+            if not (index and turns[index - 1].tool_calls):
+                yield [self.start_of_turn_id] + self._text(f"{self._roles[turn.role]}\n"), None
+            if turn.tool_calls:
+                yield from self._call_turn(turn, max_chars)
+                continue
             if turn.images:
                 yield from self._image_turn(example, turn, index == 0, fold_system, max_chars)
                 yield [self.end_of_turn_id], None
@@ -156,9 +213,20 @@ class ChatTemplate:
             weight = turn.weight if turn.role == example_lib.MODEL else None
             yield self._text(text, max_chars) + [self.end_of_turn_id], weight
             yield self._text("\n"), None
-        if for_generation:
+        if for_generation and not (turns and turns[-1].tool_calls):
             model_role = self._roles[example_lib.MODEL]
             yield [self.start_of_turn_id] + self._text(f"{model_role}\n"), None
+
+    def _call_turn(self, turn: example_lib.Turn, max_chars: int | None):
+        """Yields the pieces of a model turn's tool calls and the hand-over token after them
+        (the model writes both: the turn's loss weight), then the rest of the results
+        answering them (prompt), which start with that token (`base.ToolFormat`)."""
+        yield self._tool_text(self._tools.calls(turn.tool_calls), max_chars), turn.weight
+        handover = self._tools.awaiting_response
+        yield self._tool_text(handover, None), turn.weight
+        if turn.tool_responses:
+            responses = self._tools.responses(turn.tool_responses).removeprefix(handover)
+            yield self._tool_text(responses, max_chars), None
 
     def _image_turn(self, example, turn, first: bool, fold_system: bool, max_chars):
         """Yields the pieces of a user turn with images: its text parts, and each image's span

@@ -29,6 +29,8 @@ is listed in `families/__init__.py`. It must provide:
 - Optionally `gguf`: how to import llama.cpp GGUF files of this family (`model.gguf_convert`).
 - Optionally `vision`: how its backbone sees images (`Vision`: the image tokens, the tiny
   vision model, the image converter), for vision tuning (`model.vision`).
+- Optionally `tools`: how its chat template writes tool declarations, calls and results
+  (`ToolFormat`, Gemma 4); a family without one refuses examples that use tools.
 
 Sharding needs nothing per family: `training.sharding` lays weights out by shape. Packing needs
 the decoder blocks' attention mask (`keras_compat.narrowed_attention_masks`), which every
@@ -121,6 +123,30 @@ class Vision:
 
 
 @dataclasses.dataclass(frozen=True)
+class ToolFormat:
+    """How a family's chat template writes tool calling (Gemma 4's `<|tool_call>` ...).
+
+    Each function returns text holding the family's tool tokens, which `training.template`
+    inserts by id.
+
+    Attributes:
+      tokens: the special tokens the texts hold (for a vocabulary, and to insert by id).
+      declarations: (`example.Tool`s) -> the text closing the system turn.
+      calls: (a turn's `example.ToolCall`s) -> the model's calls.
+      responses: (a turn's `example.ToolResponse`s) -> the tool results after the calls,
+        starting with `awaiting_response`.
+      awaiting_response: the token the model writes after its calls to hand over to the tools
+        (generation stops there; it carries the calls' loss when no result follows in a row).
+    """
+
+    tokens: tuple[str, ...]
+    declarations: Callable[[Any], str]
+    calls: Callable[[Any], str]
+    responses: Callable[[Any], str]
+    awaiting_response: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
     """Everything that differs between Gemma families (see the module docstring)."""
 
@@ -148,6 +174,7 @@ class Family:
     kernel_read_targets: tuple[str, ...] = ()
     encoders: tuple[str, ...] = ()
     vision: Vision | None = None
+    tools: ToolFormat | None = None
 
     def owns(self, backbone) -> bool:
         """Whether `backbone` is a model of this family."""

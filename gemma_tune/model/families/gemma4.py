@@ -12,7 +12,8 @@ What differs from Gemma 3 and matters here:
   MLP; per-layer token embeddings condition every block; norms are `x * w`, not `x * (1 + w)`;
 - the decoder block multiplies its MLP kernels directly (`ops.matmul(x, gating_ffw.kernel)`),
   bypassing the projection layers' `call`: `kernel_read_targets` tells LoRA, DoRA and QLoRA;
-- turns are `<|turn>ROLE\\n ... <turn|>` with a system role.
+- turns are `<|turn>ROLE\\n ... <turn|>` with a system role, and the chat template writes tool
+  declarations, calls and results (`gemma4_tools`).
 The MoE experts are raw 3-D weights, not projections: LoRA adapts the dense MLP beside them and
 the attention, never the experts.
 """
@@ -21,9 +22,16 @@ from __future__ import annotations
 
 import keras_hub
 
-from gemma_tune.model.families import base, gemma4_hf, shared
+from gemma_tune.model.families import base, gemma4_hf, gemma4_tools, shared
 
 CHAT = base.ChatMarkers(start_of_turn="<|turn>", end_of_turn="<turn|>", system_role="system")
+TOOLS = base.ToolFormat(
+    tokens=gemma4_tools.TOKENS,
+    declarations=gemma4_tools.declarations,
+    calls=gemma4_tools.calls,
+    responses=gemma4_tools.responses,
+    awaiting_response=gemma4_tools.START_OF_RESPONSE,
+)
 
 # Gemma 4's chat format as a Jinja template (for exported tokenizers), exactly as
 # `training.template` writes it: a system turn first when there is one, "assistant" is the
@@ -163,6 +171,7 @@ def _family(name: str, title: str, matches, tiny) -> base.Family:
         kernel_read_targets=KERNEL_READ_TARGETS,
         # Every KerasHub Gemma 4 preset has a vision encoder, the "E" models an audio one too.
         encoders=("vision_encoder", "audio_encoder"),
+        tools=TOOLS,
     )
 
 
