@@ -75,7 +75,7 @@ def tiny_vision_backbone(common: dict):
     return backbone
 
 
-def tiny_image_converter(backbone):
+def image_converter(backbone):
     """Gemma 3's image converter for `backbone`: resize to its square size, pixels to [-1, 1]
     (transformers' Gemma 3 processor: mean 0.5, std 0.5 after dividing by 255)."""
     return keras_hub.layers.Gemma3ImageConverter(
@@ -89,7 +89,7 @@ VISION = base.Vision(
     end_of_image="<end_of_image>",
     tiny_backbone=tiny_vision_backbone,
     tiny_tokenizer=lambda proto: keras_hub.models.Gemma3Tokenizer(proto=proto),
-    tiny_image_converter=tiny_image_converter,
+    image_converter=image_converter,
     image_size=lambda backbone: backbone.image_size,
     tokens_per_image=lambda backbone: backbone.vision_encoder.num_vision_tokens_per_image,
     encoder=lambda backbone: backbone.vision_encoder,
@@ -374,7 +374,7 @@ FAMILY = shared.family(
     # Gemma3CausalLM's cache builder also takes image embeddings, vision mask, padding mask
     # and vision indices.
     cache_arguments=4,
-    # Gemma 3 4B, 12B and 27B presets carry a vision encoder; text tuning loads without it.
+    # Gemma 3 4B, 12B and 27B presets carry a vision encoder; `model.load` loads it (`vision`).
     encoders=("vision_encoder",),
     vision=VISION,
     gguf=base.GgufImport(
