@@ -179,7 +179,9 @@ def _blind_model_problems(path: str, model_preset: str, examples: list[example.E
         print("(token lengths count the text only: image tokens are not counted)")
         return False
     for item in with_images:
-        reason = f"an image in a row for a model that reads no images ({model_preset}: docs/vision.md)"
+        reason = (
+            f"an image in a row for a model that reads no images ({model_preset}: docs/vision.md)"
+        )
         print(f"{item.images[0].source}: {item.images[0].field}: {reason}")
     print(f"{len(with_images)} problem(s) in {path}", file=sys.stderr)
     return True

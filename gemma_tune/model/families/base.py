@@ -103,6 +103,11 @@ class Vision:
       encoder: (backbone) -> its vision encoder (projector included), None when it has none.
       cache_arguments: (backbone, image arrays of `model.vision.batch_arrays`) -> the keyword
         arguments of its CausalLM's `call_with_cache` that put the images in a prefill.
+      hf_processor_files: (backbone, image converter) -> `{file name: JSON}` of transformers'
+        processor for the exported model (`export.hf_export`).
+      hf_tokenizer_entries: (this record) -> the exported tokenizer config's image tokens.
+      hf_language_model_prefix: where transformers' image-text-to-text class keeps the
+        language model's modules (`model.language_model.`), for PEFT module names.
     """
 
     start_of_image: str
@@ -115,6 +120,9 @@ class Vision:
     tokens_per_image: Callable[[Any], int]
     encoder: Callable[[Any], Any]
     cache_arguments: Callable[[Any, Mapping[str, Any]], dict]
+    hf_processor_files: Callable[[Any, Any], dict]
+    hf_tokenizer_entries: Callable[[Any], dict]
+    hf_language_model_prefix: str
 
     @property
     def tokens(self) -> tuple[str, str, str]:

@@ -12,7 +12,7 @@ import keras
 import keras_hub
 import numpy as np
 
-from gemma_tune.model.families import base, shared
+from gemma_tune.model.families import base, gemma3_vision_hf, shared
 
 # Gemma3Backbone hard-codes Gemma 3's attention layout: every sixth layer is global with RoPE
 # base 1e6, the other five use a sliding window with base 1e4. A GGUF that says otherwise is
@@ -93,6 +93,9 @@ VISION = base.Vision(
     image_size=lambda backbone: backbone.image_size,
     tokens_per_image=lambda backbone: backbone.vision_encoder.num_vision_tokens_per_image,
     encoder=lambda backbone: backbone.vision_encoder,
+    hf_processor_files=gemma3_vision_hf.processor_files,
+    hf_tokenizer_entries=gemma3_vision_hf.tokenizer_entries,
+    hf_language_model_prefix=gemma3_vision_hf.LANGUAGE_MODEL_PREFIX,
     cache_arguments=lambda backbone, arrays: {
         "img_embeddings": backbone.vision_encoder(arrays["images"]),
         "vision_mask": arrays["vision_mask"],
@@ -101,14 +104,16 @@ VISION = base.Vision(
 )
 
 
-def _text_only(backbone) -> None:
-    if backbone.vision_encoder is not None:
-        raise ValueError("Gemma 3 with a vision encoder is not supported; export text-only")
-
-
 def hf_config(backbone, tokenizer, dtype: str) -> dict:
-    """transformers' `Gemma3TextConfig` as a dict (text-only backbones)."""
-    _text_only(backbone)
+    """transformers' `Gemma3TextConfig` as a dict; with a vision encoder, `Gemma3Config`
+    around it (`gemma3_vision_hf`)."""
+    text = _hf_text_config(backbone, tokenizer, dtype)
+    if backbone.vision_encoder is None:
+        return text
+    return gemma3_vision_hf.hf_config(backbone, tokenizer, dtype, text, VISION)
+
+
+def _hf_text_config(backbone, tokenizer, dtype: str) -> dict:
     blocks = shared.blocks(backbone)
     local = [
         b.attention.rope_wavelength for b in blocks if b.attention.use_sliding_window_attention
@@ -143,9 +148,12 @@ def hf_config(backbone, tokenizer, dtype: str) -> dict:
 
 
 def hf_weights(backbone) -> dict:
-    """transformers' `Gemma3ForCausalLM` state dict, float32."""
-    _text_only(backbone)
-    return shared.hf_weights(backbone, post_norms=True, query_key_norms=True)
+    """transformers' `Gemma3ForCausalLM` state dict, float32; with a vision encoder,
+    `Gemma3ForConditionalGeneration`'s (`gemma3_vision_hf`)."""
+    text = shared.hf_weights(backbone, post_norms=True, query_key_norms=True)
+    if backbone.vision_encoder is None:
+        return text
+    return gemma3_vision_hf.hf_weights(backbone, text)
 
 
 def gguf_backbone_config(metadata: Mapping[str, Any], source: str = "GGUF") -> dict[str, Any]:
