@@ -13,6 +13,7 @@ import keras_hub
 import numpy as np
 import pytest
 
+import gemma_tune
 from gemma_tune import config as config_lib
 from gemma_tune import model, sample, train
 from gemma_tune.bundled import make_vision_data
@@ -110,5 +111,9 @@ def test_a_run_from_a_vision_preset_trains_on_image_rows_and_samples_with_an_ima
     image = os.path.join(make_vision_data.OUTPUT, "images", "000.png")
     prompt = chat.prompt_ids("What colour is the square?", images=sample.read_images([image]))
     assert len(prompt[1]) == 1
-    assert chat.answer(prompt, chat.tuned_weights, echo=False, max_new_tokens=4)
+    answer = chat.answer(prompt, chat.tuned_weights, echo=False, max_new_tokens=4)
+    assert answer
+    # The Python API answers the same about the same image.
+    run = gemma_tune.load_run(run_path)
+    assert run.generate("What colour is the square?", images=[image], max_new_tokens=4) == answer
     assert isinstance(chat.loaded.image_converter, keras_hub.layers.Gemma3ImageConverter)
