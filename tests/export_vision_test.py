@@ -73,11 +73,19 @@ def hf_inputs(directory, picture):
     transformers = pytest.importorskip("transformers")
     processor = transformers.AutoProcessor.from_pretrained(str(directory))
     assert type(processor).__name__ == "Gemma3Processor"
-    tokenizer = processor.tokenizer
-    text = (
-        f"<start_of_turn>user\n{tokenizer.boi_token}{QUESTION}<end_of_turn>\n<start_of_turn>model\n"
+    # The exported chat template writes the image part as <start_of_image>, which the
+    # processor expands into the image span.
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}
+    ]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == (
+        f"<bos><start_of_turn>user\n{processor.tokenizer.boi_token}{QUESTION}<end_of_turn>\n"
+        "<start_of_turn>model\n"
     )
-    return processor(text=[text], images=[[picture.pixels()]], return_tensors="pt")
+    return processor(
+        text=[text], images=[[picture.pixels()]], return_tensors="pt", add_special_tokens=False
+    )
 
 
 def hf_image_text_model(directory):
