@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 
 from gemma_tune import config as config_lib
 
@@ -113,9 +114,16 @@ class Run:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int = 0,
+        images: Sequence[str] = (),
     ) -> str:
         """The tuned model's answer to `prompt` in the run's chat template (`base=True`: the
-        model before tuning). Greedy by default; the model loads on first use and stays."""
+        model before tuning). Greedy by default; the model loads on first use and stays.
+        `images`: image files put before the prompt, for a model that reads images
+        (`docs/vision.md`), as `sample --image` does.
+
+        Raises:
+          ValueError: an image that cannot be read, or images for a model that reads none.
+        """
         from gemma_tune import sample
 
         if self._chat is None:
@@ -130,8 +138,12 @@ class Run:
             )
         chat = self._chat
         weights = chat.base_weights if base else chat.tuned_weights
+        opened = sample.read_images(list(images))
+        if opened and chat.template.image_inputs is None:
+            preset = self.config["model"]["preset"]
+            raise ValueError(f"images: {preset} does not read images (docs/vision.md)")
         return chat.answer(
-            chat.prompt_ids(prompt, system, context),
+            chat.prompt_ids(prompt, system, context, images=opened),
             weights,
             echo=False,
             max_new_tokens=max_new_tokens,

@@ -197,7 +197,7 @@ def tiny_image_converter(architecture: str, backbone):
     """The image converter of a tiny vision model (resize and normalize, as the family's real
     presets do), or None for a text-only architecture."""
     family, with_vision = family_of(architecture)
-    return family.vision.tiny_image_converter(backbone) if with_vision else None
+    return family.vision.image_converter(backbone) if with_vision else None
 
 
 def tiny_model(architecture: str = "gemma1", seed: int = 0):

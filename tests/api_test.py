@@ -30,6 +30,14 @@ def _rows(count=16):
     ]
 
 
+def _picture(directory) -> str:
+    from PIL import Image
+
+    path = f"{directory}/picture.png"
+    Image.new("RGB", (8, 8), "red").save(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
@@ -55,6 +63,8 @@ def test_finetune_on_rows_returns_the_finished_run(finished):
     assert isinstance(answer, str) and isinstance(base, str)
     sampled = [run.generate("Hi", temperature=1.0, seed=s, max_new_tokens=6) for s in (1, 1)]
     assert sampled[0] == sampled[1]  # seeded
+    with pytest.raises(ValueError, match="images: tiny:gemma3 does not read images"):
+        run.generate("What is in it?", images=[_picture(workdir)])
 
 
 @pytest.mark.slow

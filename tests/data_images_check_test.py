@@ -67,7 +67,7 @@ def test_check_with_a_text_only_model_names_each_image_row(tmp_path):
     path = image_rows(tmp_path)
     checked = run("gemma_tune.data", "check", str(path), "--model=tiny:gemma3")
     assert checked.returncode == 1
-    reason = "an image in a row for a text-only model (tiny:gemma3 has no vision encoder)"
+    reason = "an image in a row for a model that reads no images (tiny:gemma3: docs/vision.md)"
     assert checked.stdout.splitlines() == [
         f"{path}:2: images[0]: {reason}",
         f"{path}:3: images[0]: {reason}",

@@ -1,7 +1,8 @@
-"""A multimodal Gemma preset (Gemma 3 with a vision encoder, Gemma 4 with vision and audio
-encoders, as every KerasHub Gemma 4 preset is) loads as its language model alone: the encoders
-are not built, their weights not read, every language-model weight is the preset's, and the
-run log says what was left out. A preset of another architecture is refused before loading.
+"""A multimodal Gemma 4 preset (vision and audio encoders, as every KerasHub Gemma 4 preset
+has) loads as its language model alone: the encoders are not built, their weights not read,
+every language-model weight is the preset's, and the run log says what was left out. A Gemma 3
+preset with a vision encoder loads with it instead (`vision_preset_test.py`). A preset of
+another architecture is refused before loading.
 
     python -m pytest -q tests/multimodal_preset_test.py
 """
@@ -49,22 +50,10 @@ def _gemma4_with_encoders(tokenizer):
     )
 
 
-def _gemma3_with_vision(tokenizer):
-    vision = keras_hub.models.Gemma3VisionEncoder(
-        image_size=16, patch_size=4, num_heads=2, hidden_dim=16, num_layers=1,
-        intermediate_dim=32, output_dim=32, pool_size=2,
-    )  # fmt: skip
-    common = {**_tiny_common(tokenizer), "num_layers": 2}
-    return keras_hub.models.Gemma3Backbone(
-        **common, image_size=16, vision_encoder=vision, use_query_key_norm=True
-    )
-
-
 @pytest.mark.parametrize(
     "architecture,build,encoders",
     [
         ("gemma4", _gemma4_with_encoders, "vision encoder and audio encoder"),
-        ("gemma3", _gemma3_with_vision, "vision encoder"),
     ],
 )
 def test_a_multimodal_preset_loads_as_its_language_model(

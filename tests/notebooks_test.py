@@ -32,7 +32,7 @@ pytestmark = pytest.mark.notebook
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 COLAB_DIR = ROOT / "colab"
-NOTEBOOKS = ["quickstart", "dolly_lora4", "your_data", "tpu"]
+NOTEBOOKS = ["quickstart", "dolly_lora4", "your_data", "tpu", "vision"]
 BADGE_URL = (
     "https://colab.research.google.com/github/gemma-tune/gemma_tune/blob/main/colab/{}.ipynb"
 )
@@ -176,3 +176,14 @@ def test_tpu(tmp_path, jupyter_path, monkeypatch):
     config = json.loads((run_path / "config.json").read_text())
     assert config["model"]["dtype"] == "bfloat16"
     assert "--- tuned ---" in _text_output(notebook)
+
+
+def test_vision(tmp_path, jupyter_path, monkeypatch):
+    notebook = _execute("vision", tmp_path, jupyter_path, monkeypatch)
+    run_path = _one_run(tmp_path, "runs/tiny_vision-*")
+    comparison = _check_run(run_path)
+    assert comparison["count"] == 4
+    assert all(item.get("thumbnails") for item in comparison["examples"])
+    output = _text_output(notebook)
+    assert output.count("question: ") == 3 and output.count("tuned:    ") == 3
+    assert "image/png" in json.dumps([cell.get("outputs") for cell in notebook.cells])

@@ -8,10 +8,10 @@ runs in a second; `--model=PRESET --sequence_length=N` also loads that model's t
 reports token lengths with the chat template and how many examples N tokens truncate.
 Rows with images (docs/data_formats.md#images) are read, every image opened and decoded, and
 summarized (rows with images, images per row, sizes, formats); with `--model`, a text-only
-model (`model.has_vision_encoder`) makes each image row an error. Rows with OpenAI tool calls
-(docs/data_formats.md#tool-calls) are counted (calls, tool results); with `--model`, a model
-whose chat template has no tool format (`model.has_tool_format`: all but Gemma 4) makes each
-such row an error:
+model that reads no images (`model.reads_images`) makes each image row an error. Rows with
+OpenAI tool calls (docs/data_formats.md#tool-calls) are counted (calls, tool results); with
+`--model`, a model whose chat template has no tool format (`model.has_tool_format`: all but
+Gemma 4) makes each such row an error:
 
     python -m gemma_tune.data check train.jsonl
     python -m gemma_tune.data check qa.csv --input_column=question --output_column=answer
@@ -179,11 +179,13 @@ def _blind_model_problems(path: str, model_preset: str, examples: list[example.E
     import gemma_tune  # noqa: F401  (selects the JAX backend before Keras loads)
     from gemma_tune import model
 
-    if model.has_vision_encoder(model_preset):
+    if model.reads_images(model_preset):
         print("(token lengths count the text only: image tokens are not counted)")
         return False
     for item in with_images:
-        reason = f"an image in a row for a text-only model ({model_preset} has no vision encoder)"
+        reason = (
+            f"an image in a row for a model that reads no images ({model_preset}: docs/vision.md)"
+        )
         print(f"{item.images[0].source}: {item.images[0].field}: {reason}")
     print(f"{len(with_images)} problem(s) in {path}", file=sys.stderr)
     return True

@@ -9,9 +9,11 @@
     python -m gemma_tune.export --run=RUN_DIR --to=gguf --out=exported/gguf --gguf_type=q8_0
 
 - `--to=hf`: the tuned model with LoRA merged into its weights, as a transformers directory
-  (`AutoModelForCausalLM.from_pretrained(DIR)`, `AutoTokenizer.from_pretrained(DIR)`).
+  (`AutoModelForCausalLM.from_pretrained(DIR)`, `AutoTokenizer.from_pretrained(DIR)`; a model
+  with a vision encoder: `AutoModelForImageTextToText` and `AutoProcessor`, `hf_export`).
 - `--to=keras`: the same merged model as a KerasHub preset (`gemma_tune.model.load(DIR)`,
-  `python -m gemma_tune.sample --model=DIR`).
+  `python -m gemma_tune.sample --model=DIR`), with its vision encoder and image converter
+  when it has them.
 - `--to=peft`: only the adapter, for `peft.PeftModel.from_pretrained(base, DIR)`. It reproduces the
   tuned model only on the base the run was tuned on: export that base once with
   `--to=hf --base_only`. A Hub checkpoint of the same model is a different base when the run's
@@ -40,7 +42,8 @@ import gemma_tune  # noqa: F401  (selects the JAX backend)
 
 HINTS = {
     "hf": "Load it with transformers.AutoModelForCausalLM.from_pretrained({out!r}) "
-    "and transformers.AutoTokenizer.from_pretrained({out!r}).",
+    "and transformers.AutoTokenizer.from_pretrained({out!r}) (a model that reads images: "
+    "AutoModelForImageTextToText and AutoProcessor).",
     "keras": "Load it with gemma_tune.model.load({out!r}) or "
     "python -m gemma_tune.sample --model={out} --prompt=...",
     "gguf": "Run it with llama-cli -m {out}/model-TYPE.gguf, or ollama create NAME -f "

@@ -26,7 +26,7 @@ import numpy as np
 
 from gemma_tune import model
 from gemma_tune.export import hf_export, merge
-from gemma_tune.model import families
+from gemma_tune.model import families, vision
 
 TYPES = {
     "f32": gguf.GGMLQuantizationType.F32,
@@ -195,7 +195,15 @@ def save(loaded: model.LoadedModel, directory: str, gguf_type: str = "f16") -> s
 
     Returns:
       `directory`.
+
+    Raises:
+      ValueError: for a model with a vision encoder (its GGUF would lose the encoder).
     """
+    if vision.encoder_of(loaded.backbone) is not None:
+        raise ValueError(
+            f"--to=gguf writes the language model alone and {loaded.preset} reads images: "
+            "export it with --to=hf or --to=keras (docs/export.md)"
+        )
     os.makedirs(directory, exist_ok=True)
     gguf_file = file_name(gguf_type)
     write(loaded, os.path.join(directory, gguf_file), gguf_type)

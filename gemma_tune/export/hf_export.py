@@ -1,4 +1,4 @@
-"""A KerasHub Gemma (text) -> a Hugging Face transformers model directory.
+"""A KerasHub Gemma -> a Hugging Face transformers model directory.
 
     python -m gemma_tune.export --run=RUN_DIR --to=hf --out=DIR
 
@@ -9,7 +9,15 @@ writes `model.safetensors`, `config.json`, `generation_config.json` and the toke
     transformers.AutoModelForCausalLM.from_pretrained(DIR)
     transformers.AutoTokenizer.from_pretrained(DIR)
 
-load it directly. A model with LoRA is merged first (`gemma_tune.export.merge`): LoRA is never
+load it directly. A model with a vision encoder (Gemma 3 4B+, `tiny:gemma3_vision`) is written
+as transformers' image-text-to-text class (`Gemma3ForConditionalGeneration`), with the
+processor's files (`preprocessor_config.json`, `processor_config.json`) and the image tokens in
+the tokenizer config, so that
+
+    transformers.AutoModelForImageTextToText.from_pretrained(DIR)
+    transformers.AutoProcessor.from_pretrained(DIR)
+
+load it. A model with LoRA is merged first (`gemma_tune.export.merge`): LoRA is never
 dropped.
 
 The weight names and config of each Gemma family are its module's (`model/families/`): this
@@ -70,12 +78,14 @@ def generation_config_dict(tokenizer) -> dict:
     }
 
 
-def save_tokenizer(tokenizer, directory: str) -> None:
+def save_tokenizer(tokenizer, directory: str, vision=None) -> None:
     """Writes a KerasHub Gemma tokenizer in Hugging Face's format.
 
     `tokenizer.model` is the SentencePiece proto itself; transformers converts it to its fast
     tokenizer on load. When transformers is installed, that conversion is done once here and
     saved as `tokenizer.json`, so loading needs neither sentencepiece nor the conversion time.
+    With `vision` (the family's `base.Vision`, for a model with a vision encoder), the image
+    tokens are special tokens too and the config names them for transformers' processor.
     """
     family = families.of_tokenizer(tokenizer)
     os.makedirs(directory, exist_ok=True)
@@ -91,7 +101,8 @@ def save_tokenizer(tokenizer, directory: str) -> None:
         special["mask_token"] = "<mask>"
     added = {}
     markers = (family.chat.start_of_turn, family.chat.end_of_turn)
-    for token in ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", *markers):
+    image_tokens = vision.tokens if vision is not None else ()
+    for token in ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", *markers, *image_tokens):
         token_id = tokenizer.token_to_id(token)
         if token_id is not None:
             added[str(token_id)] = {
@@ -112,6 +123,7 @@ def save_tokenizer(tokenizer, directory: str) -> None:
         "model_max_length": 1000000000000000019884624838656,
         "added_tokens_decoder": added,
         "chat_template": family.hf_chat_template,
+        **(vision.hf_tokenizer_entries(vision) if vision is not None else {}),
     }
     _write_json(os.path.join(directory, "tokenizer_config.json"), tokenizer_config)
     _write_json(
@@ -161,5 +173,20 @@ def save(loaded: model.LoadedModel, directory: str, dtype: str = "float32") -> s
     _write_json(
         os.path.join(directory, "generation_config.json"), generation_config_dict(loaded.tokenizer)
     )
-    save_tokenizer(loaded.tokenizer, directory)
+    vision_record = _vision_of(backbone)
+    if vision_record is not None:
+        if loaded.image_converter is None:
+            raise ValueError("a model with a vision encoder but no image converter")
+        processor = vision_record.hf_processor_files(backbone, loaded.image_converter)
+        for name, value in processor.items():
+            _write_json(os.path.join(directory, name), value)
+    save_tokenizer(loaded.tokenizer, directory, vision_record)
     return directory
+
+
+def _vision_of(backbone):
+    """The family's `base.Vision` when `backbone` has a vision encoder, else None."""
+    vision_record = families.of_backbone(backbone).vision
+    if vision_record is None or vision_record.encoder(backbone) is None:
+        return None
+    return vision_record

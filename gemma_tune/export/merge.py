@@ -119,7 +119,9 @@ def _preprocessor_for(loaded: model.LoadedModel):
 def save_keras_preset(loaded: model.LoadedModel, directory: str, dtype: str | None = None) -> str:
     """Writes `loaded` (LoRA merged first, if it has any) as a KerasHub preset directory.
 
-    The directory holds the backbone, the tokenizer and a CausalLM preprocessor, so both
+    The directory holds the backbone (with its vision encoder, if any), the tokenizer, a
+    CausalLM preprocessor and, for a model that reads images, its image converter
+    (`image_converter.json`, which `model.load` reads back), so both
     `gemma_tune.model.load(directory)` and `keras_hub.models.Gemma3CausalLM.from_preset(directory)`
     (or `GemmaCausalLM`) load it offline.
 
@@ -136,4 +138,6 @@ def save_keras_preset(loaded: model.LoadedModel, directory: str, dtype: str | No
     plain.backbone.save_to_preset(directory)
     loaded.tokenizer.save_to_preset(directory)
     _preprocessor_for(loaded).save_to_preset(directory)
+    if loaded.image_converter is not None:
+        loaded.image_converter.save_to_preset(directory)
     return directory

@@ -8,7 +8,11 @@ writes `adapter_config.json` and `adapter_model.safetensors`, so that
     base = transformers.AutoModelForCausalLM.from_pretrained(BASE_DIR)
     tuned = peft.PeftModel.from_pretrained(base, ADAPTER_DIR)
 
-reproduces the tuned model's logits. Only the exact base the run was tuned on reproduces them:
+reproduces the tuned model's logits. For a model with a vision encoder the modules are the
+language model's in `Gemma3ForConditionalGeneration` (`model.language_model.layers.N...`), and
+`target_modules` is a regular expression that leaves the vision tower's same-named projections
+out; load the base with `transformers.AutoModelForImageTextToText`. Only the exact base the run
+was tuned on reproduces them:
 for `gemma3_270m_gguf` (dequantized from a Q4_K_M GGUF) that is BASE_DIR, not the Hub's
 `google/gemma-3-270m`, whose bfloat16 weights differ from the quantized ones.
 
@@ -44,13 +48,15 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 _KERNEL_PATH = re.compile(r"^decoder_block_(\d+)/(?:attention/)?(\w+)/kernel$")
 
 
-def module_name(kernel_path: str, modules) -> str:
+def module_name(kernel_path: str, modules, prefix: str = "model.") -> str:
     """The transformers module of a Keras kernel path, e.g.
     `decoder_block_3/attention/query/kernel` -> `model.layers.3.self_attn.q_proj`.
 
     Args:
       kernel_path: the adapted layer's kernel variable path.
       modules: the family's `peft_modules` (layer name -> (module, heads first)).
+      prefix: where the transformers class keeps the decoder layers (`model.`; an
+        image-text-to-text model's `model.language_model.`).
 
     Raises:
       ValueError: for a kernel with no PEFT counterpart (the adapter would lose it).
@@ -58,7 +64,7 @@ def module_name(kernel_path: str, modules) -> str:
     match = _KERNEL_PATH.match(kernel_path)
     if not match or match.group(2) not in modules:
         raise ValueError(f"LoRA on {kernel_path} has no transformers module to map to")
-    return f"model.layers.{match.group(1)}.{modules[match.group(2)][0]}"
+    return f"{prefix}layers.{match.group(1)}.{modules[match.group(2)][0]}"
 
 
 def peft_factors(layer, modules) -> tuple[np.ndarray, np.ndarray]:
@@ -138,11 +144,14 @@ def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict,
     layers = merge.lora_layers(backbone)
     if not layers:
         raise ValueError("the model has no LoRA layers: there is no adapter to export")
-    modules = families.of_backbone(backbone).peft_modules
+    family = families.of_backbone(backbone)
+    modules = family.peft_modules
+    with_vision = family.vision is not None and family.vision.encoder(backbone) is not None
+    prefix = family.vision.hf_language_model_prefix if with_vision else "model."
     tensors = {}
     module_ranks: dict[str, int] = {}
     for layer in layers:
-        module = module_name(keras_compat.kernel_variable(layer).path, modules)
+        module = module_name(keras_compat.kernel_variable(layer).path, modules, prefix)
         lora_a, lora_b = peft_factors(layer, modules)
         tensors[f"base_model.model.{module}.lora_A.weight"] = lora_a
         tensors[f"base_model.model.{module}.lora_B.weight"] = lora_b
@@ -152,6 +161,9 @@ def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict,
             tensors[f"base_model.model.{module}.lora_magnitude_vector"] = magnitude
         module_ranks[module] = lora_a.shape[0]
     targets, default_rank, pattern = rank_pattern(module_ranks)
+    if with_vision:
+        # The vision tower has q_proj, v_proj, ... too: name the language model's alone.
+        targets = rf"{re.escape(prefix)}layers\.\d+\..*\.({'|'.join(targets)})"
     config = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",

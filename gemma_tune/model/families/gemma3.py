@@ -12,7 +12,7 @@ import keras
 import keras_hub
 import numpy as np
 
-from gemma_tune.model.families import base, shared
+from gemma_tune.model.families import base, gemma3_vision_hf, shared
 
 # Gemma3Backbone hard-codes Gemma 3's attention layout: every sixth layer is global with RoPE
 # base 1e6, the other five use a sliding window with base 1e4. A GGUF that says otherwise is
@@ -75,7 +75,7 @@ def tiny_vision_backbone(common: dict):
     return backbone
 
 
-def tiny_image_converter(backbone):
+def image_converter(backbone):
     """Gemma 3's image converter for `backbone`: resize to its square size, pixels to [-1, 1]
     (transformers' Gemma 3 processor: mean 0.5, std 0.5 after dividing by 255)."""
     return keras_hub.layers.Gemma3ImageConverter(
@@ -89,10 +89,13 @@ VISION = base.Vision(
     end_of_image="<end_of_image>",
     tiny_backbone=tiny_vision_backbone,
     tiny_tokenizer=lambda proto: keras_hub.models.Gemma3Tokenizer(proto=proto),
-    tiny_image_converter=tiny_image_converter,
+    image_converter=image_converter,
     image_size=lambda backbone: backbone.image_size,
     tokens_per_image=lambda backbone: backbone.vision_encoder.num_vision_tokens_per_image,
     encoder=lambda backbone: backbone.vision_encoder,
+    hf_processor_files=gemma3_vision_hf.processor_files,
+    hf_tokenizer_entries=gemma3_vision_hf.tokenizer_entries,
+    hf_language_model_prefix=gemma3_vision_hf.LANGUAGE_MODEL_PREFIX,
     cache_arguments=lambda backbone, arrays: {
         "img_embeddings": backbone.vision_encoder(arrays["images"]),
         "vision_mask": arrays["vision_mask"],
@@ -101,14 +104,16 @@ VISION = base.Vision(
 )
 
 
-def _text_only(backbone) -> None:
-    if backbone.vision_encoder is not None:
-        raise ValueError("Gemma 3 with a vision encoder is not supported; export text-only")
-
-
 def hf_config(backbone, tokenizer, dtype: str) -> dict:
-    """transformers' `Gemma3TextConfig` as a dict (text-only backbones)."""
-    _text_only(backbone)
+    """transformers' `Gemma3TextConfig` as a dict; with a vision encoder, `Gemma3Config`
+    around it (`gemma3_vision_hf`)."""
+    text = _hf_text_config(backbone, tokenizer, dtype)
+    if backbone.vision_encoder is None:
+        return text
+    return gemma3_vision_hf.hf_config(backbone, tokenizer, dtype, text, VISION)
+
+
+def _hf_text_config(backbone, tokenizer, dtype: str) -> dict:
     blocks = shared.blocks(backbone)
     local = [
         b.attention.rope_wavelength for b in blocks if b.attention.use_sliding_window_attention
@@ -143,9 +148,12 @@ def hf_config(backbone, tokenizer, dtype: str) -> dict:
 
 
 def hf_weights(backbone) -> dict:
-    """transformers' `Gemma3ForCausalLM` state dict, float32."""
-    _text_only(backbone)
-    return shared.hf_weights(backbone, post_norms=True, query_key_norms=True)
+    """transformers' `Gemma3ForCausalLM` state dict, float32; with a vision encoder,
+    `Gemma3ForConditionalGeneration`'s (`gemma3_vision_hf`)."""
+    text = shared.hf_weights(backbone, post_norms=True, query_key_norms=True)
+    if backbone.vision_encoder is None:
+        return text
+    return gemma3_vision_hf.hf_weights(backbone, text)
 
 
 def gguf_backbone_config(metadata: Mapping[str, Any], source: str = "GGUF") -> dict[str, Any]:
@@ -374,7 +382,7 @@ FAMILY = shared.family(
     # Gemma3CausalLM's cache builder also takes image embeddings, vision mask, padding mask
     # and vision indices.
     cache_arguments=4,
-    # Gemma 3 4B, 12B and 27B presets carry a vision encoder; text tuning loads without it.
+    # Gemma 3 4B, 12B and 27B presets carry a vision encoder; `model.load` loads it (`vision`).
     encoders=("vision_encoder",),
     vision=VISION,
     gguf=base.GgufImport(

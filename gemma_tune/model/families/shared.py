@@ -21,7 +21,10 @@ CHAT = base.ChatMarkers(start_of_turn="<start_of_turn>", end_of_turn="<end_of_tu
 
 # Gemma's chat format as a Jinja template (for exported tokenizers), exactly as
 # `training.template` writes it: a system prompt is folded into the first user turn,
-# "assistant" is Gemma's "model" role.
+# "assistant" is Gemma's "model" role. A message's content is a string or a list of parts
+# (`{"type": "text", "text": ...}`, `{"type": "image"}`), as transformers' processors pass
+# them; an image part is `<start_of_image>`, which Gemma 3's processor expands into the image
+# span our template writes (only a model that reads images has that token as a special one).
 HF_CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% if messages[0]['role'] == 'system' %}"
@@ -30,8 +33,13 @@ HF_CHAT_TEMPLATE = (
     "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
     "{% for message in loop_messages %}"
     "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '')"
-    " + message['content'] + '<end_of_turn>\n' }}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<start_of_image>' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<end_of_turn>\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
