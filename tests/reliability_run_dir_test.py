@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gemma_tune import config as config_lib
-from gemma_tune import train
+from gemma_tune import train, train_model
 from gemma_tune.runs import lock, run_dir
 from gemma_tune.training import checkpoint
 
@@ -78,7 +78,7 @@ def test_the_lock_is_held_for_the_run_and_released_after(tmp_path, monkeypatch):
         seen.append(True)
         raise _Stop
 
-    monkeypatch.setattr(train, "_prepare_model", check_held)
+    monkeypatch.setattr(train_model, "prepare_model", check_held)
     with pytest.raises(_Stop):
         train.run(config_lib.load("tiny", ["train.max_steps=1"]), run_path)
     assert seen
