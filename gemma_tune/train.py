@@ -131,9 +131,9 @@ def _start(config, workdir: str) -> str:
 def _open_run_dir(config, run_path: str, overwrite: bool) -> bool:
     """Creates (or reopens, to resume) the run directory and writes the config; returns
     whether an unfinished run of this config is being resumed."""
-    from gemma_tune.runs import run_dir
+    from gemma_tune.runs import run_dir, run_start
 
-    resuming = run_dir.prepare(run_path, config.to_dict(), overwrite)
+    resuming = run_start.prepare(run_path, config.to_dict(), overwrite)
     run_dir.write_config(run_path, config.to_dict())
     return resuming
 
@@ -144,14 +144,14 @@ def _train(
 ):  # fmt: skip
     """The training loop, logging to metrics.jsonl and the trackers (and calling
     `on_validation(step, tuner)` after each validation); returns the loop's final metrics."""
-    from gemma_tune.runs import run_dir
+    from gemma_tune.runs import metrics_log
     from gemma_tune.training import loop
 
     total_steps = loop.total_train_steps(len(encoded.train), config)
-    metrics_log = run_dir.MetricsLog(run_path)
+    metrics_file = metrics_log.MetricsLog(run_path)
 
     def log(record: dict) -> None:
-        metrics_log(record)
+        metrics_file(record)
         trackers.log(record)
 
     data_unit = "pairs" if tuner.objective.name == "dpo" else "examples"
@@ -175,7 +175,7 @@ def _train(
             on_validation=on_validation,
         )
     finally:
-        metrics_log.close()
+        metrics_file.close()
 
 
 def _config_from_flags():

@@ -66,7 +66,7 @@ def make_trainer(
     attached to the pairs, restored from the newest checkpoint when resuming; returns it and
     the loop state to resume (or None)."""
     from gemma_tune.evaluation import progress_generations
-    from gemma_tune.runs import run_dir
+    from gemma_tune.runs import metrics_log
     from gemma_tune.training import (
         batching,
         checkpoint,
@@ -108,7 +108,7 @@ def make_trainer(
             resume_state = checkpoint.restore(latest, tuner)
             print(f"Resuming from {latest} (step {tuner.step} of {total_steps})", flush=True)
         validated = bool(resume_state) and resume_state.get("validated_step") == tuner.step
-        run_dir.truncate_metrics(run_path, tuner.step if latest else -1, validated)
+        metrics_log.truncate_metrics(run_path, tuner.step if latest else -1, validated)
         progress_generations.truncate(run_path, tuner.step if latest else -1, validated)
     return tuner, resume_state
 
