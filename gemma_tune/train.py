@@ -18,18 +18,21 @@ on the same `--workdir` (or `--resume=RUN_DIR`) continues exactly where the run 
 `train.objective=dpo` tunes on preference pairs (`gemma_tune.training.objectives`), after a
 reference pass over the pairs (`gemma_tune.training.preference_data`); `train.init_from=RUN_DIR`
 starts from another run's adapter (DPO after supervised tuning).
+
+This module holds the flags and the order of a run's steps (`run`); the steps themselves are in
+`gemma_tune.train_data` (the data, examples or preference pairs), `gemma_tune.train_model`
+(mesh, model, trainer, adapter) and `gemma_tune.train_results` (base answers, result, report).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 
 from absl import app, flags, logging
 
 import gemma_tune
-from gemma_tune import command_line, config_ranges, console
+from gemma_tune import command_line, config_ranges, console, train_data, train_model, train_results
 from gemma_tune import config as config_lib
 
 FLAGS = flags.FLAGS
@@ -39,28 +42,6 @@ flags.DEFINE_string("workdir", None, "Run directory (default runs/<experiment>-<
 flags.DEFINE_bool("print_config", False, "Print the resolved config as JSON and exit.")
 flags.DEFINE_string("resume", None, "Continue the unfinished run in this directory.")
 flags.DEFINE_bool("overwrite", False, "Delete the run in --workdir and start over.")
-
-
-@dataclasses.dataclass
-class _Data:
-    """The checked examples (retrieved context attached if asked), summary and retriever; for
-    DPO also the pairs (the examples are then their prompts answered with the chosen answer)."""
-
-    train_examples: list
-    validation_examples: list
-    summary: object
-    retriever: object
-    train_pairs: list | None = None
-    validation_pairs: list | None = None
-
-
-@dataclasses.dataclass
-class _Encoded:
-    """Training rows (packed if asked), the validation examples kept and their encodings."""
-
-    train: list
-    validation_kept: list
-    validation: list
 
 
 def run(config, workdir: str, overwrite: bool = False) -> str:
@@ -87,16 +68,18 @@ def run(config, workdir: str, overwrite: bool = False) -> str:
     config_ranges.check(config)  # every setting in range before anything is written
     objectives.check_config(config)
     run_path = _start(config, workdir)
-    data = _read_data(config)  # bad rows stop the run before anything is written
-    _check_selection(config, data)
+    data = train_data.read_data(config)  # bad rows stop the run before anything is written
+    train_data.check_selection(config, data)
     progress_generations.check(config, bool(data.validation_examples))
-    mesh = _make_mesh(config)
+    mesh = train_model.make_mesh(config)
     with lock.RunLock(run_path):
         _run_locked(config, run_path, overwrite, data, mesh, started)
     return run_path
 
 
-def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, started: float):
+def _run_locked(
+    config, run_path: str, overwrite: bool, data: train_data.Data, mesh, started: float
+):
     """Everything that writes the run directory, from its config to its report, done while
     this process holds the directory's lock."""
     from gemma_tune.evaluation import progress_generations
@@ -104,15 +87,17 @@ def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, start
     from gemma_tune.training import template, tracking
 
     resuming = _open_run_dir(config, run_path, overwrite)
-    prepared = _prepare_model(config)
+    prepared = train_model.prepare_model(config)
     chat_template = template.ChatTemplate(
         prepared.loaded.tokenizer,
         config.template.train_on_prompt,
         vision.image_inputs(prepared.loaded),
     )
-    encoded = _encode(config, chat_template, data, run_path)
-    evaluation = _answer_as_base(config, prepared.loaded, chat_template, data, encoded, run_path)
-    tuner, resume_state = _make_trainer(
+    encoded = train_data.encode(config, chat_template, data, run_path)
+    evaluation = train_results.answer_as_base(
+        config, prepared.loaded, chat_template, data, encoded, run_path
+    )
+    tuner, resume_state = train_model.make_trainer(
         config, prepared.loaded, encoded, mesh, run_path, resuming, chat_template.pad_id
     )
     trackers = tracking.Trackers(config, run_path, tuner.step)
@@ -124,8 +109,8 @@ def _run_locked(config, run_path: str, overwrite: bool, data: _Data, mesh, start
             config, tuner, encoded, chat_template.pad_id, run_path, resume_state, trackers,
             on_validation,
         )  # fmt: skip
-        _save_adapter(config, prepared.loaded, run_path)
-        _finish(config, prepared, evaluation, final, run_path, started, trackers)
+        train_model.save_adapter(config, prepared.loaded, run_path)
+        train_results.finish(config, prepared, evaluation, final, run_path, started, trackers)
     except BaseException:
         trackers.close(failed=True)
         raise
@@ -143,250 +128,30 @@ def _start(config, workdir: str) -> str:
     return workdir
 
 
-def _read_data(config) -> _Data:
-    """Reads and checks the data, and attaches retrieved passages when `retrieval.train`."""
-    from gemma_tune import model
-    from gemma_tune.data import preference_sources, sources
-    from gemma_tune.evaluation import retrieval
-
-    print("Reading and checking the data ...", flush=True)
-    _check_not_empty(config.data)
-    if config.train.get("objective") == "dpo":
-        train_pairs, validation_pairs, summary = preference_sources.load(config.data)
-        train_chosen, validation_chosen = (
-            [pair.chosen_example for pair in pairs] for pairs in (train_pairs, validation_pairs)
-        )
-        return _Data(train_chosen, validation_chosen, summary, None, train_pairs, validation_pairs)
-    train_examples, validation_examples, summary = sources.load(
-        config.data, images=model.reads_images(config.model.preset)
-    )
-    retriever = retrieval.from_config(config.retrieval)
-    if retriever is not None and config.retrieval.train:
-        print(f"Attaching {config.retrieval.top_k} retrieved passages to every prompt ...")
-        train_examples, validation_examples = (
-            retrieval.attach_context(items, retriever, config.retrieval.top_k)
-            for items in (train_examples, validation_examples)
-        )
-    return _Data(train_examples, validation_examples, summary, retriever)
-
-
-def _check_selection(config, data: _Data) -> None:
-    """Refuses `train.keep_best` and `train.early_stopping_patience` where there is nothing
-    to choose by: no validation data, or (for early stopping) no validation before the end.
-
-    Raises:
-      ValueError: naming the setting and what it needs.
-    """
-    train = config.train
-    asked = [key for key in ("keep_best", "early_stopping_patience") if train.get(key)]
-    if asked and not data.validation_examples:
-        raise ValueError(
-            f"train.{asked[0]} needs validation data: set data.validation_path or "
-            "data.validation_fraction"
-        )
-    if train.get("early_stopping_patience") and not train.eval_every:
-        raise ValueError(
-            "train.early_stopping_patience needs validations during training: set train.eval_every"
-        )
-
-
-def _check_not_empty(data_config) -> None:
-    """Refuses a data file with nothing in it, naming it, before any reader looks at it.
-
-    Raises:
-      ValueError: `data.path` or `data.validation_path` is an empty file.
-    """
-    import os
-
-    if data_config.source != "file":
-        return
-    for key in ("path", "validation_path"):
-        path = data_config[key]
-        if path and os.path.isfile(path) and not _has_text(path):
-            raise ValueError(f"data.{key}: {path} is empty; it holds no examples")
-
-
-def _has_text(path: str) -> bool:
-    """Whether the file holds anything but whitespace (reading up to its first text)."""
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 16):
-            if chunk.strip():
-                return True
-    return False
-
-
-def _make_mesh(config):
-    """The device mesh, checked against the batch sizes."""
-    from gemma_tune.training import sharding
-
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
-    sharding.check_batch_sizes(mesh, config.train.batch_size, config.train.eval_batch_size)
-    print(f"Devices: {sharding.describe(mesh)}", flush=True)
-    return mesh
-
-
 def _open_run_dir(config, run_path: str, overwrite: bool) -> bool:
     """Creates (or reopens, to resume) the run directory and writes the config; returns
     whether an unfinished run of this config is being resumed."""
-    from gemma_tune.runs import run_dir
+    from gemma_tune.runs import run_dir, run_start
 
-    resuming = run_dir.prepare(run_path, config.to_dict(), overwrite)
+    resuming = run_start.prepare(run_path, config.to_dict(), overwrite)
     run_dir.write_config(run_path, config.to_dict())
     return resuming
 
 
-def _prepare_model(config):
-    """Loads the model and prepares it for the configured tuning method (LoRA/DoRA adapters
-    on a float or quantized base, or every weight), through `gemma_tune.model.prepare`."""
-    from gemma_tune import model
-    from gemma_tune.model import prepare
-    from gemma_tune.runs import tuned_run
-
-    init_from = tuned_run.init_adapter_path(config)
-    try:
-        prepared = prepare.prepare(
-            config.model.preset,
-            prepare.Tuning.from_config(config),
-            config.model.dtype,
-            seed=config.seed,
-            adapter_dir=init_from,
-            remat=config.train.remat,
-        )
-    except ValueError as error:
-        if init_from is None:
-            raise
-        raise ValueError(f"train.init_from={config.train.init_from}: {error}") from error
-    if init_from is not None:
-        print(f"Starting from the weights in {init_from}", flush=True)
-    total, trainable = _parameter_counts(config, prepared)
-    print(
-        f"Model {prepared.loaded.preset}: {total:,} parameters, {trainable:,} trainable "
-        f"({100 * trainable / total:.3f}%): {model.describe_tuning(config)}",
-        flush=True,
-    )
-    return prepared
-
-
-def _parameter_counts(config, prepared) -> tuple[int, int]:
-    """`(total, trainable)`: the base's parameters plus the adapters' (full fine-tuning adds
-    none), and those that train."""
-    from gemma_tune import model
-
-    _, trainable = model.parameter_counts(prepared.loaded)
-    return prepared.base_parameters + (trainable if config.method != "full" else 0), trainable
-
-
-def _encode(config, chat_template, data: _Data, run_path: str) -> _Encoded:
-    """Encodes the examples, writes the data summary, and packs the training rows if asked."""
-    from gemma_tune.runs import run_dir
-    from gemma_tune.training import encoding, packing, preference_data
-
-    if data.train_pairs is not None:
-        train_encoded, val_kept, val_encoded = preference_data.encode(
-            config, chat_template, data.summary, data.train_pairs, data.validation_pairs
-        )
-    else:
-        train_encoded, val_kept, val_encoded = encoding.encode_examples(
-            config, chat_template, data.summary, data.train_examples, data.validation_examples
-        )
-    run_dir.write_data_summary(run_path, data.summary.to_dict())
-    print(data.summary.format(), flush=True)
-    if config.train.packing and data.train_pairs is None:  # Pairs: packed by `encode`.
-        examples_count = len(train_encoded)
-        train_encoded = packing.combine(train_encoded, config.sequence_length)
-        filled = packing.fill(train_encoded, config.sequence_length)
-        print(
-            f"Packed {examples_count} training examples into {len(train_encoded)} rows of "
-            f"{config.sequence_length} tokens ({100 * filled:.0f}% of the slots hold tokens)",
-            flush=True,
-        )
-    return _Encoded(train_encoded, val_kept, val_encoded)
-
-
-def _answer_as_base(config, loaded, chat_template, data: _Data, encoded: _Encoded, run_path):
-    """The base model's answers, before any update (reused when resuming)."""
-    from gemma_tune.evaluation import answers, run_evaluation
-
-    evaluation = run_evaluation.RunEvaluation(
-        loaded,
-        chat_template,
-        config,
-        encoded.validation_kept[: config.eval.limit] if config.eval.limit > 0 else [],
-        data.train_examples[: config.samples.count],
-        data.retriever,
-    )
-    evaluation.answer(answers.BASE, run_path)
-    return evaluation
-
-
-def _make_trainer(
-    config, loaded, encoded: _Encoded, mesh, run_path: str, resuming: bool, pad_id: int
-):
-    """The trainer (objective, optimizer and compiled step on the mesh), the DPO reference
-    attached to the pairs, restored from the newest checkpoint when resuming; returns it and
-    the loop state to resume (or None)."""
-    from gemma_tune.evaluation import progress_generations
-    from gemma_tune.runs import run_dir
-    from gemma_tune.training import (
-        batching,
-        checkpoint,
-        loop,
-        objectives,
-        optimizer,
-        preference_data,
-        trainer,
-    )
-
-    total_steps = loop.total_train_steps(len(encoded.train), config)
-    objective = objectives.from_config(config)
-    rows = objective.rows(encoded.train) + objective.rows(encoded.validation)
-    tuner = trainer.Trainer(
-        loaded.causal_lm,
-        optimizer.make(config.train, total_steps),
-        config.train.grad_clip_norm,
-        max_targets_per_row=batching.max_targets_per_row(rows),
-        mesh=mesh,
-        objective=objective,
-    )
-    if resuming:
-        checkpoint.remove_partial(run_path)
-    agreed = checkpoint.latest_on_every_process(run_path)  # a collective: every process calls it
-    latest = agreed if resuming else None
-    if objective.name == "dpo":  # before any checkpoint replaces the reference weights
-        preference_data.attach_reference(
-            tuner,
-            encoded.train,
-            encoded.validation,
-            config=config,
-            pad_id=pad_id,
-            run_path=run_path,
-            has_checkpoint=latest is not None,
-        )
-    resume_state = None
-    if resuming:
-        if latest:
-            resume_state = checkpoint.restore(latest, tuner)
-            print(f"Resuming from {latest} (step {tuner.step} of {total_steps})", flush=True)
-        validated = bool(resume_state) and resume_state.get("validated_step") == tuner.step
-        run_dir.truncate_metrics(run_path, tuner.step if latest else -1, validated)
-        progress_generations.truncate(run_path, tuner.step if latest else -1, validated)
-    return tuner, resume_state
-
-
 def _train(
-    config, tuner, encoded: _Encoded, pad_id: int, run_path: str, resume_state, trackers,
+    config, tuner, encoded: train_data.Encoded, pad_id: int, run_path: str, resume_state, trackers,
     on_validation=None,
 ):  # fmt: skip
     """The training loop, logging to metrics.jsonl and the trackers (and calling
     `on_validation(step, tuner)` after each validation); returns the loop's final metrics."""
-    from gemma_tune.runs import run_dir
+    from gemma_tune.runs import metrics_log
     from gemma_tune.training import loop
 
     total_steps = loop.total_train_steps(len(encoded.train), config)
-    metrics_log = run_dir.MetricsLog(run_path)
+    metrics_file = metrics_log.MetricsLog(run_path)
 
     def log(record: dict) -> None:
-        metrics_log(record)
+        metrics_file(record)
         trackers.log(record)
 
     data_unit = "pairs" if tuner.objective.name == "dpo" else "examples"
@@ -410,61 +175,7 @@ def _train(
             on_validation=on_validation,
         )
     finally:
-        metrics_log.close()
-
-
-def _save_adapter(config, loaded, run_path: str) -> None:
-    """Writes the trained weights and how they were trained to the run's adapter directory."""
-    from gemma_tune.model import adapters
-    from gemma_tune.runs import run_dir
-
-    adapters.save(
-        loaded.causal_lm,
-        run_dir.adapter_dir(run_path),
-        {
-            "base_preset": loaded.preset,
-            "base_fingerprint": loaded.base_fingerprint,
-            "method": config.method,
-            "quantize": config.model.quantize,
-            "int4_block_size": config.model.int4_block_size,
-            **adapters.lora_settings(loaded.causal_lm),
-        },
-    )
-
-
-def _finish(config, prepared, evaluation, final: dict, run_path, started: float, trackers) -> None:
-    """The tuned model's answers, the comparison, result.json (written last but the report)
-    and the report; the fixed prompts' answers and the result go to the trackers; prints the
-    results (the validation results where no comparison table showed them, the report and the
-    run directory) to stdout, which `main` keeps for results."""
-    from gemma_tune.evaluation import answers
-    from gemma_tune.reporting import report
-    from gemma_tune.runs import run_dir
-
-    evaluation.answer(answers.TUNED)
-    final = evaluation.finish(run_path, final)
-    prompts = list(config.eval.prompts)
-    trackers.log_generations(
-        final["steps"], answers.qualitative_records(prompts, evaluation.free_answers)
-    )
-    total, trainable = _parameter_counts(config, prepared)
-    result = {
-        **final,
-        "parameters_total": total,
-        "parameters_trainable": trainable,
-        "wall_seconds": time.perf_counter() - started,
-    }
-    run_dir.write_result(run_path, result)
-    trackers.finish(result)
-    html_path, _ = report.write(run_path)
-    console.result(f"Report: {html_path}")
-    if not evaluation.eval_examples:  # Otherwise the comparison table showed them.
-        for name in ("val_loss", "val_accuracy", "val_perplexity"):
-            if name in final:
-                before = final.get(f"base_{name}")
-                was = f" (base model: {before:.4f})" if before is not None else ""
-                console.result(f"{name}: {final[name]:.4f}{was}")
-    console.result(f"Run directory: {run_path}")
+        metrics_file.close()
 
 
 def _config_from_flags():

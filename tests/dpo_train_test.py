@@ -19,7 +19,7 @@ from gemma_tune import train
 from gemma_tune.data import preference_sources
 from gemma_tune.evaluation import preference_scores
 from gemma_tune.model import prepare
-from gemma_tune.runs import run_dir, tuned_run
+from gemma_tune.runs import reference_logps, run_dir, tuned_run
 from gemma_tune.training import pair_encoding, template
 
 
@@ -83,7 +83,7 @@ def test_dpo_run_raises_reward_accuracy_with_the_base_as_reference(tmp_path):
         config.model.preset, prepare.Tuning.from_config(config), "float32", seed=config.seed
     ).loaded
     chosen, rejected = _scores(loaded, config, validation_pairs)
-    reference = run_dir.read_reference(run_path)
+    reference = reference_logps.read_reference(run_path)
     np.testing.assert_allclose(reference["validation_chosen"], chosen, atol=2e-4)
     np.testing.assert_allclose(reference["validation_rejected"], rejected, atol=2e-4)
 
@@ -102,7 +102,7 @@ def test_packed_dpo_run_learns_with_its_step_zero_validation_from_the_reference(
     assert last["val_rewards/accuracies"] > 0.5 and last["val_loss"] < math.log(2) - 0.03
     train_records = [r for r in _records(run_path) if "rewards/accuracies" in r]
     assert max(r["pairs"] for r in train_records) > 2  # a step of 2 rows held more pairs
-    reference = run_dir.read_reference(run_path)  # by pair, not by packed row
+    reference = reference_logps.read_reference(run_path)  # by pair, not by packed row
     summary = run_dir.read_json(run_path, run_dir.DATA_SUMMARY)
     assert len(reference["train_chosen"]) == summary["train_count"]
     assert len(reference["validation_rejected"]) == summary["validation_count"]
@@ -119,7 +119,7 @@ def test_init_from_starts_dpo_from_a_supervised_run_whose_model_is_the_reference
     _, validation_pairs, _ = preference_sources.load(config.data)
     tuned = tuned_run.load_tuned(sft, dtype="float32").loaded
     chosen, _ = _scores(tuned, config, validation_pairs)
-    reference = run_dir.read_reference(run_path)
+    reference = reference_logps.read_reference(run_path)
     np.testing.assert_allclose(reference["validation_chosen"], chosen, atol=2e-4)
 
     with pytest.raises(ValueError, match=r"train.init_from=.*shape"):

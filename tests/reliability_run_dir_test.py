@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from gemma_tune import config as config_lib
-from gemma_tune import train
-from gemma_tune.runs import lock, run_dir
+from gemma_tune import train, train_model
+from gemma_tune.runs import lock, run_dir, run_start
 from gemma_tune.training import checkpoint
 
 # Holds a run directory's lock until killed, as a live run does.
@@ -78,7 +78,7 @@ def test_the_lock_is_held_for_the_run_and_released_after(tmp_path, monkeypatch):
         seen.append(True)
         raise _Stop
 
-    monkeypatch.setattr(train, "_prepare_model", check_held)
+    monkeypatch.setattr(train_model, "prepare_model", check_held)
     with pytest.raises(_Stop):
         train.run(config_lib.load("tiny", ["train.max_steps=1"]), run_path)
     assert seen
@@ -179,5 +179,5 @@ def test_starting_over_removes_only_what_a_run_wrote(tmp_path):
     for folder in (run_dir.CHECKPOINTS_DIR, run_dir.EVALUATIONS_DIR, run_dir.ADAPTER_DIR):
         (tmp_path / folder).mkdir()
     with lock.RunLock(str(tmp_path)):
-        run_dir.remove_run_files(str(tmp_path))
+        run_start.remove_run_files(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == [run_dir.LOCK, "notes.txt"]

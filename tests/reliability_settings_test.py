@@ -7,7 +7,7 @@ import os
 import pytest
 
 from gemma_tune import config as config_lib
-from gemma_tune import config_ranges, train
+from gemma_tune import config_ranges, train, train_model
 from gemma_tune.runs import run_dir
 
 # Each bad setting, and the message naming the key, the value and the valid range.
@@ -87,7 +87,7 @@ def test_a_start_that_failed_before_its_first_checkpoint_reruns_with_a_fixed_con
     def fail(config):
         raise _StartFailed
 
-    monkeypatch.setattr(train, "_prepare_model", fail)
+    monkeypatch.setattr(train_model, "prepare_model", fail)
     with pytest.raises(_StartFailed):
         train.run(config_lib.load("tiny", [*settings, "lora.rank=3"]), run_path)
     assert os.path.exists(os.path.join(run_path, run_dir.CONFIG))

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from gemma_tune.reporting import report
+from gemma_tune.reporting import report, report_markdown
 
 LONG_CONTEXT = "The makerspace opens at nine. " * 40 + "THE-END-OF-CONTEXT"
 LONG_ANSWER = "It opens at nine, " * 30 + "and <closes> | at ten. THE-END-OF-ANSWER"
@@ -290,7 +290,7 @@ def test_long_text_is_folded_not_cut(fixture_path):
     assert any(LONG_ANSWER in text for text in folded)
     markdown = (run_path / "report.md").read_text()
     assert "THE-END-OF-ANSWER" not in markdown and "THE-END-OF-CONTEXT" not in markdown
-    extra = len(LONG_ANSWER) - report.MARKDOWN_LIMIT
+    extra = len(LONG_ANSWER) - report_markdown.MARKDOWN_LIMIT
     assert f"… (+{extra} chars, full text in comparison.json)" in markdown
     assert "Question 0 \\| when" in markdown  # pipes escaped, the table stays intact
 

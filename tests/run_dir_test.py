@@ -16,7 +16,7 @@ from gemma_tune import model
 from gemma_tune.export import merge
 from gemma_tune.model import adapters, lora, prepare
 from gemma_tune.reporting import report
-from gemma_tune.runs import run_dir, tuned_run
+from gemma_tune.runs import metrics_log, run_dir, tuned_run
 from gemma_tune.training import checkpoint
 
 RUN_V1 = os.path.join(os.path.dirname(__file__), "fixtures", "run_v1")
@@ -132,7 +132,7 @@ def test_writes_are_atomic_and_metrics_skip_a_torn_line(tmp_path):
     with open(os.path.join(run_path, run_dir.METRICS), "w") as f:
         f.write('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
     assert [r["step"] for r in run_dir.read_metrics(run_path)] == [1, 2]
-    run_dir.truncate_metrics(run_path, 1)
+    metrics_log.truncate_metrics(run_path, 1)
     assert run_dir.read_metrics(run_path) == [{"step": 1, "loss": 2.0}]
 
     def fail(f):

@@ -153,7 +153,7 @@ def read(run_path: str) -> list[dict]:
 def truncate(run_path: str, last_step: int, keep_last_validation: bool = True) -> None:
     """Drops the records of steps a resumed run redoes: those after `last_step`, and those of
     `last_step` itself unless `keep_last_validation` (its validation is redone), as
-    `run_dir.truncate_metrics` does for metrics.jsonl."""
+    `metrics_log.truncate_metrics` does for metrics.jsonl."""
     path = os.path.join(run_path, run_dir.GENERATIONS)
     if not os.path.exists(path):
         return

@@ -18,7 +18,7 @@ from typing import Any
 from gemma_tune import console
 from gemma_tune.evaluation import answers
 from gemma_tune.evaluation.answers import BASE, CONTEXT, TUNED
-from gemma_tune.runs import run_dir
+from gemma_tune.runs import run_dir, run_start
 
 
 class RunEvaluation:
@@ -342,7 +342,7 @@ def evaluate(
     retriever = retrieval.from_config(config.get("retrieval"))
     top_k = config.get("retrieval", {}).get("top_k", 0)
     prompt_variants = answers.variants(examples, retriever, top_k)
-    run_dir.create(target.out)
+    run_start.create(target.out)
     run_dir.write_config(target.out, config)
     measured = measure_base_and_tuned(target, prompt_variants, max_new_tokens)
     result = comparison.compare(

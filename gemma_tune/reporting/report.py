@@ -11,13 +11,17 @@ the fixed qualitative prompts, their answers at each validation during training
 (`generations.jsonl`, `reporting.progress`), and every held-out example side by side, the
 primary system's biggest gains first and its worst regressions last. Long text is folded,
 never cut silently. Training and evaluation call `write(run_path)`; the CLI rebuilds one.
+
+This module gathers what a run left into the report's page (`build`) and writes it; the page's
+"What was trained" list is `reporting.run_facts`, its table cells `reporting.table_cells`,
+the HTML `reporting.report_html` and the Markdown `reporting.report_markdown`.
 """
 
 from __future__ import annotations
 
 import os
 
-from gemma_tune.reporting import progress, report_html
+from gemma_tune.reporting import progress, report_html, report_markdown, run_facts, table_cells
 from gemma_tune.runs import run_dir
 
 # Metric keys in the order the table shows them, with the labels it shows.
@@ -39,43 +43,6 @@ LOSS_LABELS = {
     "rewards/accuracies": "reward accuracy (DPO)",
     "rewards/margins": "reward margin (DPO)",
 }
-_LOWER_IS_BETTER = {"loss", "perplexity"}
-_NEUTRAL = {"length_words"}
-_EPSILON = 1e-9
-MARKDOWN_LIMIT = 300
-
-
-def number(value) -> str:
-    """A metric value for a table cell: thousands separated, 3 decimals below 100."""
-    if value is None:
-        return "—"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
-
-
-def signed(value) -> str:
-    """A change for a table cell, with its sign."""
-    if value is not None and abs(value) < _EPSILON:
-        return number(0.0)
-    text = number(value)
-    return text if value is None or text.startswith("-") else "+" + text
-
-
-def percent(fraction) -> str:
-    """A relative change (0.25 -> "+25%"); "—" when undefined (the baseline is 0)."""
-    if fraction is None:
-        return "—"
-    value = 100 * fraction
-    return f"{value:+.1f}%" if abs(value) < 10 else f"{value:+,.0f}%"
-
-
-def tone(metric: str, change) -> str:
-    """ "gain" or "loss" for a change that is better or worse, "" for none or no direction."""
-    if change is None or metric in _NEUTRAL or abs(change) < _EPSILON:
-        return ""
-    better = change < 0 if metric in _LOWER_IS_BETTER else change > 0
-    return "gain" if better else "loss"
 
 
 def _read_metrics(run_path: str) -> tuple[list[dict], list[dict]]:
@@ -84,102 +51,6 @@ def _read_metrics(run_path: str) -> tuple[list[dict], list[dict]]:
     train_records = [record for record in records if "loss" in record]
     validation_records = [record for record in records if "val_loss" in record]
     return train_records, validation_records
-
-
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
-
-
-def _objective(config: dict) -> list[tuple[str, str]]:
-    """The "Objective" fact of a preference run (and the run it started from), else none."""
-    train, settings = config.get("train", {}), config.get("dpo", {})
-    facts = []
-    if train.get("objective") == "dpo":
-        objective = f"DPO, {settings.get('loss')} loss, beta {settings.get('beta')}"
-        if settings.get("rpo_alpha"):
-            objective += f", chosen-answer NLL weight {settings['rpo_alpha']} (RPO)"
-        facts.append(("Objective", objective))
-    if train.get("init_from"):
-        facts.append(("Started from", train["init_from"]))
-    return facts
-
-
-def _facts(config: dict, summary: dict, result: dict, trained: bool) -> list[tuple[str, str]]:
-    """The "What was trained" list: label, value."""
-    if not trained:
-        none = (
-            f"none in this directory (no {run_dir.RESULT} or {run_dir.METRICS}): "
-            "an evaluation on its own"
-        )
-        preset = config.get("model", {}).get("preset")
-        return ([("Model", preset)] if preset else []) + [("Training", none)]
-    model, data = config.get("model", {}), config.get("data", {})
-    train, lengths = config.get("train", {}), summary.get("token_lengths", {})
-    total, trainable = result.get("parameters_total"), result.get("parameters_trainable")
-    parameters = "—"
-    if total and trainable is not None:
-        parameters = f"{total:,} total, {trainable:,} trainable ({100 * trainable / total:.3g}%)"
-    source = data.get("source", "—")
-    where = {"hf": data.get("name"), "tfds": data.get("name"), "file": data.get("path")}
-    data_text = f"{source}: {where[source]}" if where.get(source) else str(source)
-    if data.get("validation_path"):
-        data_text += f" (validation: {data['validation_path']})"
-    counts = f"{summary.get('train_count', '—')} train, {summary.get('validation_count', '—')}"
-    counts += f" validation ({summary['validation_from']})" if "validation_from" in summary else ""
-    sequence = f"{config.get('sequence_length', '—')} tokens"
-    if lengths:
-        sequence += (
-            f" (examples: median {lengths.get('p50')}, p95 {lengths.get('p95')}, max "
-            f"{lengths.get('max')}; {lengths.get('truncated', 0)} truncated)"
-        )
-    steps = f"{result.get('steps', '—')}"
-    if train.get("epochs"):
-        steps += f" ({train['epochs']} epochs" + (
-            f", capped at {train['max_steps']})" if train.get("max_steps") else ")"
-        )
-    batch, accumulation = train.get("batch_size", 1), train.get("grad_accum_steps", 1)
-    wall = _duration(result.get("wall_seconds"))
-    schedule = [str(train.get("learning_rate", "—"))]
-    schedule += [f"{train['schedule']} schedule"] if "schedule" in train else []
-    schedule += [f"{train['warmup_steps']} warmup steps"] if train.get("warmup_steps") else []
-    schedule += [f"weight decay {train['weight_decay']}"] if "weight_decay" in train else []
-    return [
-        ("Model", f"{model.get('preset', '—')} ({model.get('dtype', '—')})"),
-        ("Parameters", parameters),
-        ("LoRA rank", str(config.get("lora", {}).get("rank", "—"))),
-        ("Data", data_text),
-        *_objective(config),
-        ("Pairs" if summary.get("unit") == "pairs" else "Examples", counts),
-        ("Sequence length", sequence),
-        ("Steps", steps),
-        *_kept(result),
-        ("Batch", f"{batch} × {accumulation} accumulation = {batch * accumulation} per update"),
-        ("Learning rate", ", ".join(schedule)),
-        ("Time", f"{_duration(result.get('train_seconds'))} training, {wall} wall"),
-    ]
-
-
-def _kept(result: dict) -> list[tuple[str, str]]:
-    """The "Stopped" and "Weights kept" facts of a run that chose its step
-    (`train.keep_best`, `train.early_stopping_patience`); none for one that kept its last."""
-    facts = []
-    best = result.get("best_val_loss")
-    best_text = f"step {result.get('best_step')} (val_loss {number(best)})"
-    if result.get("stopped_because") == "early_stopping":
-        facts.append(
-            (
-                "Stopped",
-                f"early, after step {result.get('steps')}: val_loss did not improve in "
-                f"{result.get('validations_without_improvement')} validations after {best_text}",
-            )
-        )
-    if result.get("kept_because") == "best_val_loss":
-        facts.append(("Weights kept", f"{best_text}, the lowest validation loss"))
-    return facts
 
 
 def _metrics_table(comparison: dict) -> tuple[list[str], list[list[tuple[str, str]]]]:
@@ -199,7 +70,7 @@ def _metrics_table(comparison: dict) -> tuple[list[str], list[list[tuple[str, st
     table += [(k, label, losses) for k, label in LOSS_LABELS.items() if k in loss_keys]
     for key, label, source in table:
         values = {s: source.get(s, {}).get(key) for s in systems}
-        row = [(label, "")] + [(number(values[s]), "") for s in systems]
+        row = [(label, "")] + [(table_cells.number(values[s]), "") for s in systems]
         for system in others:
             base, value = values[baseline], values[system]
             change = comparison.get("change", {}).get(system, {}).get(key)
@@ -207,7 +78,10 @@ def _metrics_table(comparison: dict) -> tuple[list[str], list[list[tuple[str, st
             if source is losses or change is None:
                 change = value - base if value is not None and base is not None else None
                 relative = change / base if change is not None and base else None
-            row += [(signed(change), tone(key, change)), (percent(relative), tone(key, change))]
+            row += [
+                (table_cells.signed(change), table_cells.tone(key, change)),
+                (table_cells.percent(relative), table_cells.tone(key, change)),
+            ]
         rows.append(row)
     return header, rows
 
@@ -230,9 +104,9 @@ def _examples(comparison: dict) -> tuple[list[report_html.ExampleRow], str]:
             context=item.get("context"),
             reference=item.get("reference") or "",
             answers={s: item.get("answers", {}).get(s) or "" for s in comparison["systems"]},
-            scores={s: number(v) for s, v in values.items()},
-            gain=signed(gain) if primary != baseline else "",
-            tone=tone(metric, gain),
+            scores={s: table_cells.number(v) for s, v in values.items()},
+            gain=table_cells.signed(gain) if primary != baseline else "",
+            tone=table_cells.tone(metric, gain),
             thumbnails=tuple(item.get("thumbnails") or ()),
         )
         rows.append((-(gain or 0.0), index, row))
@@ -304,7 +178,7 @@ def build(run_path: str) -> report_html.Page:
         description=config.get("description", ""),
         run_path=run_path,
         headline=headline,
-        facts=_facts(config, summary, result, bool(result or train_records)),
+        facts=run_facts.facts(config, summary, result, bool(result or train_records)),
         curves_png=report_html.loss_curves_png(train_records, validation_records),
         curves_caption=caption,
         metrics_note=note,
@@ -326,73 +200,10 @@ def build(run_path: str) -> report_html.Page:
         before, after = means[baseline][metric], means[primary][metric]
         headline.append(
             f"{METRIC_LABELS.get(metric, metric)} on held-out examples: {baseline} "
-            f"{number(before)} → {primary} {number(after)} ({signed(after - before)})."
+            f"{table_cells.number(before)} → {primary} {table_cells.number(after)} "
+            f"({table_cells.signed(after - before)})."
         )
     return page
-
-
-def _md_text(text: str | None, limit: int = MARKDOWN_LIMIT, source=run_dir.COMPARISON) -> str:
-    """Text for a Markdown table cell: one line, pipes and HTML escaped, folded past `limit`
-    (saying that `source` holds the whole text)."""
-    text = " ".join((text or "").split())
-    if not text:
-        return "*(empty)*"
-    extra = len(text) - limit
-    if extra > 0:
-        text = text[:limit].rstrip()
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = text.replace("|", "\\|")
-    folded = f" … (+{extra} chars, full text in {source})"
-    return text + (folded if extra > 0 else "")
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_md_text(h) for h in header) + " |"]
-    lines.append("|" + " --- |" * len(header))
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines + [""]
-
-
-def markdown(page: report_html.Page, image_name: str = run_dir.LOSS_CURVES) -> str:
-    """The report as Markdown (the loss curves linked as `image_name`, next to it)."""
-    lines = [f"# {page.title}", ""]
-    lines += [page.description, ""] if page.description else []
-    lines += [f"- {line}" for line in page.headline] + ([""] if page.headline else [])
-    lines += ["## What was trained", ""]
-    lines += [f"- **{label}**: {_md_text(value)}" for label, value in page.facts] + [""]
-    lines += ["## Loss curves", ""]
-    if page.curves_png:
-        lines += [f"![training and validation loss]({image_name})", ""]
-    lines += [page.curves_caption, "", "## Metrics", "", page.metrics_note, ""]
-    if page.metrics_rows:
-        lines += _md_table(page.metrics_header, [[t for t, _ in r] for r in page.metrics_rows])
-    if page.qualitative:
-        lines += ["## Qualitative prompts", ""]
-        rows = [
-            [_md_text(q.get("prompt"))]
-            + [_md_text(q.get("answers", {}).get(s)) for s in page.qualitative_systems]
-            for q in page.qualitative
-        ]
-        lines += _md_table(["prompt", *page.qualitative_systems], rows)
-    lines += progress.to_markdown(
-        page.progress, lambda text: _md_text(text, source=run_dir.GENERATIONS), _md_table
-    )
-    if page.examples:
-        lines += ["## Held-out examples", "", page.outcome + ".", ""]
-        lines += ["Sorted by gain, biggest first; context and long answers are folded.", ""]
-        rows = []
-        for row in page.examples:
-            prompt = _md_text(row.prompt)
-            if row.context:
-                prompt += " — *context:* " + _md_text(row.context)
-            rows.append(
-                [f"{row.number}", prompt, _md_text(row.reference)]
-                + [_md_text(row.answers[s]) for s in page.systems]
-                + [" / ".join(row.scores[s] for s in page.systems), row.gain]
-            )
-        scores = f"{page.primary_metric} ({' / '.join(page.systems)})"
-        lines += _md_table(["#", "prompt", "reference", *page.systems, scores, "gain"], rows)
-    return "\n".join(lines)
 
 
 def write(run_path: str) -> tuple[str, str]:
@@ -413,7 +224,7 @@ def write(run_path: str) -> tuple[str, str]:
     html_path = os.path.join(run_path, run_dir.REPORT_HTML)
     md_path = os.path.join(run_path, run_dir.REPORT_MD)
     run_dir.write_atomically(html_path, report_html.render(page).encode())
-    run_dir.write_atomically(md_path, markdown(page).encode())
+    run_dir.write_atomically(md_path, report_markdown.markdown(page).encode())
     return html_path, md_path
 
 

@@ -13,7 +13,7 @@ import errno
 import fcntl
 import os
 
-from gemma_tune.runs import run_dir
+from gemma_tune.runs import run_dir, run_start
 
 
 class RunLocked(OSError):
@@ -40,7 +40,7 @@ class RunLock:
           RunLocked: another process holds it (its PID named).
           OSError: the directory cannot be created or written.
         """
-        run_dir.make_writable_dir(self.run_path)
+        run_start.make_writable_dir(self.run_path)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -30,6 +30,10 @@ skip a line cut short by a kill. A run holds `gemma_tune.runs.lock.RunLock` on `
 its whole life, so a second run on the same directory is refused instead of mixing its files
 with the first's; `gemma_tune.runs.integrity` checks a run's files before a model is loaded
 for them. What is guaranteed, and which tests check it: docs/reliability.md.
+
+Starting a run in a directory (creating it, resuming it, or clearing a failed start) is
+`gemma_tune.runs.run_start`; metrics.jsonl while training, `gemma_tune.runs.metrics_log`; the
+DPO reference log-probabilities, `gemma_tune.runs.reference_logps`.
 """
 
 from __future__ import annotations
@@ -37,8 +41,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from typing import IO
@@ -63,13 +65,6 @@ WANDB_DIR = "wandb"  # W&B writes WANDB_DIR/offline-run-* or run-* itself
 TRACKING = "tracking.json"
 EVALUATIONS_DIR = "evaluations"  # `python -m gemma_tune.evaluate` writes EVALUATIONS_DIR/<time>/
 LOCK = ".lock"  # held (fcntl.flock) by the run using the directory; holds its PID
-
-# Settings that may change between a stop and a resume: the device layout (more or fewer
-# devices or hosts). A checkpoint holds whole arrays gathered to the host and every layout
-# trains on the same batches, so the run continues, equal within float rounding (the order
-# of the sums changes with the layout). The trackers fed (`train.report_to`) change nothing
-# the run computes, so they may change too.
-RESUMABLE_CHANGES = ("mesh.", "train.report_to", "train.tensorboard")
 
 # What a run writes, so that a start that failed before its first checkpoint can be cleared
 # for a corrected config without touching anything else the folder holds.
@@ -247,46 +242,6 @@ def is_finished(run_path: str) -> bool:
     return all(os.path.exists(os.path.join(run_path, name)) for name in (RESULT, REPORT_MD))
 
 
-def has_checkpoint(run_path: str) -> bool:
-    """Whether the run saved a complete checkpoint (one it could resume from)."""
-    root = checkpoints_dir(run_path)
-    if not os.path.isdir(root):
-        return False
-    return any(
-        name.startswith(CHECKPOINT_PREFIX)
-        and os.path.exists(os.path.join(root, name, CHECKPOINT_STATE))
-        for name in os.listdir(root)
-    )
-
-
-def write_reference(run_path: str, arrays: dict) -> str:
-    """Writes the DPO reference log-probabilities (name -> float32 array) atomically."""
-    import numpy as np
-
-    path = os.path.join(run_path, REFERENCE_LOGPS)
-    return write_atomically(path, lambda f: np.savez(f, **arrays))
-
-
-def read_reference(run_path: str) -> dict | None:
-    """The DPO reference log-probabilities written by `write_reference`, or None if absent.
-
-    Raises:
-      ValueError: the file is damaged (cut short by a kill or a full disk), naming it.
-    """
-    import zipfile
-
-    import numpy as np
-
-    path = os.path.join(run_path, REFERENCE_LOGPS)
-    if not os.path.exists(path):
-        return None
-    try:
-        with np.load(path) as arrays:
-            return {name: arrays[name] for name in arrays.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{path} is damaged ({error}); delete it to recompute it") from error
-
-
 def read_metrics(run_path: str) -> list[dict]:
     """Every record of `metrics.jsonl`, in order; a line cut short by a kill is skipped, and a
     run without the file has none."""
@@ -341,150 +296,6 @@ def default_path(experiment: str, root: str = "runs") -> str:
     if dot_py and (not arg or arg.startswith(":")):
         experiment = os.path.basename(path) + arg
     return os.path.join(root, f"{experiment.replace(':', '-').replace(os.sep, '-')}-{stamp}")
-
-
-def create(path: str) -> str:
-    """Creates the run directory; refuses one that already holds a run's results.
-
-    Raises:
-      FileExistsError: when `path` already has a `config.json`.
-      PermissionError / OSError: when it cannot be created or written, with the path named.
-    """
-    if os.path.exists(os.path.join(path, CONFIG)):
-        raise FileExistsError(
-            f"{path} already holds a run ({CONFIG} exists); choose another --workdir"
-        )
-    make_writable_dir(path)
-    return path
-
-
-def make_writable_dir(path: str) -> None:
-    """Creates `path` if needed and checks that files can be written into it.
-
-    Raises:
-      OSError: naming the run directory and why (a file in the way, no permission).
-    """
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe_fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=path)
-        os.close(probe_fd)
-        os.remove(probe)
-    except OSError as error:
-        raise OSError(f"cannot write the run directory {path}: {error.strerror}") from error
-
-
-def prepare(path: str, config_dict: dict, overwrite: bool = False) -> bool:
-    """Creates a run directory, or reopens an unfinished run of the same config to resume it.
-
-    A run of another config that stopped before its first checkpoint (a start that failed)
-    has nothing to resume: its files are removed and the directory starts over. Call it with
-    the directory's `lock.RunLock` held.
-
-    Returns:
-      True when `path` holds an unfinished run of this very config, its device layout
-      (`RESUMABLE_CHANGES`) aside; the caller resumes it and rewrites its config.
-
-    Raises:
-      FileExistsError: `path` holds a finished run, or a run of another config that saved a
-        checkpoint (the keys that differ are named), and `overwrite` is False.
-      OSError: the directory cannot be created or written.
-    """
-    if os.path.exists(os.path.join(path, CONFIG)):
-        if overwrite:
-            print(f"Deleting the run in {path} (--overwrite) ...", file=sys.stderr, flush=True)
-            remove_run_files(path)
-        elif is_finished(path):
-            raise FileExistsError(
-                f"{path} holds a finished run; choose another --workdir or pass --overwrite"
-            )
-        else:
-            saved = read_config(path)
-            wanted = json.loads(json.dumps(config_dict, default=str))
-            differences = [
-                key for key in _differences(saved, wanted) if not key.startswith(RESUMABLE_CHANGES)
-            ]
-            if not differences:
-                return True
-            if has_checkpoint(path):
-                raise FileExistsError(
-                    f"{path} holds an unfinished run of another config (differs in "
-                    f"{', '.join(differences[:5])}); choose another --workdir, pass --overwrite, "
-                    f"or continue that run with --resume={path}"
-                )
-            print(
-                f"{path} holds a start of another config that stopped before its first "
-                f"checkpoint (differs in {', '.join(differences[:5])}); starting over",
-                file=sys.stderr,
-                flush=True,
-            )
-            remove_run_files(path)
-    create(path)
-    return False
-
-
-def remove_run_files(path: str) -> None:
-    """Deletes what a run wrote into `path` (`RUN_FILES`, and temporary files a killed write
-    left), keeping the folder, its lock and anything else it holds."""
-    leftovers = [n for n in os.listdir(path) if n.startswith(".") and n.endswith(".tmp")]
-    for name in (*RUN_FILES, *leftovers):
-        target = os.path.join(path, name)
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        elif os.path.lexists(target):
-            os.remove(target)
-
-
-def _differences(saved, wanted, prefix: str = "") -> list[str]:
-    if isinstance(saved, dict) and isinstance(wanted, dict):
-        keys = sorted(set(saved) | set(wanted))
-        return [
-            difference
-            for key in keys
-            for difference in _differences(saved.get(key), wanted.get(key), f"{prefix}{key}.")
-        ]
-    return [] if saved == wanted else [prefix.rstrip(".")]
-
-
-def truncate_metrics(run_path: str, last_step: int, keep_last_validation: bool = True) -> None:
-    """Drops metrics.jsonl records after `last_step` (those of steps a resumed run redoes),
-    and the validation record of `last_step` itself unless `keep_last_validation` (the
-    checkpoint it resumes from was saved before that validation, which is then redone)."""
-    path = os.path.join(run_path, METRICS)
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        records = [line for line in f if line.strip()]
-    kept = []
-    for line in records:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # A line cut short by a kill.
-            continue
-        step = record.get("step", 0)
-        validation = any(key.startswith("val_") for key in record)
-        redone = step == last_step > 0 and validation and not keep_last_validation
-        if step <= last_step and not redone:
-            kept.append(line if line.endswith("\n") else line + "\n")
-    write_atomically(path, "".join(kept))
-
-
-class MetricsLog:
-    """Appends one JSON line per event to `metrics.jsonl`; the trackers of
-    `train.report_to` get the same records (`gemma_tune.training.tracking`)."""
-
-    def __init__(self, run_path: str):
-        self.path = os.path.join(run_path, METRICS)
-        self._file = open(self.path, "a")
-
-    def __call__(self, record: dict) -> None:
-        """Appends `record` as one line (flushed, so a kill loses at most the line being
-        written)."""
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        """Closes the log file."""
-        self._file.close()
 
 
 def tracking_ids(run_path: str, new_id: Callable[[], str]) -> dict:

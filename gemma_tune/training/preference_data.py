@@ -115,11 +115,11 @@ def attach_reference(tuner, train, validation, *, config, pad_id, run_path, has_
       ValueError: the run has a checkpoint but its reference file is missing (the reference
         cannot be recomputed from trained weights), or the file does not match the pairs.
     """
-    from gemma_tune.runs import run_dir
+    from gemma_tune.runs import reference_logps, run_dir
 
     if not tuner.objective.needs_reference:
         return
-    saved = run_dir.read_reference(run_path)
+    saved = reference_logps.read_reference(run_path)
     if saved is None and has_checkpoint:
         raise ValueError(
             f"{run_path} has checkpoints but no {run_dir.REFERENCE_LOGPS}: the DPO reference "
@@ -128,7 +128,7 @@ def attach_reference(tuner, train, validation, *, config, pad_id, run_path, has_
         )
     if saved is None:
         saved = _score(tuner, {"train": train, "validation": validation}, config, pad_id)
-        run_dir.write_reference(run_path, saved)
+        reference_logps.write_reference(run_path, saved)
     for name, pairs in (("train", train), ("validation", validation)):
         chosen, rejected = saved[f"{name}_chosen"], saved[f"{name}_rejected"]
         if len(chosen) != len(pairs.pairs):
