@@ -115,18 +115,3 @@ def test_an_adapter_in_another_layout_is_refused_before_loading(tmp_path):
         "tiny:gemma2", prepare.Tuning(rank=2, layout="per_head"), adapter_dir=str(tmp_path)
     )
     assert rebuilt.adapter_metadata["layout"] == "per_head"
-
-
-@pytest.mark.parametrize("layout, scale", [("per_head", 6**0.5), ("peft", 1.0)])
-def test_a_is_drawn_as_the_layouts_origin_draws_it(layout, scale):
-    # per_head: Keras' enable_lora (He-uniform over A's own shape: bound sqrt(6 / fan_in), fan_in
-    # heads x hidden on a query kernel); peft: PEFT's kaiming_uniform_(a=sqrt(5)), bound
-    # 1 / sqrt(in_features).
-    loaded = model.load("tiny:gemma2", "float32")
-    model.enable_lora(loaded, 4, targets=["query", "ffw_linear"], layout=layout)
-    factors = [v for v in loaded.causal_lm.trainable_variables if "lora_kernel_a" in v.path]
-    assert len(factors) == 2 * loaded.backbone.num_layers
-    for variable in factors:
-        a = np.asarray(variable)
-        bound = scale / np.prod(a.shape[:-1]) ** 0.5
-        assert 0.8 * bound < np.abs(a).max() <= bound

@@ -305,7 +305,7 @@ def adapt(
         raise ValueError(f"{layer.path}: LoRA is already enabled on this layer")
     a_shape, b_shape = factor_shapes(layer, rank, layout_name)
     with keras_compat.adding_weights(layer):
-        _add_factors(layer, a_shape, b_shape, layout_name)
+        _add_factors(layer, a_shape, b_shape)
     keras_compat.kernel_variable(layer).trainable = False
     layer.lora_enabled, layer.lora_rank, layer.lora_alpha = True, rank, alpha
     keras_compat.adopt_class(layer, AdaptedEinsumDense)
@@ -317,25 +317,13 @@ def adapt(
         _add_adapter_weights(layer, dora, dropout, layer_id)
 
 
-def _a_initializer(layout_name: str) -> keras.initializers.Initializer:
-    """How A is drawn, as each layout's origin draws it: `per_head` He-uniform over its own
-    shape (Keras' `enable_lora`: bound sqrt(6 / fan_in)); `peft` PEFT's default
-    (`kaiming_uniform_(a=sqrt(5))`: bound 1 / sqrt(fan_in), fan_in the kernel's inputs), so
-    a `peft` run starts where PEFT's would (He-uniform's draws are 2.4x wider)."""
-    if layout_name == "peft":
-        return keras.initializers.VarianceScaling(
-            scale=1.0 / 3.0, mode="fan_in", distribution="uniform"
-        )
-    return keras.initializers.get("he_uniform")
-
-
-def _add_factors(layer, a_shape: tuple[int, ...], b_shape: tuple[int, ...], layout_name: str):
-    """A (drawn as `_a_initializer` says for the layout) and B (zeros), in float32 whatever
-    the compute dtype, as Keras keeps them."""
+def _add_factors(layer, a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> None:
+    """A (He-uniform over its own shape, as Keras' `enable_lora` draws it) and B (zeros), in
+    float32 whatever the compute dtype, as Keras keeps them."""
     layer.lora_kernel_a = layer.add_weight(
         name="lora_kernel_a",
         shape=a_shape,
-        initializer=_a_initializer(layout_name),
+        initializer=keras.initializers.get("he_uniform"),
         dtype="float32",
         regularizer=layer.kernel_regularizer,
     )
