@@ -35,6 +35,7 @@ def get_config(arg=None):
     config.model.dtype = "float32"
     config.sequence_length = 128
     config.lora.rank = 8  # the supervised demo's adapter
+    config.lora.layout = "per_head"
     config.data.source = "file"
     config.data.path = bundled.path("preference_train.jsonl")
     config.data.validation_path = bundled.path("preference_validation.jsonl")
