@@ -43,7 +43,9 @@ RANK = 4
 @pytest.fixture(scope="module")
 def tuned():
     loaded = model.load("gemma3_270m_gguf", "float32")
-    model.enable_lora(loaded, RANK)
+    # Per head (KerasHub's LoRA), so the PEFT adapter checks the exact rank heads x r conversion
+    # on the real model (the peft layout's export is tested on tiny models: export_peft_test).
+    model.enable_lora(loaded, RANK, layout="per_head")
     rng = np.random.default_rng(0)
     for variable in loaded.causal_lm.trainable_variables:
         variable.assign(rng.normal(0, 0.05, variable.shape).astype(np.float32))
