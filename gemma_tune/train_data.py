@@ -45,9 +45,12 @@ def read_data(config) -> Data:
             [pair.chosen_example for pair in pairs] for pairs in (train_pairs, validation_pairs)
         )
         return Data(train_chosen, validation_chosen, summary, None, train_pairs, validation_pairs)
-    train_examples, validation_examples, summary = sources.load(
-        config.data, images=model.reads_images(config.model.preset)
-    )
+    # Image rows are kept while reading; only when there are some is the model asked whether
+    # it reads them (that reads the preset's config, which may need the network).
+    train_examples, validation_examples, summary = sources.load(config.data, images=True)
+    examples = [*train_examples, *validation_examples]
+    if any(item.images for item in examples) and not model.reads_images(config.model.preset):
+        sources.refuse_images(examples)
     retriever = retrieval.from_config(config.retrieval)
     if retriever is not None and config.retrieval.train:
         print(f"Attaching {config.retrieval.top_k} retrieved passages to every prompt ...")
