@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("gemma_tune.evaluate", "base vs tuned on a run's data or any file"),
     "export": ("gemma_tune.export", "a run as a Hugging Face model, PEFT adapter or KerasHub"),
     "report": ("gemma_tune.report", "rebuild a run's report (HTML and Markdown)"),
+    "pairs": ("gemma_tune.pairs", "preference pairs (DPO) from a run's wrong answers"),
     "data": ("gemma_tune.data", "check a data file: data check FILE"),
 }
 

@@ -16,6 +16,7 @@ COMMAND_FLAGS = {
     "evaluate": ["--run", "--model", "--adapter", "--data", "--format", "--split", "--out"],
     "export": ["--run", "--to", "--out", "--dtype", "--overwrite", "--base_only", "--base_model"],
     "report": ["--run"],
+    "pairs": ["--run", "--data", "--split", "--samples", "--temperature", "--top_p", "--out"],
     "data": ["--format", "--input_column", "--output_column", "--dedup", "--model"],
 }
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "gemma-tune")
