@@ -167,6 +167,13 @@ def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
     else:
         raise ValueError(f"method: unknown {method!r}; choose from {', '.join(METHODS)}")
     vision.freeze_encoder(model.backbone)
+    encoder = vision.encoder_of(model.backbone)
+    if encoder is not None:
+        count = sum(math.prod(w.shape) for w in encoder.weights)
+        print(
+            f"vision encoder: frozen ({count:,} weights, projector included); {method} tunes "
+            "the language model"
+        )
 
 
 def check_tuning(config) -> None:
