@@ -4,7 +4,6 @@ vision encoder, text rows on a vision model, packing refused, generation seeing 
 
 import os
 
-import keras
 import numpy as np
 import pytest
 
