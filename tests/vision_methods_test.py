@@ -1,6 +1,7 @@
 """Every tuning method on image rows of `tiny:gemma3_vision`: DoRA, QLoRA int8 and int4, full
-fine-tuning (the vision encoder frozen and float in each), and LoRA on a CPU mesh matching one
-device. Exact resume on image rows: `tests/vision_run_test.py`."""
+fine-tuning (the vision encoder frozen and float in each), and LoRA (on the language model and
+the vision tower) on a CPU mesh matching one device. Exact resume on image rows:
+`tests/vision_run_test.py` and `tests/vision_lora_test.py`."""
 
 import json
 import os
@@ -79,8 +80,9 @@ def _value(loaded, path):
     return np.array(variable.value)
 
 
-# LoRA on image rows, once on one device and once on a 2 x 2 mesh of fake CPU devices (every
-# weight split, `sharding.MIN_SHARDED_SIZE = 0`), printing both runs' losses as JSON.
+# LoRA on image rows (`lora.vision_targets` given as JSON), once on one device and once on a
+# 2 x 2 mesh of fake CPU devices (every weight split, `sharding.MIN_SHARDED_SIZE = 0`),
+# printing both runs' losses as JSON.
 _SHARDED = textwrap.dedent(
     """
     import json, os, sys
@@ -93,7 +95,7 @@ _SHARDED = textwrap.dedent(
     rows = sources.read_file(sys.argv[1], images=True).examples[:12]
 
     def fit(mesh):
-        settings = prepare.Tuning(rank=4, **json.loads(sys.argv[2]))
+        settings = prepare.Tuning(rank=4, vision_targets=tuple(json.loads(sys.argv[2])))
         loaded = prepare.prepare("tiny:gemma3_vision", settings, dtype="float32").loaded
         chat = template.ChatTemplate(loaded.tokenizer, False, vision.image_inputs(loaded))
         encoded = [chat.encode(row, 96) for row in rows]
@@ -113,13 +115,13 @@ _SHARDED = textwrap.dedent(
 )
 
 
-def sharded_losses(**tuning) -> dict:
-    """Runs `_SHARDED` with 4 fake CPU devices and `prepare.Tuning(rank=4, **tuning)`; returns
-    its JSON results."""
+def sharded_losses(vision_targets=()) -> dict:
+    """Runs `_SHARDED` with 4 fake CPU devices (LoRA rank 4, `lora.vision_targets`
+    `vision_targets`); returns its JSON results."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env["JAX_PLATFORMS"] = "cpu"
     result = subprocess.run(
-        [sys.executable, "-c", _SHARDED, TRAIN, json.dumps(tuning)],
+        [sys.executable, "-c", _SHARDED, TRAIN, json.dumps(list(vision_targets))],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -128,7 +130,8 @@ def sharded_losses(**tuning) -> dict:
 
 @pytest.mark.slow  # ~55 s on 2 shared CPU cores: two runs of three compiled steps
 def test_lora_on_image_rows_on_a_cpu_mesh_matches_one_device():
-    results = sharded_losses()
+    # With LoRA on the vision tower too (lora.vision_targets), split over the mesh as well.
+    results = sharded_losses(["attention", "projector"])
     assert results["devices"] == 4 and results["sharded"]["split"]
     single, sharded = results["single"]["losses"], results["sharded"]["losses"]
     assert sharded == pytest.approx(single, rel=2e-5)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from gemma_tune.model import families, keras_compat, lora, vision
+from gemma_tune.model import families, keras_compat, lora, vision, vision_lora
 from gemma_tune.model.load import LoadedModel
 
 
@@ -150,8 +150,10 @@ def enable_full(model: LoadedModel) -> None:
 
 def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
     """Prepares `model` for the tuning `method` ("lora", "dora" or "full") with the experiment's
-    `lora` settings (rank, alpha, targets, dropout, layout). A vision encoder stays frozen
-    (`vision.freeze_encoder`): every method tunes the language model."""
+    `lora` settings (rank, alpha, targets, dropout, layout, vision_targets). A vision encoder
+    stays frozen (`vision.freeze_encoder`): every method tunes the language model; with
+    `vision_targets` (LoRA only) its attention and/or projector also take LoRA
+    (`vision_lora`)."""
     if method == "full":
         enable_full(model)
     elif method in ("lora", "dora"):
@@ -174,6 +176,14 @@ def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
             f"vision encoder: frozen ({count:,} weights, projector included); {method} tunes "
             "the language model"
         )
+    vision_lora.enable(
+        model,
+        tuple(getattr(lora_config, "vision_targets", ()) or ()),
+        lora_config.rank,
+        lora_config.alpha,
+        method,
+        lora_config.dropout,
+    )
 
 
 def check_tuning(config) -> None:
@@ -204,6 +214,7 @@ def check_tuning(config) -> None:
     if layout not in lora.LAYOUTS:
         raise ValueError(f"lora.layout: unknown {layout!r}; choose from {', '.join(lora.LAYOUTS)}")
     lora_target_names(config.lora.targets)
+    vision_lora.check_targets(tuple(config.lora.get("vision_targets", ())), config.method)
 
 
 def describe_tuning(config) -> str:
@@ -219,6 +230,9 @@ def describe_tuning(config) -> str:
         text += f", {layout} layout"
     if config.lora.dropout:
         text += f", dropout {config.lora.dropout:g}"
+    vision_targets = list(config.lora.get("vision_targets", ()))
+    if vision_targets:
+        text += f"; vision tower: {', '.join(vision_targets)}"
     if config.model.quantize != "none":
         text += f" ({config.model.quantize} base)"
     return text
