@@ -16,7 +16,7 @@ from gemma_tune import config as config_lib
 from gemma_tune import model, train
 from gemma_tune.bundled import make_vision_data
 from gemma_tune.data import sources
-from gemma_tune.export import merge, peft_export
+from gemma_tune.export import hub, merge, peft_export
 from gemma_tune.model import adapters, tuning, vision, vision_lora
 from gemma_tune.runs import tuned_run
 from gemma_tune.training import batching, template
@@ -147,7 +147,7 @@ def _losses(path):
         return [json.loads(line)["loss"] for line in f if '"loss"' in line]
 
 
-@pytest.mark.slow  # ~1 min on 2 shared CPU cores: two short runs, a rebuild, a Keras export
+@pytest.mark.slow  # ~80 s on 2 shared CPU cores: two short runs, a rebuild, a Keras export
 def test_a_run_with_vision_adapters_trains_rebuilds_exports_and_resumes_exactly(tmp_path):
     finished = str(tmp_path / "finished")
     train.run(config_lib.load("tiny_vision", SETTINGS), finished)
@@ -168,6 +168,9 @@ def test_a_run_with_vision_adapters_trains_rebuilds_exports_and_resumes_exactly(
             assert any("vision_input_projection/lora_kernel_b" in name for name in a.files)
             for name in a.files:
                 np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-7)
+
+    card = hub.model_card(finished, "hf", "org/name")
+    assert "on query, value and the vision tower's attention, projector" in card
 
     rebuilt = tuned_run.load_tuned(finished, "float32")
     assert rebuilt.adapter_metadata["vision_targets"] == ["attention", "projector"]
