@@ -16,7 +16,7 @@ from gemma_tune import config as config_lib
 from gemma_tune import model, train
 from gemma_tune.bundled import make_vision_data
 from gemma_tune.data import sources
-from gemma_tune.export import hub, merge, peft_export
+from gemma_tune.export import exporter, hub, merge, peft_export
 from gemma_tune.model import adapters, tuning, vision, vision_lora
 from gemma_tune.runs import tuned_run
 from gemma_tune.training import batching, template
@@ -169,6 +169,10 @@ def test_a_run_with_vision_adapters_trains_rebuilds_exports_and_resumes_exactly(
             for name in a.files:
                 np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-7)
 
+    out = str(tmp_path / "peft")
+    with pytest.raises(ValueError, match=r"--to=peft: .*lora.vision_targets=attention,projector"):
+        exporter.export(finished, "peft", out)
+    assert not os.path.exists(out)
     card = hub.model_card(finished, "hf", "org/name")
     assert "on query, value and the vision tower's attention, projector" in card
 
