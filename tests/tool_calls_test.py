@@ -358,7 +358,9 @@ def test_the_data_check_counts_tool_rows_and_refuses_them_for_a_model_without_to
     check = [sys.executable, "-m", "gemma_tune.data", "check", path]
     run = subprocess.run(check, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert "rows using tools: 1 of 2 (1 calls, 1 tool results; 1 rows declare tools)" in run.stdout
+    assert (
+        "rows using tools: 1 of 2 (1 calls, 1 tool results; 1 rows declare tools)" in run.stdout
+    )
     run = subprocess.run(
         [*check, "--model=tiny:gemma3"], capture_output=True, text=True, timeout=120
     )

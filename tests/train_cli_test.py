@@ -34,8 +34,7 @@ def _assert_stdout_holds_only_the_results(result, run_path):
 
 
 @pytest.mark.parametrize(
-    "architecture",
-    ["gemma1", pytest.param("gemma3", marks=pytest.mark.slow)],  # gemma3: ~25 s
+    "architecture", ["gemma1", pytest.param("gemma3", marks=pytest.mark.slow)]  # gemma3: ~25 s
 )
 def test_tiny_run_writes_a_complete_run_directory(tmp_path, architecture):
     run_path = tmp_path / "run"
