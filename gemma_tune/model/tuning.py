@@ -169,20 +169,17 @@ def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
     else:
         raise ValueError(f"method: unknown {method!r}; choose from {', '.join(METHODS)}")
     vision.freeze_encoder(model.backbone)
+    vision_targets = tuple(getattr(lora_config, "vision_targets", ()) or ())
     encoder = vision.encoder_of(model.backbone)
     if encoder is not None:
         count = sum(math.prod(w.shape) for w in encoder.weights)
+        also = f", and LoRA its {' and '.join(vision_targets)}" if vision_targets else ""
         print(
-            f"vision encoder: frozen ({count:,} weights, projector included); {method} tunes "
-            "the language model"
+            f"vision encoder: its {count:,} weights frozen (projector included); {method} "
+            f"tunes the language model{also}"
         )
     vision_lora.enable(
-        model,
-        tuple(getattr(lora_config, "vision_targets", ()) or ()),
-        lora_config.rank,
-        lora_config.alpha,
-        method,
-        lora_config.dropout,
+        model, vision_targets, lora_config.rank, lora_config.alpha, method, lora_config.dropout
     )
 
 
