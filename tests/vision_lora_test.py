@@ -1,8 +1,8 @@
 """LoRA on the vision tower (`lora.vision_targets`, `model.vision_lora`) of
 `tiny:gemma3_vision`: exactly the chosen encoder layers get trainable adapters, bad settings
-are refused naming the option, merged exports fold the adapters in, `--to=peft` refuses them,
-and a run trains, saves, rebuilds and resumes exactly with them. The `--to=hf` logits check
-with vision adapters is `tests/export_vision_test.py`."""
+are refused naming the option, merging (what `--to=hf` and `--to=keras` write) folds the
+adapters in, `--to=peft` refuses them, and a run trains, saves, rebuilds and resumes exactly
+with them. The `--to=hf` logits check with vision adapters is `tests/export_vision_test.py`."""
 
 import json
 import os
@@ -137,6 +137,8 @@ SETTINGS = [
     "train.keep_checkpoints=3",
     "train.log_every=1",
     "train.eval_every=0",
+    "train.eval_at_start=false",
+    "train.eval_batches=1",
     "eval.limit=0",
     "samples.count=0",
 ]
@@ -147,8 +149,8 @@ def _losses(path):
         return [json.loads(line)["loss"] for line in f if '"loss"' in line]
 
 
-@pytest.mark.slow  # ~80 s on 2 shared CPU cores: two short runs, a rebuild, a Keras export
-def test_a_run_with_vision_adapters_trains_rebuilds_exports_and_resumes_exactly(tmp_path):
+@pytest.mark.slow  # ~60 s on 2 shared CPU cores: two short runs and a rebuild
+def test_a_run_with_vision_adapters_trains_rebuilds_and_resumes_exactly(tmp_path):
     finished = str(tmp_path / "finished")
     train.run(config_lib.load("tiny_vision", SETTINGS), finished)
     losses = _losses(finished)
@@ -179,8 +181,9 @@ def test_a_run_with_vision_adapters_trains_rebuilds_exports_and_resumes_exactly(
     rebuilt = tuned_run.load_tuned(finished, "float32")
     assert rebuilt.adapter_metadata["vision_targets"] == ["attention", "projector"]
     assert vision_lora.targets_of(rebuilt.loaded.backbone) == ["attention", "projector"]
-    batch = _image_batch(rebuilt.loaded)
-    expected = _logits(rebuilt.loaded, batch)
-    exported = merge.save_keras_preset(rebuilt.loaded, str(tmp_path / "keras"))
-    reloaded = model.load(exported, "float32")
-    np.testing.assert_allclose(_logits(reloaded, batch), expected, atol=1e-4, rtol=0)
+    # The rebuilt model carries the trained adapters, the vision tower's included.
+    with np.load(os.path.join(finished, "adapter", "adapter.npz")) as saved:
+        variables = {v.path: v for v in rebuilt.loaded.causal_lm.trainable_variables}
+        assert sorted(variables) == sorted(saved.files)
+        for name in saved.files:
+            np.testing.assert_array_equal(np.asarray(variables[name].numpy()), saved[name])
