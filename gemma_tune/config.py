@@ -56,6 +56,9 @@ def base_config() -> ml_collections.ConfigDict:
     # per_head (KerasHub's: one A per attention head, an update of rank heads x r on q/k/v;
     # the default until December 2026, and what a run whose config lacks the key has).
     config.lora.layout = "peft"
+    # LoRA on the vision tower too (models with a vision encoder, method=lora): "attention"
+    # (the encoder's attention projections) and/or "projector". Empty: the encoder stays frozen.
+    config.lora.vision_targets = []
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "hf"  # hf | tfds | file | tiny

@@ -122,6 +122,12 @@ def _lora_layouts():
     return lora.LAYOUTS
 
 
+def _vision_targets():
+    from gemma_tune.model import vision_lora
+
+    return vision_lora.TARGETS
+
+
 def _quantize_modes():
     from gemma_tune.model import quantize
 
@@ -141,6 +147,7 @@ RANGES: dict[str, Range] = {
     "lora.alpha": at_least(0),
     "lora.dropout": unit_interval(),
     "lora.layout": one_of(_lora_layouts),
+    "lora.vision_targets": any_of(_vision_targets),
     "data.source": one_of(_sources),
     "data.max_examples": Range(">= 0 (0: all)", at_least(0).holds),
     "data.max_field_chars": Range(">= 0 (0: no cap)", at_least(0).holds),

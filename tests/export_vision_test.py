@@ -1,7 +1,8 @@
 """Exports of a tuned Gemma 3 with a vision encoder (`tiny:gemma3_vision`, random LoRA):
 `--to=hf` loads as transformers' image-text-to-text `Gemma3ForConditionalGeneration` with its
 `AutoProcessor`, whose ids and pixels for an image and a question equal ours and whose logits
-equal the tuned model's; `--to=peft` reproduces them on the exported base; `--to=keras` loads
+equal the tuned model's (LoRA on the vision tower's attention and projector folded in);
+`--to=peft` reproduces them on the exported base; `--to=keras` loads
 back with its encoder and image converter.
 
     python -m pytest -q tests/export_vision_test.py            # --to=keras
@@ -16,7 +17,7 @@ import pytest
 from gemma_tune import model
 from gemma_tune.data import example, images
 from gemma_tune.export import hf_export, merge, peft_export
-from gemma_tune.model import vision
+from gemma_tune.model import vision, vision_lora
 from gemma_tune.training import template
 
 ARCHITECTURE = "tiny:gemma3_vision"
@@ -28,10 +29,12 @@ def base_model():
     return model.load(ARCHITECTURE, "float32", seed=0)
 
 
-def tuned_model(targets=("query", "value")):
-    """The tiny vision model with random nonzero LoRA factors on `targets`."""
+def tuned_model(targets=("query", "value"), vision_targets=()):
+    """The tiny vision model with random nonzero LoRA factors on `targets` and on the vision
+    tower's `vision_targets` (`lora.vision_targets`)."""
     loaded = base_model()
     model.enable_lora(loaded, 4, targets=list(targets))
+    vision_lora.enable(loaded, vision_targets, 4, 0.0, "lora", 0.0)
     rng = np.random.default_rng(1)
     for variable in loaded.causal_lm.trainable_variables:
         variable.assign(rng.normal(0, 0.2, variable.shape).astype(np.float32))
@@ -107,7 +110,8 @@ def run_hf(hf_model, inputs):
 
 @pytest.mark.slow  # ~45 s on 2 shared CPU cores (torch, the tokenizer conversion, two models)
 def test_hf_export_matches_the_tuned_logits_for_an_image_and_text(tmp_path, picture):
-    tuned = tuned_model(targets=model.LORA_TARGETS)
+    # LoRA on the vision tower too: the merged export folds it in (`lora.vision_targets`).
+    tuned = tuned_model(targets=model.LORA_TARGETS, vision_targets=vision_lora.TARGETS)
     batch = our_batch(tuned, picture)
     expected = keras_logits(tuned, batch)
     hf_export.save(tuned, str(tmp_path))

@@ -1,6 +1,7 @@
 """The vision experiment end to end (`experiments/tiny_vision.py` on the bundled image
 questions, `tiny:gemma3_vision`): the training loss goes down, the held-out image rows are
-answered by base and tuned, `sample` answers about an image, and a killed run resumes exactly."""
+answered by base and tuned, `sample` answers about an image, and a killed run resumes exactly;
+the real-model recipe (`experiments/vision_gemma3_4b.py`) resolves offline."""
 
 import json
 import os
@@ -18,6 +19,7 @@ from gemma_tune.bundled import make_vision_data
 from gemma_tune.runs import run_dir
 
 EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "experiments", "tiny_vision.py")
+REAL_MODEL = os.path.join(os.path.dirname(__file__), "..", "experiments", "vision_gemma3_4b.py")
 # 30 steps of 4 image rows, checkpoints every 10 steps so that a resume starts mid-epoch; a
 # few held-out image rows answered base vs tuned.
 SETTINGS = [
@@ -30,6 +32,20 @@ SETTINGS = [
     "samples.count=1",
     "samples.max_new_tokens=4",
 ]
+
+
+def test_the_real_model_recipe_resolves_without_a_download():
+    from gemma_tune import model
+
+    config = config_lib.load(REAL_MODEL, ["model.quantize=int4"])
+    assert config.model.preset == "gemma3_instruct_4b"
+    # A 4B image is 256 image tokens: the rows must hold one, its question and its answer.
+    assert config.sequence_length >= 256 + 64
+    assert config.data.path == config_lib.load(EXPERIMENT).data.path  # tiny_vision's data
+    model.check_tuning(config)
+    assert model.describe_tuning(config) == "LoRA rank 8 on query, value (int4 base)"
+    with pytest.raises(ValueError, match="lora.vision_targets=.*must be a list of any of"):
+        config_lib.load(REAL_MODEL, ['lora.vision_targets=["mlp"]'])
 
 
 @pytest.fixture(scope="module")

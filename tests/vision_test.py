@@ -4,7 +4,6 @@ vision encoder, text rows on a vision model, packing refused, generation seeing 
 
 import os
 
-import keras
 import numpy as np
 import pytest
 
@@ -137,38 +136,6 @@ def test_dora_leaves_the_vision_encoder_frozen():
     encoder_paths = {w.path for w in vision.encoder_of(loaded.backbone).weights}
     trainable_paths = {v.path for v in loaded.backbone.trainable_variables}
     assert trainable_paths and not trainable_paths & encoder_paths
-
-
-@pytest.mark.slow  # ~35 s on 2 shared CPU cores: two compiled train steps
-def test_full_tuning_leaves_the_vision_encoder_unchanged_and_trains_text_rows_too(bundled_rows):
-    method = "full"
-    loaded = model.load("tiny:gemma3_vision", dtype="float32")
-    encoder = vision.encoder_of(loaded.backbone)
-    before = [np.array(w.value) for w in encoder.weights]
-    language = loaded.backbone.get_layer("decoder_block_0").attention.query_dense.kernel
-    language_before = np.array(language.value)
-    tuning.enable_tuning(loaded, method, _lora_settings())
-    trainable_paths = {v.path for v in loaded.backbone.trainable_variables}
-    assert not trainable_paths & {w.path for w in encoder.weights}
-    text_row = example.Example(
-        turns=(example.Turn(example.USER, "What color is the sky?"),
-               example.Turn(example.MODEL, "Answer: blue")),
-    )  # fmt: skip
-    template_ = chat(loaded)
-    encoded = [template_.encode(row, LENGTH) for row in [*bundled_rows[:3], text_row]]
-    tuner = trainer.Trainer(loaded.causal_lm, keras.optimizers.AdamW(1e-2))
-    losses = []
-    for _ in range(3):
-        mixed = batching.train_batch(encoded, np.arange(4), 0, 4, 1, LENGTH, 0)
-        text_only = batching.pack([encoded[3]], LENGTH, 0, 1)
-        assert "images" in mixed and "images" not in text_only
-        losses.append(tuner.train_step(mixed)["loss"])
-        losses.append(tuner.train_step({k: v[None] for k, v in text_only.items()})["loss"])
-    assert np.isfinite(losses).all() and losses[-2] < losses[0]
-    tuner.sync_to_model()
-    for weight, value in zip(encoder.weights, before, strict=True):
-        np.testing.assert_array_equal(np.array(weight.value), value, err_msg=weight.path)
-    assert not np.array_equal(np.array(language.value), language_before)
 
 
 def _lora_settings():

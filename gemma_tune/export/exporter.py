@@ -127,6 +127,7 @@ def export(
     """
     from gemma_tune import model
     from gemma_tune.export import gguf_export, hf_export, hub, merge, peft_export
+    from gemma_tune.model import adapters
     from gemma_tune.runs import tuned_run
 
     if to not in HINTS:
@@ -155,7 +156,10 @@ def export(
         loaded = model.load(preset, "float32", seed=config.get("seed", 0))
         what = "the base model (no adapter)"
     else:
-        tuned_run.adapter_path(run_path)  # fail before loading when the run has no adapter
+        adapter_dir = tuned_run.adapter_path(run_path)  # fails before loading: no adapter
+        if to == "peft":  # before loading: a PEFT adapter cannot carry vision-tower LoRA
+            vision_targets = adapters.read_metadata(adapter_dir).get("vision_targets")
+            peft_export.refuse_vision_targets(vision_targets or [])
         print(f"Loading {run_path}: {preset} with its LoRA adapter (float32) ...", flush=True)
         tuned = tuned_run.load_tuned(run_path, "float32")
         loaded = tuned.loaded

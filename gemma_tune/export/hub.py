@@ -51,7 +51,9 @@ def _method(config: dict) -> str:
         name = f"Q{name} ({quantize} base)"
     targets = ", ".join(lora.get("targets", []))
     alpha = lora.get("alpha") or lora.get("rank")  # 0 means alpha = rank
-    return f"{name}, rank {lora.get('rank')}, alpha {alpha}, on {targets}"
+    vision_targets = ", ".join(lora.get("vision_targets", []))
+    tower = f" and the vision tower's {vision_targets}" if vision_targets else ""
+    return f"{name}, rank {lora.get('rank')}, alpha {alpha}, on {targets}{tower}"
 
 
 def _data(config: dict, summary: dict) -> str:

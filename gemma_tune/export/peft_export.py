@@ -40,7 +40,7 @@ import numpy as np
 import safetensors.numpy
 
 from gemma_tune.export import merge
-from gemma_tune.model import families, keras_compat, lora
+from gemma_tune.model import families, keras_compat, lora, vision_lora
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -127,6 +127,21 @@ def rank_pattern(module_ranks: dict[str, int]) -> tuple[list[str], int, dict[str
     return sorted(by_target), default_rank, pattern
 
 
+def refuse_vision_targets(vision_targets) -> None:
+    """Refuses LoRA on the vision tower (`lora.vision_targets`, `model.vision_lora`): the PEFT
+    adapter written here adapts the language model's modules only, so exporting would drop it.
+
+    Raises:
+      ValueError: one line naming the targets and the exports that carry them.
+    """
+    if vision_targets:
+        raise ValueError(
+            f"--to=peft: this run has LoRA on the vision tower (lora.vision_targets="
+            f"{','.join(vision_targets)}), which a PEFT adapter on the language model does not "
+            "carry; export --to=hf or --to=keras (merged) instead"
+        )
+
+
 def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict, dict]:
     """The PEFT adapter of a backbone's LoRA layers.
 
@@ -144,6 +159,7 @@ def adapter(backbone, base_model_name_or_path: str | None = None) -> tuple[dict,
     layers = merge.lora_layers(backbone)
     if not layers:
         raise ValueError("the model has no LoRA layers: there is no adapter to export")
+    refuse_vision_targets(vision_lora.targets_of(backbone))
     family = families.of_backbone(backbone)
     modules = family.peft_modules
     with_vision = family.vision is not None and family.vision.encoder(backbone) is not None

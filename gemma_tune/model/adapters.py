@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 import gemma_tune
-from gemma_tune.model import keras_compat, lora
+from gemma_tune.model import keras_compat, lora, vision_lora
 from gemma_tune.runs import run_dir
 
 WEIGHTS_FILE = run_dir.ADAPTER_WEIGHTS
@@ -48,9 +48,12 @@ def fingerprint(causal_lm) -> str:
 
 def lora_settings(causal_lm) -> dict:
     """The model's LoRA rank, alpha and target layer names (e.g. "query", "value"), read from
-    its LoRA-enabled layers, for an adapter's metadata."""
+    its LoRA-enabled layers, for an adapter's metadata; with LoRA on the vision tower also its
+    `vision_targets` (`model.vision_lora`: "attention", "projector"), kept out of `targets`."""
     ranks, alphas, targets, layouts, dora = set(), set(), set(), set(), False
     for layer in keras_compat.all_layers(causal_lm.backbone):
+        if vision_lora.is_adapter(layer):
+            continue
         if getattr(layer, "lora_enabled", False):
             ranks.add(int(layer.lora_rank))
             alphas.add(float(layer.lora_alpha))
@@ -61,13 +64,15 @@ def lora_settings(causal_lm) -> dict:
         return {}
     if len(layouts) > 1:
         raise ValueError(f"LoRA layers of one model in several layouts: {sorted(layouts)}")
-    return {
+    settings = {
         "rank": max(ranks),
         "alpha": max(alphas),
         "targets": sorted(targets),
         "dora": dora,
         "layout": layouts.pop(),
     }
+    vision_targets = vision_lora.targets_of(causal_lm.backbone)
+    return {**settings, "vision_targets": vision_targets} if vision_targets else settings
 
 
 def lora_layout(metadata: dict) -> str:

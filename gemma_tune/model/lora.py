@@ -370,5 +370,12 @@ def set_dropout_counter(values, seed_indices, counter):
 def merged_kernel(layer) -> np.ndarray:
     """The float32 kernel that computes what the adapted layer computes (dropout off):
     `W0 + (alpha / r) A B` for LoRA, `m * (W0 + (alpha / r) A B) / ||W0 + (alpha / r) A B||` for
-    DoRA, with `W0` dequantized for a quantized base."""
+    DoRA, with `W0` dequantized for a quantized base. A vision tower `Dense` layer with Keras'
+    LoRA (`model.vision_lora`) gives `W0 + (alpha / r) A B` too."""
+    if isinstance(layer, keras.layers.Dense):
+        low_rank = ops.matmul(
+            ops.cast(layer.lora_kernel_a, "float32"), ops.cast(layer.lora_kernel_b, "float32")
+        )
+        kernel = ops.cast(keras_compat.kernel_variable(layer), "float32")
+        return np.asarray(kernel + scale(layer) * low_rank, np.float32)
     return np.asarray(adapted_kernel(layer, "float32"), np.float32)

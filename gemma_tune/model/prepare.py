@@ -21,7 +21,8 @@ from gemma_tune.model import quantize as quantize_lib
 class Tuning:
     """What a run trains and on what base: the tuning `method` ("lora", "dora" or "full"), the
     LoRA/DoRA settings (`rank`, `alpha`, `targets`, `dropout`, `layout`; `targets` empty means
-    the default ones), and the base's storage (`quantize` "none", "int8" or "int4", with
+    the default ones; `vision_targets`, LoRA on the vision tower: `model.vision_lora`), and the
+    base's storage (`quantize` "none", "int8" or "int4", with
     `int4_block_size`). Its attributes are those `model.enable_tuning` reads from a config's
     `lora` section."""
 
@@ -31,6 +32,7 @@ class Tuning:
     targets: tuple[str, ...] = ()
     dropout: float = 0.0
     layout: str = lora.DEFAULT_LAYOUT
+    vision_targets: tuple[str, ...] = ()
     quantize: str = "none"
     int4_block_size: int = quantize_lib.INT4_BLOCK_SIZE
 
@@ -45,6 +47,7 @@ class Tuning:
             dropout=config.lora.dropout,
             # A run started before lora.layout existed (resumed with --resume) was per_head.
             layout=config.lora.get("layout", lora.LEGACY_LAYOUT),
+            vision_targets=tuple(config.lora.get("vision_targets", ())),
             quantize=config.model.quantize,
             int4_block_size=config.model.int4_block_size,
         )
@@ -64,6 +67,7 @@ class Tuning:
             alpha=metadata.get("alpha", 0.0),
             targets=tuple(metadata.get("targets") or ()),
             layout=adapters.lora_layout(metadata),
+            vision_targets=tuple(metadata.get("vision_targets") or ()),
             quantize=metadata.get("quantize", "none"),
             int4_block_size=metadata.get("int4_block_size", quantize_lib.LEGACY_INT4_BLOCK_SIZE),
         )

@@ -19,13 +19,17 @@ A block that multiplies by a projection's `kernel` itself (Gemma 4's MLP, the fa
 `kernel_read_targets`) would read Keras' stored integers there; those projections read as their
 dequantized kernel instead (`lora.FloatKernelEinsumDense`), so the model computes what the
 dequantized float model computes.
+
+A vision encoder (and its projector) is left in float: it is frozen and small next to the
+language model (SigLIP's ~0.4B weights in Gemma 3 4B to 27B), QLoRA's recipe quantizes the
+language model only, and optional LoRA on it (`lora.vision_targets`) adapts float kernels.
 """
 
 from __future__ import annotations
 
 import keras
 
-from gemma_tune.model import families, keras_compat, lora
+from gemma_tune.model import families, keras_compat, lora, vision
 
 MODES = ("none", "int8", "int4")
 INT4_BLOCK_SIZE = 32
@@ -35,8 +39,9 @@ LEGACY_INT4_BLOCK_SIZE = 128
 
 def quantize(backbone, mode: str, int4_block_size: int = INT4_BLOCK_SIZE) -> None:
     """Stores `backbone`'s decoder projections and embedding quantized (see the module
-    docstring), in place; `mode` "none" leaves it as it is. `int4_block_size`: inputs per
-    int4 scale and zero point (smaller groups: less rounding error, more scales)."""
+    docstring; a vision encoder stays float), in place; `mode` "none" leaves it as it is.
+    `int4_block_size`: inputs per int4 scale and zero point (smaller groups: less rounding
+    error, more scales)."""
     from keras.quantizers import Int4QuantizationConfig, Int8QuantizationConfig
 
     if mode not in MODES:
@@ -49,8 +54,13 @@ def quantize(backbone, mode: str, int4_block_size: int = INT4_BLOCK_SIZE) -> Non
         if mode == "int8"
         else Int4QuantizationConfig(block_size=int4_block_size, activation_quantizer=None)
     )
+    encoder = vision.encoder_of(backbone)
+    encoder_layers = set() if encoder is None else set(map(id, keras_compat.all_layers(encoder)))
     backbone.quantize(
-        config=projections, filters=lambda layer: isinstance(layer, keras.layers.EinsumDense)
+        config=projections,
+        filters=lambda layer: (
+            isinstance(layer, keras.layers.EinsumDense) and id(layer) not in encoder_layers
+        ),
     )
     backbone.quantize(
         config=weight_only_int8, filters=lambda layer: layer is backbone.token_embedding

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from gemma_tune.model import families, keras_compat, lora, vision
+from gemma_tune.model import families, keras_compat, lora, vision, vision_lora
 from gemma_tune.model.load import LoadedModel
 
 
@@ -150,8 +150,10 @@ def enable_full(model: LoadedModel) -> None:
 
 def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
     """Prepares `model` for the tuning `method` ("lora", "dora" or "full") with the experiment's
-    `lora` settings (rank, alpha, targets, dropout, layout). A vision encoder stays frozen
-    (`vision.freeze_encoder`): every method tunes the language model."""
+    `lora` settings (rank, alpha, targets, dropout, layout, vision_targets). A vision encoder
+    stays frozen (`vision.freeze_encoder`): every method tunes the language model; with
+    `vision_targets` (LoRA only) its attention and/or projector also take LoRA
+    (`vision_lora`)."""
     if method == "full":
         enable_full(model)
     elif method in ("lora", "dora"):
@@ -167,6 +169,18 @@ def enable_tuning(model: LoadedModel, method: str, lora_config) -> None:
     else:
         raise ValueError(f"method: unknown {method!r}; choose from {', '.join(METHODS)}")
     vision.freeze_encoder(model.backbone)
+    vision_targets = tuple(getattr(lora_config, "vision_targets", ()) or ())
+    encoder = vision.encoder_of(model.backbone)
+    if encoder is not None:
+        count = sum(math.prod(w.shape) for w in encoder.weights)
+        also = f", and LoRA its {' and '.join(vision_targets)}" if vision_targets else ""
+        print(
+            f"vision encoder: its {count:,} weights frozen (projector included); {method} "
+            f"tunes the language model{also}"
+        )
+    vision_lora.enable(
+        model, vision_targets, lora_config.rank, lora_config.alpha, method, lora_config.dropout
+    )
 
 
 def check_tuning(config) -> None:
@@ -197,6 +211,7 @@ def check_tuning(config) -> None:
     if layout not in lora.LAYOUTS:
         raise ValueError(f"lora.layout: unknown {layout!r}; choose from {', '.join(lora.LAYOUTS)}")
     lora_target_names(config.lora.targets)
+    vision_lora.check_targets(tuple(config.lora.get("vision_targets", ())), config.method)
 
 
 def describe_tuning(config) -> str:
@@ -212,6 +227,9 @@ def describe_tuning(config) -> str:
         text += f", {layout} layout"
     if config.lora.dropout:
         text += f", dropout {config.lora.dropout:g}"
+    vision_targets = list(config.lora.get("vision_targets", ()))
+    if vision_targets:
+        text += f"; vision tower: {', '.join(vision_targets)}"
     if config.model.quantize != "none":
         text += f" ({config.model.quantize} base)"
     return text

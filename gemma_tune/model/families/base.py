@@ -110,6 +110,9 @@ class Vision:
       hf_tokenizer_entries: (this record) -> the exported tokenizer config's image tokens.
       hf_language_model_prefix: where transformers' image-text-to-text class keeps the
         language model's modules (`model.language_model.`), for PEFT module names.
+      lora_targets: `lora.vision_targets` names ("attention", "projector") -> the names of the
+        encoder's `keras.layers.Dense` layers they adapt (`model.vision_lora`); empty: the
+        family's vision tower takes no LoRA.
     """
 
     start_of_image: str
@@ -125,6 +128,7 @@ class Vision:
     hf_processor_files: Callable[[Any, Any], dict]
     hf_tokenizer_entries: Callable[[Any], dict]
     hf_language_model_prefix: str
+    lora_targets: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def tokens(self) -> tuple[str, str, str]:

@@ -101,6 +101,12 @@ VISION = base.Vision(
         "vision_mask": arrays["vision_mask"],
         "vision_indices": arrays["vision_indices"],
     },
+    # SigLIP's attention projections in every encoder layer (Dense, with biases) and the
+    # projector into the language model's width (Dense, no bias).
+    lora_targets={
+        "attention": ("query_proj", "key_proj", "value_proj", "out_proj"),
+        "projector": ("vision_input_projection",),
+    },
 )
 
 
