@@ -159,8 +159,10 @@ def save(loaded: model.LoadedModel, directory: str, dtype: str = "float32") -> s
     backbone = loaded.backbone
     if merge.has_lora(backbone):
         backbone = merge.merge_lora(loaded).backbone
+    # `np.ascontiguousarray` makes a scalar 1-D; the reshape keeps scalars (Gemma 4's vision
+    # clipping bounds) scalars.
     tensors = {
-        name: np.ascontiguousarray(value.astype(_NUMPY_DTYPES[dtype]))
+        name: np.ascontiguousarray(value.astype(_NUMPY_DTYPES[dtype])).reshape(value.shape)
         for name, value in state_dict(backbone).items()
     }
     os.makedirs(directory, exist_ok=True)

@@ -36,13 +36,21 @@ TOOLS = base.ToolFormat(
 
 # Gemma 4's chat format as a Jinja template (for exported tokenizers), exactly as
 # `training.template` writes it: a system turn first when there is one, "assistant" is the
-# "model" role.
+# "model" role. A message's content is a string or a list of parts (`{"type": "text", ...}`,
+# `{"type": "image"}`), as transformers' processors pass them; an image part is `<|image|>`,
+# which `Gemma4Processor` expands into `<|image>`, the image's placeholders and `<image|>`.
 HF_CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"
     "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-    "{% set content = message['content'] | trim if role == 'system' else message['content'] %}"
-    "{{ '<|turn>' + role + '\n' + content + '<turn|>\n' }}"
+    "{{ '<|turn>' + role + '\n' }}"
+    "{% if message['content'] is string %}"
+    "{{ message['content'] | trim if role == 'system' else message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<|image|>' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<turn|>\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|turn>model\n' }}{% endif %}"
 )
@@ -142,12 +150,14 @@ def _tiny_vision_tokenizer(proto: bytes):
 
 
 def hf_config(backbone, tokenizer, dtype: str) -> dict:
-    """transformers' `Gemma4TextConfig` as a dict, dense or MoE (`gemma4_hf.hf_config`)."""
-    return gemma4_hf.hf_config(backbone, tokenizer, dtype)
+    """transformers' `Gemma4TextConfig` as a dict, dense or MoE; with a vision encoder,
+    `Gemma4Config` around it (`gemma4_hf.hf_config`)."""
+    return gemma4_hf.hf_config(backbone, tokenizer, dtype, FAMILY.vision)
 
 
 def hf_weights(backbone) -> dict:
-    """transformers' `Gemma4ForCausalLM` state dict, float32 (`gemma4_hf.hf_weights`)."""
+    """transformers' `Gemma4ForCausalLM` state dict, float32; with a vision encoder,
+    `Gemma4ForConditionalGeneration`'s (`gemma4_hf.hf_weights`)."""
     return gemma4_hf.hf_weights(backbone)
 
 
