@@ -92,9 +92,7 @@ def test_the_image_span_is_gemma4_s_and_never_carries_loss(loaded, bundled_rows)
         assert (ids[start : start + TOKENS] == inputs.placeholder_id).all()
         assert ids[start + TOKENS] == inputs.end_of_image_id
         assert (ids == inputs.placeholder_id).sum() == TOKENS
-        assert loaded.tokenizer.detokenize(ids[start + TOKENS + 1 :]).startswith(
-            row.turns[0].text
-        )
+        assert loaded.tokenizer.detokenize(ids[start + TOKENS + 1 :]).startswith(row.turns[0].text)
         assert (weights[start - 1 : start + TOKENS + 1] == 0).all()
         assert weights.sum() > 0
 
@@ -121,6 +119,17 @@ def test_batch_arrays_hold_patches_positions_indices_and_mask(loaded, bundled_ro
     assert batch["vision_indices"][0].tolist() == list(range(start, start + TOKENS))
     assert (batch["vision_indices"][1] == 0).all() and not batch["vision_mask"][1].any()
     assert batch["vision_mask"][0].sum() == TOKENS
+
+
+@pytest.mark.slow  # ~20 s on 2 shared CPU cores: builds the MoE model, two forward passes
+def test_the_moe_model_reads_images_too(bundled_rows):
+    moe = model.load("tiny:gemma4_moe_vision", dtype="float32")
+    assert moe.family.name == "gemma4_moe"
+    encoded = chat(moe).encode(bundled_rows[0], LENGTH)
+    batch = batching.pack([encoded], LENGTH, 0, 1)
+    other = dict(batch, pixel_values=np.zeros_like(batch["pixel_values"]))
+    answers = batch["target_weights"][0] > 0
+    assert np.abs(logits(moe, batch)[0][answers] - logits(moe, other)[0][answers]).max() > 1e-3
 
 
 def test_lora_leaves_the_vision_encoder_frozen():

@@ -9,13 +9,14 @@ writes `model.safetensors`, `config.json`, `generation_config.json` and the toke
     transformers.AutoModelForCausalLM.from_pretrained(DIR)
     transformers.AutoTokenizer.from_pretrained(DIR)
 
-load it directly. A model with a vision encoder (Gemma 3 4B+, `tiny:gemma3_vision`) is written
-as transformers' image-text-to-text class (`Gemma3ForConditionalGeneration`), with the
-processor's files (`preprocessor_config.json`, `processor_config.json`) and the image tokens in
-the tokenizer config, so that
+load it directly. A model with a vision encoder (Gemma 3 4B+, Gemma 4, `tiny:gemma3_vision`,
+`tiny:gemma4_vision`) is written as transformers' image-text-to-text class
+(`Gemma3ForConditionalGeneration`, `Gemma4ForConditionalGeneration`), with the processor's
+files (the family's: `processor_config.json`, and Gemma 3's `preprocessor_config.json`) and the
+image tokens in the tokenizer config, so that
 
     transformers.AutoModelForImageTextToText.from_pretrained(DIR)
-    transformers.AutoProcessor.from_pretrained(DIR)
+    transformers.AutoProcessor.from_pretrained(DIR)  # Gemma 4: needs torchvision
 
 load it. A model with LoRA is merged first (`gemma_tune.export.merge`): LoRA is never
 dropped.

@@ -11,9 +11,9 @@
   (`gemma_tune.model.gguf_convert`), or the path of any Gemma 3 text `.gguf` file,
 - `tiny:gemma1`, `tiny:gemma2`, `tiny:gemma3`, `tiny:gemma4`, `tiny:gemma4_moe`: a small
   random model (two layers; four for Gemma 4) with a generated vocabulary
-  (`gemma_tune.testing`), for smoke runs and tests; `tiny:gemma3_vision` and
-  `tiny:gemma4_vision` add a tiny vision encoder and its image converter (vision tuning,
-  `model.vision`).
+  (`gemma_tune.testing`), for smoke runs and tests; `tiny:gemma3_vision`,
+  `tiny:gemma4_vision` and `tiny:gemma4_moe_vision` add a tiny vision encoder and its image
+  converter (vision tuning, `model.vision`).
 """
 
 from __future__ import annotations

@@ -143,7 +143,8 @@ def batch_arrays(placed: Sequence[Sequence[PlacedImage]], rows: int, width: int)
     inputs = next(items[0].inputs for items in placed if items)
     tokens = inputs.tokens_per_image
     arrays = {
-        name: np.zeros((rows, most, *shape), dtype) for name, (shape, dtype) in inputs.arrays.items()
+        name: np.zeros((rows, most, *shape), dtype)
+        for name, (shape, dtype) in inputs.arrays.items()
     }
     indices = np.zeros((rows, most * tokens), np.int32)
     mask = np.zeros((rows, width), bool)

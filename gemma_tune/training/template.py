@@ -19,9 +19,9 @@ tokenizer, which makes the template independent of how a vocabulary marks those 
 A user turn with images (a vision model, `model.vision`) holds its text and images in order,
 each image as its family's span (Gemma 3: `\n\n<start_of_image>`, the model's placeholder
 tokens and `<end_of_image>\n\n`; Gemma 4: `<|image>`, the placeholders `<|image|>`, `<image|>`;
-as KerasHub's and transformers' processors write them: `families.base.Vision`). That span never carries loss,
-not even with `train_on_prompt`; its placeholders are where the backbone puts the image. A
-span the sequence length would cut is cut whole (the ids end before it).
+as KerasHub's and transformers' processors write them: `families.base.Vision`). That span
+never carries loss, not even with `train_on_prompt`; its placeholders are where the backbone
+puts the image. A span the sequence length would cut is cut whole (the ids end before it).
 
 A conversation with tools (OpenAI `tools`, `tool_calls`, `tool` messages) is written in the
 family's tool format (`families.*.tools`, Gemma 4's `<|tool_call>` ...): the declarations
