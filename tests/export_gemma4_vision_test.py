@@ -9,6 +9,7 @@ back with its encoder and image converter.
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -16,6 +17,7 @@ from gemma_tune import model
 from gemma_tune.data import example, images
 from gemma_tune.export import hf_export, merge, peft_export
 from gemma_tune.model import vision
+from gemma_tune.model.families import gemma4, gemma4_vision
 from gemma_tune.training import template
 
 ARCHITECTURE = "tiny:gemma4_vision"
@@ -191,3 +193,52 @@ def test_keras_export_loads_back_with_its_encoder_and_image_converter(tmp_path, 
         np.testing.assert_array_equal(reread[key], batch[key])
     # LoRA merged into the kernels (float32 rounding): within 1e-4, as the HF export.
     np.testing.assert_allclose(keras_logits(loaded, reread), expected, atol=1e-4, rtol=0)
+
+
+def bidirectional_model(window: int):
+    """`tiny:gemma4_vision`'s shape with image tokens attending both ways (as the 26B and 31B
+    presets' do) and a `window`-token sliding window."""
+    base = base_model()
+    keras.utils.set_random_seed(0)
+    common = dict(
+        vocabulary_size=base.tokenizer.vocabulary_size(), num_layers=4, num_query_heads=4,
+        num_key_value_heads=2, hidden_dim=32, intermediate_dim=64, head_dim=8, dtype="float32",
+    )  # fmt: skip
+
+    def text(c, **extra):
+        extra = {**extra, "sliding_window_size": window}
+        return gemma4.tiny_backbone(c, use_vision_bidirectional_attention=True, **extra)
+
+    backbone = gemma4_vision.tiny_vision_backbone(text, common)
+    causal_lm = model.causal_lm_for(backbone)
+    return model.LoadedModel(
+        causal_lm, base.tokenizer, ARCHITECTURE, image_converter=base.image_converter
+    )
+
+
+@pytest.mark.slow  # ~30 s on 2 shared CPU cores
+def test_bidirectional_image_attention_exports_when_the_image_fits_the_window(tmp_path, picture):
+    loaded = bidirectional_model(window=256)
+    batch = our_batch(loaded, picture)
+    expected = keras_logits(loaded, batch)
+    hf_export.save(loaded, str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["text_config"]["use_bidirectional_attention"] == "vision"
+    inputs = hf_inputs(tmp_path, picture)
+    # transformers learns where images are from `mm_token_type_ids` (its processor's).
+    image_token = loaded.tokenizer.token_to_id("<|image|>")
+    inputs["mm_token_type_ids"] = (inputs["input_ids"] == image_token).long()
+    logits = run_hf(hf_image_text_model(tmp_path), inputs)
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+    # Both ways: the image's first token sees its last on our side.
+    causal = bidirectional_model(window=256)
+    causal.backbone.use_vision_bidirectional_attention = False
+    for block in causal.backbone.transformer_layers:
+        block.use_vision_bidirectional_attention = False
+    assert np.abs(keras_logits(causal, batch) - expected).max() > 1e-3
+
+
+def test_bidirectional_image_attention_past_the_window_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="tokens attend both ways but pass the 8-token"):
+        hf_export.save(bidirectional_model(window=8), str(tmp_path / "hf"))
+    assert not (tmp_path / "hf").exists()  # refused before anything is written

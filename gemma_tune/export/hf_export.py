@@ -158,6 +158,13 @@ def save(loaded: model.LoadedModel, directory: str, dtype: str = "float32") -> s
     if dtype not in _NUMPY_DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_NUMPY_DTYPES)}, got {dtype!r}")
     backbone = loaded.backbone
+    # The processor first: what it refuses is refused before anything is written.
+    vision_record = _vision_of(backbone)
+    processor = {}
+    if vision_record is not None:
+        if loaded.image_converter is None:
+            raise ValueError("a model with a vision encoder but no image converter")
+        processor = vision_record.hf_processor_files(backbone, loaded.image_converter)
     if merge.has_lora(backbone):
         backbone = merge.merge_lora(loaded).backbone
     # `np.ascontiguousarray` makes a scalar 1-D; the reshape keeps scalars (Gemma 4's vision
@@ -176,13 +183,8 @@ def save(loaded: model.LoadedModel, directory: str, dtype: str = "float32") -> s
     _write_json(
         os.path.join(directory, "generation_config.json"), generation_config_dict(loaded.tokenizer)
     )
-    vision_record = _vision_of(backbone)
-    if vision_record is not None:
-        if loaded.image_converter is None:
-            raise ValueError("a model with a vision encoder but no image converter")
-        processor = vision_record.hf_processor_files(backbone, loaded.image_converter)
-        for name, value in processor.items():
-            _write_json(os.path.join(directory, name), value)
+    for name, value in processor.items():
+        _write_json(os.path.join(directory, name), value)
     save_tokenizer(loaded.tokenizer, directory, vision_record)
     return directory
 

@@ -34,8 +34,10 @@ def _check_exportable(backbone) -> None:
             raise ValueError(
                 f"layer {i}: RoPE scaling {attention.rope_scaling_factor} not exported"
             )
-        if attention.use_bidirectional_attention or block.use_vision_bidirectional_attention:
+        if attention.use_bidirectional_attention:
             raise ValueError("bidirectional Gemma 4 attention is not exported")
+        if block.use_vision_bidirectional_attention and backbone.vision_encoder is None:
+            raise ValueError("bidirectional image attention without a vision encoder")
         sliding = bool(attention.use_sliding_window_attention)
         if sliding != (backbone.layer_types[i] == "sliding_attention"):
             raise ValueError(f"layer {i}: its sliding window disagrees with layer_types")
@@ -127,6 +129,10 @@ def _text_config(backbone, tokenizer, dtype: str) -> dict:
         "layer_types": shared.layer_types(backbone),
         "rope_parameters": _rope_parameters(backbone),
         "final_logit_softcapping": backbone.token_embedding.logit_soft_cap,
+        # Image tokens attend both ways within an image (the 26B and 31B presets).
+        "use_bidirectional_attention": (
+            "vision" if backbone.use_vision_bidirectional_attention else None
+        ),
         "max_position_embeddings": 131072,
         **shared.hf_token_config(backbone, tokenizer, dtype),
     }

@@ -50,13 +50,27 @@ def image_processor(image_converter) -> dict:
 
 
 def processor_files(backbone, image_converter) -> dict[str, dict]:
-    """`{file name: JSON}` of the processor `AutoProcessor.from_pretrained` reads."""
+    """`{file name: JSON}` of the processor `AutoProcessor.from_pretrained` reads.
+
+    Raises:
+      ValueError: for image tokens that attend both ways (`use_vision_bidirectional_attention`,
+        the 26B and 31B presets) with an image longer than the sliding window: KerasHub then
+        limits the image's attention on sliding layers to the window, transformers does not,
+        so the exported model would compute something else.
+    """
     from gemma_tune.model.families import gemma4_vision
 
+    tokens = gemma4_vision.tokens_per_image(backbone, image_converter)
+    window = int(backbone.sliding_window_size)
+    if backbone.use_vision_bidirectional_attention and tokens + 2 > window:
+        raise ValueError(
+            f"an image's {tokens} tokens attend both ways but pass the {window}-token sliding "
+            "window, where KerasHub and transformers differ; not exported"
+        )
     return {
         PROCESSOR_CONFIG: {
             "processor_class": "Gemma4Processor",
-            "image_seq_length": gemma4_vision.tokens_per_image(backbone, image_converter),
+            "image_seq_length": tokens,
             "image_processor": image_processor(image_converter),
             # Gemma4Processor is built with all three; an image model never uses these two,
             # which keep transformers' defaults.
