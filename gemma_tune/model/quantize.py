@@ -19,13 +19,16 @@ A block that multiplies by a projection's `kernel` itself (Gemma 4's MLP, the fa
 `kernel_read_targets`) would read Keras' stored integers there; those projections read as their
 dequantized kernel instead (`lora.FloatKernelEinsumDense`), so the model computes what the
 dequantized float model computes.
+
+A vision encoder (frozen, `model.vision`) stays in float: Gemma 4's would otherwise be
+quantized with the decoder (its blocks are `EinsumDense` too) and its output change by a third.
 """
 
 from __future__ import annotations
 
 import keras
 
-from gemma_tune.model import families, keras_compat, lora
+from gemma_tune.model import families, keras_compat, lora, vision
 
 MODES = ("none", "int8", "int4")
 INT4_BLOCK_SIZE = 32
@@ -49,8 +52,13 @@ def quantize(backbone, mode: str, int4_block_size: int = INT4_BLOCK_SIZE) -> Non
         if mode == "int8"
         else Int4QuantizationConfig(block_size=int4_block_size, activation_quantizer=None)
     )
+    encoder = vision.encoder_of(backbone)
+    in_encoder = {id(layer) for layer in keras_compat.all_layers(encoder)} if encoder else set()
     backbone.quantize(
-        config=projections, filters=lambda layer: isinstance(layer, keras.layers.EinsumDense)
+        config=projections,
+        filters=lambda layer: (
+            isinstance(layer, keras.layers.EinsumDense) and id(layer) not in in_encoder
+        ),
     )
     backbone.quantize(
         config=weight_only_int8, filters=lambda layer: layer is backbone.token_embedding
