@@ -7,8 +7,9 @@
 The same recipe as `dolly_lora4` (Google's Gemma LoRA tutorial: the first 1000 Dolly rows
 without context, LoRA rank 4 on query/value, AdamW lr 5e-5, one epoch, batch 1) on KerasHub's
 `gemma4_2b` preset (Kaggle access needed), in Gemma 4's chat format (`<|turn>user ...
-<turn|>`). The preset carries vision and audio encoders; gemma_tune loads its language model
-alone for text tuning. Memory per preset and method: docs/methods.md#gemma-4.
+<turn|>`). The preset carries vision and audio encoders; gemma_tune loads it with the vision
+encoder (frozen; text rows leave it idle, and `model.quantize` keeps it in float) and without
+the audio one. Memory per preset and method: docs/methods.md#gemma-4.
 """
 
 from gemma_tune import config as config_lib

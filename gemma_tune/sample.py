@@ -11,7 +11,8 @@ at `<end_of_turn>` or `<eos>`, and tokens are printed as they are generated. `--
 (the default) is greedy and deterministic; otherwise `--top_k`, `--top_p` and `--seed` shape
 the sampling. Without `--prompt`, it reads prompts interactively until an empty line or EOF.
 `--image=PATH` (repeatable) puts images before the prompt, in order, for a model with a vision
-encoder (`tiny:gemma3_vision`, docs/vision.md); they go with every prompt of the session.
+encoder (`tiny:gemma3_vision`, `tiny:gemma4_vision`, docs/vision.md); they go with every prompt
+of the session.
 """
 
 from __future__ import annotations

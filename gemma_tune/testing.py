@@ -8,6 +8,7 @@ smaller, so every code path is exercised.
     from gemma_tune import testing
     backbone, tokenizer = testing.tiny_model("gemma3")
     backbone, tokenizer = testing.tiny_model("gemma3_vision")  # with a tiny vision encoder
+    backbone, tokenizer = testing.tiny_model("gemma4_vision")  # Gemma 4's (also gemma4_moe_vision)
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def turn_markers(architecture: str = "gemma1") -> tuple[str, ...]:
 
 
 ARCHITECTURES = families.NAMES
-# Tiny models with a vision encoder (`tiny:gemma3_vision`): the family's tiny language model
+# Tiny models with a vision encoder (`tiny:gemma3_vision`, `tiny:gemma4_vision`,
+# `tiny:gemma4_moe_vision`): the family's tiny language model
 # plus a one-layer vision encoder, and a vocabulary with the image tokens.
 VISION_ARCHITECTURES = tuple(
     f"{family.name}{VISION_SUFFIX}" for family in families.ALL if family.vision is not None
@@ -147,8 +149,9 @@ def tiny_backbone(
     Args:
       architecture: a family name (`families.NAMES`); each family's `tiny_backbone` adds its
         features (Gemma 2's post-norms, soft caps and sliding window, Gemma 3's query/key
-        norm, ...) to the small common shape below. `gemma3_vision` (`VISION_ARCHITECTURES`)
-        adds a tiny vision encoder (`families.gemma3.tiny_vision_backbone`).
+        norm, ...) to the small common shape below. `gemma3_vision`, `gemma4_vision`, ...
+        (`VISION_ARCHITECTURES`) add a tiny vision encoder (the family's
+        `vision.tiny_backbone`).
       vocabulary_size: must equal the tokenizer's.
       seed: weight initialisation seed.
       dtype: a Keras dtype policy name ("float32", "bfloat16"); None for the global policy.

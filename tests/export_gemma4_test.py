@@ -155,14 +155,14 @@ def test_hf_config_of_gemma4_moe_has_its_experts():
     assert "model.layers.1.self_attn.v_proj.weight" not in weights  # K=V global layer
 
 
-def test_hf_export_of_a_gemma4_with_an_encoder_is_refused():
+def test_hf_export_of_a_gemma4_with_an_audio_encoder_is_refused():
     from gemma_tune.model.families import gemma4_hf
 
     loaded = model.load("tiny:gemma4", "float32")
     backbone = loaded.backbone
     backbone.audio_encoder = object()  # stands for an encoder: only its presence matters
     try:
-        with pytest.raises(ValueError, match="vision or audio encoder cannot be exported"):
+        with pytest.raises(ValueError, match="Gemma 4 with an audio encoder cannot be exported"):
             gemma4_hf.hf_config(backbone, loaded.tokenizer, "float32")
     finally:
         backbone.audio_encoder = None

@@ -147,15 +147,15 @@ def test_the_hf_chat_template_writes_what_we_train_on():
     assert rendered == chat_template.prompt_text(item)
 
 
-def test_a_gemma4_with_a_vision_encoder_is_refused():
+def test_a_gemma4_with_an_audio_encoder_is_refused():
     loaded = model.load("tiny:gemma4", "float32")
     backbone = loaded.backbone
-    backbone.vision_encoder = object()  # stands for an encoder: only its presence matters
+    backbone.audio_encoder = object()  # stands for an encoder: only its presence matters
     try:
-        with pytest.raises(ValueError, match="vision or audio encoder is not supported"):
+        with pytest.raises(ValueError, match="Gemma 4 with an audio encoder is not supported"):
             families.of_backbone(backbone)
     finally:
-        backbone.vision_encoder = None
+        backbone.audio_encoder = None
     assert families.of_backbone(backbone) is families.by_name("gemma4")
 
 

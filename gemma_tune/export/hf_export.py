@@ -9,13 +9,14 @@ writes `model.safetensors`, `config.json`, `generation_config.json` and the toke
     transformers.AutoModelForCausalLM.from_pretrained(DIR)
     transformers.AutoTokenizer.from_pretrained(DIR)
 
-load it directly. A model with a vision encoder (Gemma 3 4B+, `tiny:gemma3_vision`) is written
-as transformers' image-text-to-text class (`Gemma3ForConditionalGeneration`), with the
-processor's files (`preprocessor_config.json`, `processor_config.json`) and the image tokens in
-the tokenizer config, so that
+load it directly. A model with a vision encoder (Gemma 3 4B+, Gemma 4, `tiny:gemma3_vision`,
+`tiny:gemma4_vision`) is written as transformers' image-text-to-text class
+(`Gemma3ForConditionalGeneration`, `Gemma4ForConditionalGeneration`), with the processor's
+files (the family's: `processor_config.json`, and Gemma 3's `preprocessor_config.json`) and the
+image tokens in the tokenizer config, so that
 
     transformers.AutoModelForImageTextToText.from_pretrained(DIR)
-    transformers.AutoProcessor.from_pretrained(DIR)
+    transformers.AutoProcessor.from_pretrained(DIR)  # Gemma 4: needs torchvision
 
 load it. A model with LoRA is merged first (`gemma_tune.export.merge`): LoRA is never
 dropped.
@@ -157,10 +158,19 @@ def save(loaded: model.LoadedModel, directory: str, dtype: str = "float32") -> s
     if dtype not in _NUMPY_DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_NUMPY_DTYPES)}, got {dtype!r}")
     backbone = loaded.backbone
+    # The processor first: what it refuses is refused before anything is written.
+    vision_record = _vision_of(backbone)
+    processor = {}
+    if vision_record is not None:
+        if loaded.image_converter is None:
+            raise ValueError("a model with a vision encoder but no image converter")
+        processor = vision_record.hf_processor_files(backbone, loaded.image_converter)
     if merge.has_lora(backbone):
         backbone = merge.merge_lora(loaded).backbone
+    # `np.ascontiguousarray` makes a scalar 1-D; the reshape keeps scalars (Gemma 4's vision
+    # clipping bounds) scalars.
     tensors = {
-        name: np.ascontiguousarray(value.astype(_NUMPY_DTYPES[dtype]))
+        name: np.ascontiguousarray(value.astype(_NUMPY_DTYPES[dtype])).reshape(value.shape)
         for name, value in state_dict(backbone).items()
     }
     os.makedirs(directory, exist_ok=True)
@@ -173,13 +183,8 @@ def save(loaded: model.LoadedModel, directory: str, dtype: str = "float32") -> s
     _write_json(
         os.path.join(directory, "generation_config.json"), generation_config_dict(loaded.tokenizer)
     )
-    vision_record = _vision_of(backbone)
-    if vision_record is not None:
-        if loaded.image_converter is None:
-            raise ValueError("a model with a vision encoder but no image converter")
-        processor = vision_record.hf_processor_files(backbone, loaded.image_converter)
-        for name, value in processor.items():
-            _write_json(os.path.join(directory, name), value)
+    for name, value in processor.items():
+        _write_json(os.path.join(directory, name), value)
     save_tokenizer(loaded.tokenizer, directory, vision_record)
     return directory
 

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from gemma_tune import model
-from gemma_tune.model import keras_compat, lora
+from gemma_tune.model import keras_compat, lora, vision
 
 
 def lora_layers(backbone) -> list:
@@ -123,7 +123,7 @@ def save_keras_preset(loaded: model.LoadedModel, directory: str, dtype: str | No
     CausalLM preprocessor and, for a model that reads images, its image converter
     (`image_converter.json`, which `model.load` reads back), so both
     `gemma_tune.model.load(directory)` and `keras_hub.models.Gemma3CausalLM.from_preset(directory)`
-    (or `GemmaCausalLM`) load it offline.
+    (or `GemmaCausalLM`, `Gemma4CausalLM`) load it offline.
 
     Args:
       loaded: the model to save.
@@ -139,5 +139,5 @@ def save_keras_preset(loaded: model.LoadedModel, directory: str, dtype: str | No
     loaded.tokenizer.save_to_preset(directory)
     _preprocessor_for(loaded).save_to_preset(directory)
     if loaded.image_converter is not None:
-        loaded.image_converter.save_to_preset(directory)
+        vision.save_converter(loaded.image_converter, directory)
     return directory

@@ -189,7 +189,7 @@ def preset_backbone_config(preset: str) -> tuple[type, dict]:
 
     Why private: KerasHub reads both only inside `from_preset`; knowing the class first lets
     gemma_tune refuse a non-Gemma preset before loading it, and load a multimodal Gemma's
-    language model alone, or a Gemma 3 one with its vision encoder (`model.load`).
+    language model alone, or with its vision encoder (Gemma 3 4B+, Gemma 4) (`model.load`).
     """
     try:
         from keras_hub.src.utils import preset_utils

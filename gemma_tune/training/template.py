@@ -17,10 +17,11 @@ in the conversation but carries no loss. Turn markers are inserted by id rather 
 tokenizer, which makes the template independent of how a vocabulary marks those pieces.
 
 A user turn with images (a vision model, `model.vision`) holds its text and images in order,
-each image as `\n\n<start_of_image>`, the model's placeholder tokens and `<end_of_image>\n\n`
-(as KerasHub's and transformers' Gemma 3 processors write it). That span never carries loss,
-not even with `train_on_prompt`; its placeholders are where the backbone puts the image. A
-span the sequence length would cut is cut whole (the ids end before it).
+each image as its family's span (Gemma 3: `\n\n<start_of_image>`, the model's placeholder
+tokens and `<end_of_image>\n\n`; Gemma 4: `<|image>`, the placeholders `<|image|>`, `<image|>`;
+as KerasHub's and transformers' processors write them: `families.base.Vision`). That span
+never carries loss, not even with `train_on_prompt`; its placeholders are where the backbone
+puts the image. A span the sequence length would cut is cut whole (the ids end before it).
 
 A conversation with tools (OpenAI `tools`, `tool_calls`, `tool` messages) is written in the
 family's tool format (`families.*.tools`, Gemma 4's `<|tool_call>` ...): the declarations
@@ -251,8 +252,8 @@ class ChatTemplate:
                 yield self._text(part, max_chars), None
                 continue
             span = [inputs.start_of_image_id] + [inputs.placeholder_id] * inputs.tokens_per_image
-            yield (self._text("\n\n") + span, part), _IMAGE
-            yield [inputs.end_of_image_id] + self._text("\n\n"), _IMAGE
+            yield (self._text(inputs.span_prefix) + span, part), _IMAGE
+            yield [inputs.end_of_image_id] + self._text(inputs.span_suffix), _IMAGE
 
     def encode(self, example: example_lib.Example, sequence_length: int) -> Encoded:
         """Tokenizes a whole conversation for training, truncated to `sequence_length + 1` ids.

@@ -26,7 +26,7 @@ is listed in `families/__init__.py`. It must provide:
 - `encoders`: the backbone arguments that hold non-text encoders (Gemma 3's
   `vision_encoder`; Gemma 4's vision and audio encoders). `model.load` sets them to None when
   it loads a preset, so a multimodal preset loads as its language model alone, except the
-  vision encoder of a family with `vision` (Gemma 3), which it loads to read images.
+  vision encoder of a family with `vision` (Gemma 3 and 4), which it loads to read images.
 - Optionally `gguf`: how to import llama.cpp GGUF files of this family (`model.gguf_convert`).
 - Optionally `vision`: how its backbone sees images (`Vision`: the image tokens, the tiny
   vision model, the image converter), for vision tuning (`model.vision`).
@@ -88,11 +88,15 @@ class GgufImport:
 
 @dataclasses.dataclass(frozen=True)
 class Vision:
-    """How a family's backbone sees images (Gemma 3's `Gemma3VisionEncoder`).
+    """How a family's backbone sees images (Gemma 3's `Gemma3VisionEncoder`, Gemma 4's
+    `Gemma4VisionEncoder`).
 
-    A prompt holds each image as `start_of_image`, `tokens_per_image(backbone)` copies of
-    `placeholder` and `end_of_image`; the backbone replaces the placeholders' embeddings by the
-    vision encoder's output for the image (`images`, `vision_indices`, `vision_mask` inputs).
+    A prompt holds each image as `span_prefix`, `start_of_image`, `tokens_per_image(...)`
+    copies of `placeholder`, `end_of_image` and `span_suffix`; the backbone replaces the
+    placeholders' embeddings by the vision encoder's output for the image. Its inputs are the
+    image arrays `image_arrays` names (one row of images each: Gemma 3's `images`, Gemma 4's
+    `pixel_values` and `pixel_position_ids`) plus `vision_indices` and `vision_mask`, which
+    `model.vision` builds for every family alike.
 
     Attributes:
       start_of_image / placeholder / end_of_image: the image tokens of the vocabulary.
@@ -100,8 +104,14 @@ class Vision:
       tiny_tokenizer: (SentencePiece proto) -> its tokenizer with the image tokens.
       image_converter: (backbone) -> the family's image converter for its encoder's size (the
         tiny model's, and a preset's that saved none).
-      image_size: (backbone) -> the square side its vision encoder reads, in pixels.
-      tokens_per_image: (backbone) -> the placeholder tokens of one image.
+      image_size: (backbone, image converter) -> the square side in pixels an image is
+        cropped and resized to.
+      tokens_per_image: (backbone, image converter) -> the placeholder tokens of one image.
+      image_arrays: (backbone, image converter or None) -> `{input name: (shape of one
+        image's array, dtype)}`; with None (a batch without images) only the names, the
+        shapes' last axes and the dtypes count.
+      convert: (image converter, `[height, width, 3]` RGB pixels 0-255, float32) -> `{input
+        name: one image's array}`, the image center-cropped to a square and converted.
       encoder: (backbone) -> its vision encoder (projector included), None when it has none.
       cache_arguments: (backbone, image arrays of `model.vision.batch_arrays`) -> the keyword
         arguments of its CausalLM's `call_with_cache` that put the images in a prefill.
@@ -113,6 +123,8 @@ class Vision:
       lora_targets: `lora.vision_targets` names ("attention", "projector") -> the names of the
         encoder's `keras.layers.Dense` layers they adapt (`model.vision_lora`); empty: the
         family's vision tower takes no LoRA.
+      span_prefix / span_suffix: the text around an image's tokens, as the family's processor
+        writes it (Gemma 3: blank lines; Gemma 4: nothing).
     """
 
     start_of_image: str
@@ -121,14 +133,18 @@ class Vision:
     tiny_backbone: Callable[[dict], Any]
     tiny_tokenizer: Callable[[bytes], Any]
     image_converter: Callable[[Any], Any]
-    image_size: Callable[[Any], int]
-    tokens_per_image: Callable[[Any], int]
+    image_size: Callable[[Any, Any], int]
+    tokens_per_image: Callable[[Any, Any], int]
+    image_arrays: Callable[[Any, Any], Mapping[str, tuple[tuple[int, ...], str]]]
+    convert: Callable[[Any, Any], Mapping[str, Any]]
     encoder: Callable[[Any], Any]
     cache_arguments: Callable[[Any, Mapping[str, Any]], dict]
     hf_processor_files: Callable[[Any, Any], dict]
     hf_tokenizer_entries: Callable[[Any], dict]
     hf_language_model_prefix: str
     lora_targets: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    span_prefix: str = "\n\n"
+    span_suffix: str = "\n\n"
 
     @property
     def tokens(self) -> tuple[str, str, str]:

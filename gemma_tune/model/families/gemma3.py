@@ -90,8 +90,15 @@ VISION = base.Vision(
     tiny_backbone=tiny_vision_backbone,
     tiny_tokenizer=lambda proto: keras_hub.models.Gemma3Tokenizer(proto=proto),
     image_converter=image_converter,
-    image_size=lambda backbone: backbone.image_size,
-    tokens_per_image=lambda backbone: backbone.vision_encoder.num_vision_tokens_per_image,
+    image_size=lambda backbone, converter: backbone.image_size,
+    tokens_per_image=lambda backbone, converter: (
+        backbone.vision_encoder.num_vision_tokens_per_image
+    ),
+    image_arrays=lambda backbone, converter: {
+        "images": ((backbone.image_size, backbone.image_size, 3), "float32")
+    },
+    # KerasHub's converter crops to the square itself (`crop_to_aspect_ratio`).
+    convert=lambda converter, pixels: {"images": converter(pixels)},
     encoder=lambda backbone: backbone.vision_encoder,
     hf_processor_files=gemma3_vision_hf.processor_files,
     hf_tokenizer_entries=gemma3_vision_hf.tokenizer_entries,

@@ -1,7 +1,8 @@
-"""Gemma 4, text-only: KerasHub's `Gemma4Backbone` / `Gemma4CausalLM` without vision or audio
-encoders (a multimodal preset loads as its language model alone: `encoders`), dense
-(`gemma4`) or with a mixture-of-experts block beside each MLP (`gemma4_moe`, the 26B A4B
-layout); transformers' `Gemma4ForCausalLM`.
+"""Gemma 4: KerasHub's `Gemma4Backbone` / `Gemma4CausalLM`, dense (`gemma4`) or with a
+mixture-of-experts block beside each MLP (`gemma4_moe`, the 26B A4B layout), with its vision
+encoder or without (`vision`: `gemma4_vision`) and never with its audio encoder (a preset's is
+left out when it loads: `encoders`); transformers' `Gemma4ForCausalLM`, or
+`Gemma4ForConditionalGeneration` with the vision encoder.
 
 What differs from Gemma 3 and matters here:
 - the backbone takes `position_ids` as an input (`Family.position_ids`);
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import keras_hub
 
-from gemma_tune.model.families import base, gemma4_hf, gemma4_tools, shared
+from gemma_tune.model.families import base, gemma4_hf, gemma4_tools, gemma4_vision, shared
 
 CHAT = base.ChatMarkers(start_of_turn="<|turn>", end_of_turn="<turn|>", system_role="system")
 TOOLS = base.ToolFormat(
@@ -35,13 +36,21 @@ TOOLS = base.ToolFormat(
 
 # Gemma 4's chat format as a Jinja template (for exported tokenizers), exactly as
 # `training.template` writes it: a system turn first when there is one, "assistant" is the
-# "model" role.
+# "model" role. A message's content is a string or a list of parts (`{"type": "text", ...}`,
+# `{"type": "image"}`), as transformers' processors pass them; an image part is `<|image|>`,
+# which `Gemma4Processor` expands into `<|image>`, the image's placeholders and `<image|>`.
 HF_CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"
     "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-    "{% set content = message['content'] | trim if role == 'system' else message['content'] %}"
-    "{{ '<|turn>' + role + '\n' + content + '<turn|>\n' }}"
+    "{{ '<|turn>' + role + '\n' }}"
+    "{% if message['content'] is string %}"
+    "{{ message['content'] | trim if role == 'system' else message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<|image|>' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<turn|>\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|turn>model\n' }}{% endif %}"
 )
@@ -50,27 +59,27 @@ HF_CHAT_TEMPLATE = (
 KERNEL_READ_TARGETS = ("ffw_gating", "ffw_gating_2", "ffw_linear")
 
 
-def _check_text_only(backbone) -> bool:
-    """True for a text-only Gemma 4 backbone.
+def _check_no_audio(backbone) -> bool:
+    """True for a Gemma 4 backbone without an audio encoder (with or without vision).
 
     Raises:
-      ValueError: for one with a vision or audio encoder (its inputs are not token ids alone).
+      ValueError: for one with an audio encoder (its inputs hold audio gemma_tune never reads).
     """
-    if backbone.vision_encoder is not None or backbone.audio_encoder is not None:
+    if backbone.audio_encoder is not None:
         raise ValueError(
-            "Gemma 4 with a vision or audio encoder is not supported: gemma_tune tunes "
-            "text-only Gemma 4 (a backbone built with vision_encoder=None, audio_encoder=None; "
-            "model.preset loads a multimodal preset's language model alone)"
+            "Gemma 4 with an audio encoder is not supported: gemma_tune tunes Gemma 4 on text "
+            "and images (a backbone built with audio_encoder=None; model.preset loads a "
+            "preset without its audio encoder)"
         )
     return True
 
 
 def _is_dense(backbone) -> bool:
-    return _check_text_only(backbone) and not backbone.enable_moe_block
+    return _check_no_audio(backbone) and not backbone.enable_moe_block
 
 
 def _is_moe(backbone) -> bool:
-    return _check_text_only(backbone) and bool(backbone.enable_moe_block)
+    return _check_no_audio(backbone) and bool(backbone.enable_moe_block)
 
 
 def _tiny_layout(common: dict) -> dict:
@@ -100,11 +109,12 @@ def _tiny_layout(common: dict) -> dict:
     }
 
 
-def tiny_backbone(common: dict):
+def tiny_backbone(common: dict, **extra):
     """Four random layers (sliding/global alternating) with a larger global head dimension,
     partial RoPE and K=V on global layers, the last two layers KV-shared with a double-wide
-    MLP, per-layer token inputs and a final logit soft cap (the "E" models' features)."""
-    layout = _tiny_layout(common)
+    MLP, per-layer token inputs and a final logit soft cap (the "E" models' features).
+    `extra` overrides backbone arguments (the vision model's `image_size`, `vision_encoder`)."""
+    layout = {**_tiny_layout(common), **extra}
     return keras_hub.models.Gemma4Backbone(
         **layout,
         num_kv_shared_layers=2,
@@ -114,11 +124,11 @@ def tiny_backbone(common: dict):
     )
 
 
-def tiny_moe_backbone(common: dict):
+def tiny_moe_backbone(common: dict, **extra):
     """The tiny attention layout with a four-expert, top-2 mixture-of-experts block beside
-    every dense MLP (the 26B A4B layout), no KV sharing."""
+    every dense MLP (the 26B A4B layout), no KV sharing; `extra` as in `tiny_backbone`."""
     return keras_hub.models.Gemma4Backbone(
-        **_tiny_layout(common),
+        **{**_tiny_layout(common), **extra},
         enable_moe_block=True,
         num_experts=4,
         expert_intermediate_dim=8,
@@ -132,13 +142,22 @@ def _tiny_tokenizer(proto: bytes):
     )
 
 
+def _tiny_vision_tokenizer(proto: bytes):
+    """The tiny tokenizer with Gemma 4's image tokens (`<|image>`, `<|image|>`, `<image|>`)."""
+    return keras_hub.models.Gemma4Tokenizer(
+        proto=proto, has_vision_tokens=True, has_audio_tokens=False, has_video_tokens=False
+    )
+
+
 def hf_config(backbone, tokenizer, dtype: str) -> dict:
-    """transformers' `Gemma4TextConfig` as a dict, dense or MoE (`gemma4_hf.hf_config`)."""
-    return gemma4_hf.hf_config(backbone, tokenizer, dtype)
+    """transformers' `Gemma4TextConfig` as a dict, dense or MoE; with a vision encoder,
+    `Gemma4Config` around it (`gemma4_hf.hf_config`)."""
+    return gemma4_hf.hf_config(backbone, tokenizer, dtype, FAMILY.vision)
 
 
 def hf_weights(backbone) -> dict:
-    """transformers' `Gemma4ForCausalLM` state dict, float32 (`gemma4_hf.hf_weights`)."""
+    """transformers' `Gemma4ForCausalLM` state dict, float32; with a vision encoder,
+    `Gemma4ForConditionalGeneration`'s (`gemma4_hf.hf_weights`)."""
     return gemma4_hf.hf_weights(backbone)
 
 
@@ -169,8 +188,10 @@ def _family(name: str, title: str, matches, tiny) -> base.Family:
         cache_arguments=4,
         position_ids=True,
         kernel_read_targets=KERNEL_READ_TARGETS,
-        # Every KerasHub Gemma 4 preset has a vision encoder, the "E" models an audio one too.
+        # Every KerasHub Gemma 4 preset has a vision encoder, which loads (`vision`); the "E"
+        # models have an audio one too, which is left out.
         encoders=("vision_encoder", "audio_encoder"),
+        vision=gemma4_vision.vision(tiny, _tiny_vision_tokenizer),
         tools=TOOLS,
     )
 

@@ -1,4 +1,5 @@
-"""Text-only Gemma 4 -> transformers' `Gemma4ForCausalLM` (`gemma4_text`): config and weights.
+"""Gemma 4 -> transformers' `Gemma4ForCausalLM` (`gemma4_text`): config and weights; with a
+vision encoder, `Gemma4ForConditionalGeneration` around them (`gemma4_vision_hf`).
 
 Read from the layers themselves (which layers slide, their RoPE bases and partial factors, the
 key/value layout) rather than from the backbone's arguments. What transformers' config must
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from gemma_tune.model.families import shared
+from gemma_tune.model.families import gemma4_vision_hf, shared
 
 
 def _check_exportable(backbone) -> None:
     """Refuses what transformers' `Gemma4ForCausalLM` cannot express."""
-    if backbone.vision_encoder is not None or backbone.audio_encoder is not None:
-        raise ValueError("Gemma 4 with a vision or audio encoder cannot be exported; text only")
+    if backbone.audio_encoder is not None:
+        raise ValueError("Gemma 4 with an audio encoder cannot be exported; text and images only")
     blocks = shared.blocks(backbone)
     for i, block in enumerate(blocks):
         attention = block.attention
@@ -33,8 +34,10 @@ def _check_exportable(backbone) -> None:
             raise ValueError(
                 f"layer {i}: RoPE scaling {attention.rope_scaling_factor} not exported"
             )
-        if attention.use_bidirectional_attention or block.use_vision_bidirectional_attention:
+        if attention.use_bidirectional_attention:
             raise ValueError("bidirectional Gemma 4 attention is not exported")
+        if block.use_vision_bidirectional_attention and backbone.vision_encoder is None:
+            raise ValueError("bidirectional image attention without a vision encoder")
         sliding = bool(attention.use_sliding_window_attention)
         if sliding != (backbone.layer_types[i] == "sliding_attention"):
             raise ValueError(f"layer {i}: its sliding window disagrees with layer_types")
@@ -74,13 +77,21 @@ def _rope_parameters(backbone) -> dict:
     return parameters
 
 
-def hf_config(backbone, tokenizer, dtype: str) -> dict:
-    """transformers' `Gemma4TextConfig` (for `Gemma4ForCausalLM`) as a dict.
+def hf_config(backbone, tokenizer, dtype: str, vision=None) -> dict:
+    """transformers' `Gemma4TextConfig` (for `Gemma4ForCausalLM`) as a dict; with a vision
+    encoder, `Gemma4Config` around it (`vision`: the family's `base.Vision`).
 
     Raises:
-      ValueError: for a model transformers' text Gemma 4 cannot express (vision or audio
-        encoders, an attention soft cap, RoPE scaling, bidirectional attention).
+      ValueError: for a model transformers' Gemma 4 cannot express (an audio encoder, an
+        attention soft cap, RoPE scaling, bidirectional attention).
     """
+    text = _text_config(backbone, tokenizer, dtype)
+    if backbone.vision_encoder is None:
+        return text
+    return gemma4_vision_hf.hf_config(backbone, tokenizer, dtype, text, vision)
+
+
+def _text_config(backbone, tokenizer, dtype: str) -> dict:
     _check_exportable(backbone)
     blocks = shared.blocks(backbone)
     first = blocks[0]
@@ -118,6 +129,10 @@ def hf_config(backbone, tokenizer, dtype: str) -> dict:
         "layer_types": shared.layer_types(backbone),
         "rope_parameters": _rope_parameters(backbone),
         "final_logit_softcapping": backbone.token_embedding.logit_soft_cap,
+        # Image tokens attend both ways within an image (the 26B and 31B presets).
+        "use_bidirectional_attention": (
+            "vision" if backbone.use_vision_bidirectional_attention else None
+        ),
         "max_position_embeddings": 131072,
         **shared.hf_token_config(backbone, tokenizer, dtype),
     }
@@ -129,7 +144,15 @@ def _heads_in(layer, hidden: int) -> np.ndarray:
 
 
 def hf_weights(backbone) -> dict[str, np.ndarray]:
-    """transformers' `Gemma4ForCausalLM` state dict, float32 (LoRA already merged)."""
+    """transformers' `Gemma4ForCausalLM` state dict, float32 (LoRA already merged); with a
+    vision encoder, `Gemma4ForConditionalGeneration`'s (`gemma4_vision_hf`)."""
+    text = _text_weights(backbone)
+    if backbone.vision_encoder is None:
+        return text
+    return gemma4_vision_hf.hf_weights(backbone, text)
+
+
+def _text_weights(backbone) -> dict[str, np.ndarray]:
     _check_exportable(backbone)
     hidden = backbone.hidden_dim
     weights = {"model.embed_tokens.weight": shared.numpy(backbone.token_embedding.embeddings)}
