@@ -6,15 +6,14 @@
 The two-step recipe Vertex AI and OpenAI recommend: supervised tuning first, then DPO from the
 supervised adapter, which is also DPO's frozen reference. The supervised demo's setup (Gemma 3
 270M from the bundled GGUF package, LoRA rank 8, the handbook section in each 128-token prompt,
-batch 4, cosine schedule) on the bundled preference pairs (`gemma_tune/bundled/preference_*.jsonl`,
-made by `make_preference_data.py`): for every handbook question the correct short answer is
-preferred to a wrong span of the same section or to the whole sentence that holds the answer.
-Whole sections are held out, so held-out reward accuracy and margin measure unseen passages,
-and the held-out answers (supervised vs supervised + DPO, side by side) show whether the
-model now picks the right span. The argument is the finished `demo` run to start from; the
-learning rate is 30x below the supervised one, as DPO moves far from its reference quickly.
-Measured (seed 0): held-out reward accuracy 0 -> 0.80, but the answers got shorter and worse
-(exact match 0.648 -> 0.507); docs/preference.md#the-demo has the numbers and what to try.
+batch 4, cosine schedule) on pairs of the supervised demo's own mistakes
+(`gemma_tune/bundled/mistakes_*.jsonl`, written by `python -m gemma_tune.pairs` from the seed-0
+`demo` run): for each training question the demo answered wrong, its correct answer is
+preferred to the answer it gave (56 pairs, one epoch); the held-out pairs ask about 8 sections
+never trained on, the answer it gave where it was wrong and otherwise a sampled wrong answer.
+The loss adds the chosen answers' NLL (`dpo.rpo_alpha`, RPO), which keeps the preferred answers
+likely while the margin grows. The argument is the finished `demo` run to start from.
+Measured: docs/preference.md#the-demo.
 """
 
 from gemma_tune import bundled
@@ -37,23 +36,24 @@ def get_config(arg=None):
     config.lora.rank = 8  # the supervised demo's adapter
     config.lora.layout = "per_head"
     config.data.source = "file"
-    config.data.path = bundled.path("preference_train.jsonl")
-    config.data.validation_path = bundled.path("preference_validation.jsonl")
-    config.data.max_examples = 160  # the pairs 40 steps of 4 see: the reference pass scores no more
+    config.data.path = bundled.path("mistakes_train.jsonl")
+    config.data.validation_path = bundled.path("mistakes_validation.jsonl")
+    config.data.max_examples = 0
     config.train.objective = "dpo"
     config.train.init_from = arg
     config.dpo.beta = 0.1
+    config.dpo.rpo_alpha = 1.0
     config.train.batch_size = 4
-    config.train.max_steps = 40
+    config.train.epochs = 1  # 14 steps of 4 pairs
     config.train.learning_rate = 1e-4
     config.train.schedule = "cosine"
     config.train.warmup_steps = 4
     config.train.grad_clip_norm = 1.0
     config.train.weight_decay = 0.0
     config.train.log_every = 5
-    config.train.eval_every = 20
+    config.train.eval_every = 14  # at the start and the end
     config.train.eval_batches = 0
     config.samples.count = 6
     config.samples.max_new_tokens = 24
-    config.eval.limit = 100  # every held-out pair's prompt (71)
+    config.eval.limit = 100  # every held-out pair's prompt (70)
     return config

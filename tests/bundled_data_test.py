@@ -122,7 +122,8 @@ def test_readme_counts_match_the_files():
         m.group(1): int(m.group(2))
         for m in re.finditer(r"^\| `(\w+\.jsonl)` \|.*\| (\d+) \|$", readme, re.MULTILINE)
     }
-    assert stated == {name: len(_rows(name)) for name in RAG + CLOSED}
+    assert set(RAG + CLOSED) <= set(stated)
+    assert stated == {name: len(_rows(name)) for name in stated}
 
 
 def test_path_finds_bundled_files_and_lists_them_for_unknown_names():
@@ -154,3 +155,21 @@ def test_preference_pairs_prefer_the_answer_span_and_reproduce(tmp_path):
     for name in make_preference_data.FILES:
         with open(bundled.path(name), "rb") as committed, open(tmp_path / name, "rb") as fresh:
             assert committed.read() == fresh.read(), name
+
+
+def test_mistake_pairs_prefer_the_reference_to_a_wrong_answer_of_the_same_question():
+    from gemma_tune.evaluation import metrics
+
+    for pairs_name, questions_name in (
+        ("mistakes_train.jsonl", "rag_train.jsonl"),
+        ("mistakes_validation.jsonl", "rag_validation.jsonl"),
+    ):
+        references = {
+            f"Context:\n{row['context']}\n\n{row['instruction']}": row["response"]
+            for row in _rows(questions_name)
+        }
+        pairs = _rows(pairs_name)
+        assert pairs and all(list(row) == ["prompt", "chosen", "rejected"] for row in pairs)
+        for row in pairs:
+            assert references[row["prompt"]] == row["chosen"], row["prompt"]
+            assert metrics.exact_match(row["rejected"], row["chosen"]) == 0.0
