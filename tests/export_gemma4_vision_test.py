@@ -9,16 +9,15 @@ back with its encoder and image converter.
 
 import json
 
+import export_helpers
 import keras
 import numpy as np
 import pytest
 
 from gemma_tune import model
-from gemma_tune.data import example, images
 from gemma_tune.export import hf_export, merge, peft_export
 from gemma_tune.model import vision
 from gemma_tune.model.families import gemma4, gemma4_vision
-from gemma_tune.training import template
 
 ARCHITECTURE = "tiny:gemma4_vision"
 QUESTION = "What colour is the square?"
@@ -47,30 +46,15 @@ def tuned():
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory):
     """A 64x64 RGB image (the converter's square size: both sides keep its pixels)."""
-    from PIL import Image
-
-    path = tmp_path_factory.mktemp("image") / "picture.png"
-    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3)).astype(np.uint8)
-    Image.fromarray(pixels).save(path)
-    return images.check("test", "image", path=str(path))
+    return export_helpers.random_picture(tmp_path_factory.mktemp("image"), 64)
 
 
 def our_batch(loaded, picture):
-    chat = template.ChatTemplate(loaded.tokenizer, False, vision.image_inputs(loaded))
-    turns = (
-        example.Turn(example.USER, QUESTION, parts=(picture, QUESTION)),
-        example.Turn(example.MODEL, "-"),
-    )
-    item = example.Example(turns=turns)
-    ids = np.asarray(chat.encode_prompt(item), np.int32)[None]
-    arrays = vision.batch_arrays([chat.prompt_images(item)], 1, ids.shape[1])
-    return {"token_ids": ids, "padding_mask": np.ones_like(ids, bool), **arrays}
+    return export_helpers.image_prompt_batch(loaded, picture, QUESTION)
 
 
 def keras_logits(loaded, batch):
-    inputs = loaded.family.backbone_inputs(batch["token_ids"], batch["padding_mask"])
-    inputs.update(vision.backbone_inputs(loaded.backbone, batch))
-    return np.asarray(loaded.causal_lm(inputs))
+    return export_helpers.image_model_logits(loaded, batch)
 
 
 def hf_inputs(directory, picture):

@@ -94,3 +94,42 @@ def peft_logits(base_dir, adapter_dir, token_ids):
     peft = pytest.importorskip("peft")
     tuned = peft.PeftModel.from_pretrained(hf_load(base_dir), str(adapter_dir))
     return hf_logits(tuned.eval(), token_ids)
+
+
+def random_picture(directory, size):
+    """A checked `size` x `size` RGB image of random pixels saved under `directory` (the
+    encoder's square size, so both sides' resizing leaves its pixels as they are)."""
+    from PIL import Image
+
+    from gemma_tune.data import images
+
+    path = directory / "picture.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3)).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+    return images.check("test", "image", path=str(path))
+
+
+def image_prompt_batch(loaded, picture, question):
+    """Our ids, padding mask and image arrays for `picture` then `question`, as a prompt."""
+    from gemma_tune.data import example
+    from gemma_tune.model import vision
+    from gemma_tune.training import template
+
+    chat = template.ChatTemplate(loaded.tokenizer, False, vision.image_inputs(loaded))
+    turns = (
+        example.Turn(example.USER, question, parts=(picture, question)),
+        example.Turn(example.MODEL, "-"),
+    )
+    item = example.Example(turns=turns)
+    ids = np.asarray(chat.encode_prompt(item), np.int32)[None]
+    arrays = vision.batch_arrays([chat.prompt_images(item)], 1, ids.shape[1])
+    return {"token_ids": ids, "padding_mask": np.ones_like(ids, bool), **arrays}
+
+
+def image_model_logits(loaded, batch):
+    """A vision model's logits for an `image_prompt_batch`."""
+    from gemma_tune.model import vision
+
+    inputs = loaded.family.backbone_inputs(batch["token_ids"], batch["padding_mask"])
+    inputs.update(vision.backbone_inputs(loaded.backbone, batch))
+    return np.asarray(loaded.causal_lm(inputs))
