@@ -140,21 +140,6 @@ def test_lora_leaves_the_vision_encoder_frozen():
     assert trainable_paths and not trainable_paths & encoder_paths
 
 
-@pytest.mark.slow  # ~35 s on 2 shared CPU cores: a fresh model, quantized, two encoder passes
-def test_quantizing_for_qlora_leaves_the_vision_encoder_in_float(bundled_rows):
-    from gemma_tune.model import quantize
-
-    loaded = model.load("tiny:gemma4_vision", dtype="float32")
-    batch = batching.pack([chat(loaded).encode(bundled_rows[0], LENGTH)], LENGTH, 0, 1)
-    encoder = vision.encoder_of(loaded.backbone)
-    images_ = {key: batch[key] for key in ("pixel_values", "pixel_position_ids")}
-    before = np.asarray(encoder(images_))
-    quantize.quantize(loaded.backbone, "int8")
-    assert quantize.mode_of(loaded.backbone) == "int8"  # the decoder is quantized
-    assert all("int" not in str(weight.dtype) for weight in encoder.weights)
-    np.testing.assert_array_equal(np.asarray(encoder(images_)), before)
-
-
 def _lora_settings():
     import ml_collections
 

@@ -1,5 +1,6 @@
-"""Every tuning method on image rows of `tiny:gemma3_vision`: DoRA, QLoRA int8 and int4, full
-fine-tuning (the vision encoder frozen and float in each), and LoRA (on the language model and
+"""Every tuning method on image rows of `tiny:gemma3_vision` (DoRA, QLoRA int8 and int4, full
+fine-tuning; DoRA, QLoRA int4 and full on `tiny:gemma4_vision` too), the vision encoder frozen
+and float in each, and LoRA (on the language model and
 the vision tower) on a CPU mesh matching one device. Exact resume on image rows:
 `tests/vision_run_test.py` and `tests/vision_lora_test.py`."""
 
@@ -26,21 +27,30 @@ def _rows(count):
     return sources.read_file(TRAIN, images=True).examples[:count]
 
 
+# Rows of the bundled image questions fit 96 tokens with Gemma 3's 16 image tokens, 128 with
+# Gemma 4's 64.
+LENGTHS = {"gemma3_vision": LENGTH, "gemma4_vision": 128}
+
+
 @pytest.mark.slow  # 15-35 s each on 2 shared CPU cores: two compiled train steps
 @pytest.mark.parametrize(
-    "method, base, learning_rate",
+    "architecture, method, base, learning_rate",
     [
-        ("dora", "none", 3e-2),
-        ("lora", "int8", 3e-2),
-        ("lora", "int4", 3e-2),
-        ("full", "none", 1e-2),
+        ("gemma3_vision", "dora", "none", 3e-2),
+        ("gemma3_vision", "lora", "int8", 3e-2),
+        ("gemma3_vision", "lora", "int4", 3e-2),
+        ("gemma3_vision", "full", "none", 1e-2),
+        ("gemma4_vision", "dora", "none", 3e-2),
+        ("gemma4_vision", "lora", "int4", 3e-2),
+        ("gemma4_vision", "full", "none", 1e-2),
     ],
 )
 def test_each_method_trains_on_image_and_text_rows_and_leaves_the_encoder_as_it_was(
-    method, base, learning_rate
+    architecture, method, base, learning_rate
 ):
     settings = prepare.Tuning(method=method, rank=4, quantize=base)
-    loaded = prepare.prepare("tiny:gemma3_vision", settings, dtype="float32").loaded
+    loaded = prepare.prepare(f"tiny:{architecture}", settings, dtype="float32").loaded
+    length = LENGTHS[architecture]
     assert quantize.mode_of(loaded.backbone) == base
     encoder = vision.encoder_of(loaded.backbone)
     # QLoRA quantizes the language model only: the encoder's layers keep float kernels.
@@ -56,11 +66,12 @@ def test_each_method_trains_on_image_and_text_rows_and_leaves_the_encoder_as_it_
                example.Turn(example.MODEL, "Answer: blue")),
     )  # fmt: skip
     chat = template.ChatTemplate(loaded.tokenizer, False, vision.image_inputs(loaded))
-    encoded = [chat.encode(row, LENGTH) for row in [*_rows(3), text_row]]
+    encoded = [chat.encode(row, length) for row in [*_rows(3), text_row]]
+    assert not any(item.truncated for item in encoded)
     tuner = trainer.Trainer(loaded.causal_lm, keras.optimizers.AdamW(learning_rate))
-    mixed = batching.train_batch(encoded, np.arange(4), 0, 4, 1, LENGTH, 0)
-    text_only = {k: v[None] for k, v in batching.pack([encoded[3]], LENGTH, 0, 1).items()}
-    assert "images" in mixed and "images" not in text_only
+    mixed = batching.train_batch(encoded, np.arange(4), 0, 4, 1, length, 0)
+    text_only = {k: v[None] for k, v in batching.pack([encoded[3]], length, 0, 1).items()}
+    assert vision.VISION_INDICES in mixed and vision.VISION_INDICES not in text_only
     losses = []
     for _ in range(3):
         losses.append(tuner.train_step(mixed)["loss"])
