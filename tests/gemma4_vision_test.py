@@ -7,20 +7,19 @@ with vision and audio encoders loading with its vision encoder and without the a
     python -m pytest -q -m slow tests/gemma4_vision_test.py    # compiled passes
 """
 
-import os
-
 import keras
 import keras_hub
 import numpy as np
 import pytest
+import vision_helpers
+from vision_helpers import bundled_image, chat, with_image
 
 from gemma_tune import model, testing
-from gemma_tune.bundled import make_vision_data
-from gemma_tune.data import example, images, sources
+from gemma_tune.data import example
 from gemma_tune.evaluation import generate
 from gemma_tune.model import tuning, vision
 from gemma_tune.model.families import gemma4, gemma4_vision
-from gemma_tune.training import batching, template, trainer
+from gemma_tune.training import batching, trainer
 
 LENGTH = 128
 TOKENS = 64  # 64 x 64 pixels, 4 x 4 patches pooled 2 x 2
@@ -33,23 +32,7 @@ def loaded():
 
 @pytest.fixture(scope="module")
 def bundled_rows():
-    path = os.path.join(make_vision_data.OUTPUT, "train.jsonl")
-    return sources.read_file(path, images=True).examples[:8]
-
-
-def chat(loaded, train_on_prompt=False):
-    return template.ChatTemplate(loaded.tokenizer, train_on_prompt, vision.image_inputs(loaded))
-
-
-def with_image(row, image_path):
-    image = images.check("test", "image", path=image_path)
-    parts = tuple(image if isinstance(p, example.Image) else p for p in row.turns[0].parts)
-    first = example.Turn(example.USER, row.turns[0].text, parts=parts)
-    return example.Example(turns=(first, *row.turns[1:]), source=row.source)
-
-
-def bundled_image(index):
-    return os.path.join(make_vision_data.OUTPUT, "images", f"{index:03d}.png")
+    return vision_helpers.bundled_rows()
 
 
 def test_tiny_gemma4_vision_has_the_image_tokens_an_encoder_and_reads_images(loaded):

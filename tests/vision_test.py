@@ -6,10 +6,11 @@ import os
 
 import numpy as np
 import pytest
+import vision_helpers
+from vision_helpers import bundled_image, chat, with_image
 
 from gemma_tune import model, testing
-from gemma_tune.bundled import make_vision_data
-from gemma_tune.data import example, images, sources
+from gemma_tune.data import example, images
 from gemma_tune.evaluation import generate
 from gemma_tune.model import tuning, vision
 from gemma_tune.training import batching, packing, template, trainer
@@ -24,24 +25,7 @@ def loaded():
 
 @pytest.fixture(scope="module")
 def bundled_rows():
-    path = os.path.join(make_vision_data.OUTPUT, "train.jsonl")
-    return sources.read_file(path, images=True).examples[:8]
-
-
-def chat(loaded, train_on_prompt=False):
-    return template.ChatTemplate(loaded.tokenizer, train_on_prompt, vision.image_inputs(loaded))
-
-
-def with_image(row, image_path):
-    """`row` with its image replaced by the bundled image at `image_path`."""
-    image = images.check("test", "image", path=image_path)
-    parts = tuple(image if isinstance(p, example.Image) else p for p in row.turns[0].parts)
-    first = example.Turn(example.USER, row.turns[0].text, parts=parts)
-    return example.Example(turns=(first, *row.turns[1:]), source=row.source)
-
-
-def bundled_image(index):
-    return os.path.join(make_vision_data.OUTPUT, "images", f"{index:03d}.png")
+    return vision_helpers.bundled_rows()
 
 
 def test_tiny_vision_model_has_the_image_tokens_and_an_encoder(loaded):
