@@ -5,7 +5,7 @@
     python benchmarks/train_speed.py --quick     # one timed step per side and batch size
 
 The last printed line is the one-line result, e.g.
-`train_speed: ours/peer tok/s b1 1.01x b8 1.10x | peak RSS ours/peft b1 1.41x b8 0.57x`.
+`train_speed: ours/peft tok/s b1 1.01x b8 1.10x | peak RSS ours/peft b1 1.41x b8 0.57x`.
 `--quick` (batch 1 and 8, 256 tokens, one warm-up and one timed step per side) takes a few
 minutes on 2 cores, for anyone to rerun the comparison; `--model=tiny` runs both sides on a
 tiny random Gemma 3 (ours `tiny:gemma3`, the peer our Hugging Face export of the same weights),
@@ -26,7 +26,7 @@ By default one worker is alive at a time, one per side and batch size, in the or
 keeps both loaded and alternates them round by round (better against load, but the peer alone
 needs ~10 GiB at batch 8). Peak memory is the kernel's RSS high-water mark (`VmHWM`, reset
 through `/proc/self/clear_refs` just before the batch size's first step), plus each worker's
-whole-life `ru_maxrss` from `os.wait4` (model loading included). A watchdog stops the workers
+loading peak (its `VmHWM` before the first step). A watchdog stops the workers
 if the machine's available memory falls under `--min_free_gib`. Also measured: the float32
 matmul peak (jnp in our worker, torch in the peer's, numpy here; 2n^3/t, best of 3) at each
 worker's start and end, an analytic FLOP count of the step next to XLA's `cost_analysis`, and
@@ -155,7 +155,7 @@ def run_group(names: tuple[str, ...], work: list[tuple[int, int]], rows_paths, a
         "ready": {name: side.ready for name, side in sides.items()},
         "matmul": matmul,
         "per_batch": per_batch,
-        "process_peak_rss_mib": {name: side.quit() for name, side in sides.items()},
+        "exit_codes": {name: side.quit() for name, side in sides.items()},
     }
 
 
@@ -192,11 +192,16 @@ def main() -> None:
         default="gemma3_270m_gguf",
         help="tiny: both sides on a tiny random Gemma 3 (checks the plumbing only)",
     )
+    parser.add_argument(
+        "--remat",
+        action="store_true",
+        help="our side recomputes each block's activations in the backward pass (train.remat)",
+    )
     parser.add_argument("--worker", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--peer_dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, PRESETS[args.model], args.peer_dir)
+        worker(args.worker, PRESETS[args.model], args.peer_dir, args.remat)
         return
     if args.quick:
         args.batch_sizes, args.rounds, args.steps_per_round = "1,8", 1, "1,1"
@@ -223,7 +228,7 @@ def main() -> None:
     numpy_matrix = np.random.default_rng(0).standard_normal((MATMUL_SIZE,) * 2, np.float32)
     result["numpy_matmul"] = [matmul_rate(lambda: numpy_matrix @ numpy_matrix)]
     with tempfile.TemporaryDirectory() as tmp:
-        args.worker_arguments = (f"--model={args.model}",)
+        args.worker_arguments = (f"--model={args.model}",) + (("--remat",) if args.remat else ())
         if args.model != "gemma3_270m_gguf":
             args.worker_arguments += (f"--peer_dir={_export_for_peer(args.model, tmp)}",)
         all_rows = token_rows(max(batch_sizes), args.seq_len, PRESETS[args.model])

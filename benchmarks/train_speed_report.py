@@ -25,7 +25,9 @@ def _merge(result: dict) -> tuple[dict, dict, dict]:
             merged["loadavg"] += entry["loadavg"]
             for key in ("prepare", "step_s", "memory"):
                 merged[key].update(entry[key])
-            merged["rss"].update(group["process_peak_rss_mib"])
+            merged["rss"].update(
+                {name: side["load_peak_rss_mib"] for name, side in group["ready"].items()}
+            )
             if "breakdown" in entry:
                 merged["breakdown"] = entry["breakdown"]
     return ready, matmul, per_batch
@@ -96,14 +98,14 @@ def report(result: dict, length: int) -> None:
             f"peer {[round(t, 2) for t in entry['step_s']['peer']]}"
         )
         print(f"  load average at its start and end: {entry['loadavg']}")
-        print(f"  worker peak RSS over its life (ru_maxrss, loading included), MiB: {entry['rss']}")
+        print(f"  peak RSS while loading (VmHWM before the first step), MiB: {entry['rss']}")
     print(f"\nWall time {result['wall_s']:.0f} s")
     print(json.dumps(result))
     print(summary_line(per_batch, length))
 
 
 def summary_line(per_batch: dict, length: int) -> str:
-    """The one-line result, e.g. `train_speed: ours/peer tok/s b1 1.01x b8 1.10x | peak RSS
+    """The one-line result, e.g. `train_speed: ours/peft tok/s b1 1.01x b8 1.10x | peak RSS
     ours/peft b1 1.41x b8 0.57x`: tokens per second (median step times) and step peak RSS
     (VmHWM), ours over the peer's, per batch size."""
     speed, memory = [], []
@@ -114,4 +116,4 @@ def summary_line(per_batch: dict, length: int) -> str:
         rss = peaks["ours"]["peak_rss_mib"] / peaks["peer"]["peak_rss_mib"]
         memory.append(f"b{batch} {rss:.2f}x")
     del length  # the rows' length is the same on both sides, so it cancels
-    return f"train_speed: ours/peer tok/s {' '.join(speed)} | peak RSS ours/peft {' '.join(memory)}"
+    return f"train_speed: ours/peft tok/s {' '.join(speed)} | peak RSS ours/peft {' '.join(memory)}"

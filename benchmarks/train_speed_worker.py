@@ -21,16 +21,22 @@ from train_speed_peer import Peer
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_speed.py")
 
 
-def worker(side: str, preset: str = "gemma3_270m_gguf", peer_dir: str | None = None) -> None:
+def worker(
+    side: str, preset: str = "gemma3_270m_gguf", peer_dir: str | None = None, remat: bool = False
+) -> None:
     """Serves `side` ("ours" or "peer") until the "quit" command; see the module docstring.
-    Ours loads `preset`; the peer loads `peer_dir` (a Hugging Face export), else the GGUF."""
+    Ours loads `preset` (rematerializing its blocks if `remat`); the peer loads `peer_dir` (a
+    Hugging Face export), else the GGUF."""
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # library prints go to stderr, never into the reply channel
     start = time.perf_counter()
-    runner = Ours(preset) if side == "ours" else Peer(peer_dir)
+    runner = Ours(preset, remat) if side == "ours" else Peer(peer_dir)
     ready = {
         "load_s": time.perf_counter() - start,
         "rss_mib": status_mib("VmRSS"),
+        # The loading peak: VmHWM belongs to this process's address space, which exec started
+        # afresh (wait4's ru_maxrss would also count the driver's memory at fork time).
+        "load_peak_rss_mib": status_mib("VmHWM"),
         "trainable_params": runner.trainable_params,
         "versions": runner.versions(),
     }
@@ -88,10 +94,8 @@ class Side:
         self.process.stdin.flush()
         return self._reply()
 
-    def quit(self) -> float:
-        """Stops the worker; returns its whole-life peak RSS in MiB (`ru_maxrss`, wait4)."""
+    def quit(self) -> int:
+        """Stops the worker; returns its exit code."""
         self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
         self.process.stdin.close()
-        _, status, usage = os.wait4(self.process.pid, 0)
-        self.process.returncode = os.waitstatus_to_exitcode(status)
-        return usage.ru_maxrss / 1024
+        return self.process.wait()

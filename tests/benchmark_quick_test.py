@@ -14,7 +14,7 @@ import pytest
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 SUMMARY = re.compile(
-    r"^train_speed: ours/peer tok/s b1 (\d+\.\d\d)x b8 (\d+\.\d\d)x"
+    r"^train_speed: ours/peft tok/s b1 (\d+\.\d\d)x b8 (\d+\.\d\d)x"
     r" \| peak RSS ours/peft b1 (\d+\.\d\d)x b8 (\d+\.\d\d)x$"
 )
 
@@ -37,6 +37,8 @@ def test_quick_benchmark_ends_with_its_summary_line():
     assert all(float(ratio) > 0 for ratio in match.groups())
     raw = json.loads(lines[-2])
     assert raw["args"]["quick"] and raw["args"]["rounds"] == 1
+    exit_codes = [code for group in raw["groups"] for code in group["exit_codes"].values()]
+    assert exit_codes == [0] * 4, exit_codes  # every worker ended cleanly
     by_batch = {}
     for group in raw["groups"]:
         for batch, entry in group["per_batch"].items():
