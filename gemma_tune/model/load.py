@@ -23,8 +23,8 @@ from typing import Any
 
 import keras_hub
 
-from gemma_tune import testing
-from gemma_tune.model import families, keras_compat
+from gemma_tune import import_guard, testing
+from gemma_tune.model import families, heap, keras_compat
 
 TINY_PREFIX = "tiny:"
 VISION_ENCODER = "vision_encoder"
@@ -94,10 +94,13 @@ def load(preset: str, dtype: str = "auto", seed: int = 0) -> LoadedModel:
         converter = testing.tiny_image_converter(architecture, backbone)
         return LoadedModel(causal_lm_for(backbone), tokenizer, preset, image_converter=converter)
     print(f"Loading {preset} ({dtype}) ...", flush=True)
+    converter = None
     if reads_images(preset):
         backbone, converter = load_vision_backbone(preset, dtype)
-        return LoadedModel(causal_lm_for(backbone), tokenizer, preset, image_converter=converter)
-    return LoadedModel(causal_lm_for(load_text_backbone(preset, dtype)), tokenizer, preset)
+    else:
+        backbone = load_text_backbone(preset, dtype)
+    heap.release()  # the loading buffers' freed pages, which glibc would otherwise keep
+    return LoadedModel(causal_lm_for(backbone), tokenizer, preset, image_converter=converter)
 
 
 def load_vision_backbone(preset: str, dtype: str):
@@ -224,6 +227,7 @@ def resolve_preset(preset: str) -> str:
     (converting on first use); other names pass through unchanged."""
     from gemma_tune.model import gguf_convert
 
+    import_guard.load_for_preset(preset)
     if preset.endswith(".gguf") or gguf_convert.builtin_name(preset):
         return gguf_convert.ensure_preset(preset)
     return preset
