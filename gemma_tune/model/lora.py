@@ -158,15 +158,17 @@ def update(layer):
 
 def low_rank_output(layer, inputs):
     """`(x A) B` in the layer's compute dtype, shaped like the layer's output (unscaled):
-    the input contracted with A, then the rank with B, never forming `A B`."""
+    the input contracted with A, then the rank with B, never forming `A B`. Its operations are
+    named `lora` in the compiled program (profiles: `benchmarks/step_profile.py`)."""
     a, b, rank = _factor_letters(layer)
     inputs_letters, _, output, _ = _equation_axes(layer.equation)
     middle = "".join(c for c in output if c not in b) + rank
     dtype = layer.compute_dtype
-    x = ops.einsum(
-        f"{inputs_letters},{a}{rank}->{middle}", inputs, ops.cast(layer.lora_kernel_a, dtype)
-    )
-    return ops.einsum(f"{middle},{rank}{b}->{output}", x, ops.cast(layer.lora_kernel_b, dtype))
+    with jax.named_scope("lora"):
+        x = ops.einsum(
+            f"{inputs_letters},{a}{rank}->{middle}", inputs, ops.cast(layer.lora_kernel_a, dtype)
+        )
+        return ops.einsum(f"{middle},{rank}{b}->{output}", x, ops.cast(layer.lora_kernel_b, dtype))
 
 
 def _dropout(layer, inputs):
