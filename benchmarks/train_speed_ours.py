@@ -15,7 +15,9 @@ class Ours:
     def __init__(self, preset: str = "gemma3_270m_gguf", remat: bool = False):
         import jax
 
-        import gemma_tune  # noqa: F401  (JAX backend)
+        import gemma_tune  # JAX backend
+
+        gemma_tune.import_guard.install()  # as in `python -m gemma_tune.train`: no TensorFlow
         from gemma_tune import model
         from gemma_tune.training import optimizer, trainer
 

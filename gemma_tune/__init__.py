@@ -5,11 +5,11 @@
     print(run.generate("Hello!"))
 
 `finetune`, `load_run` and `Run` are the Python API (`gemma_tune.api`). Importing the package
-selects the JAX backend for Keras (unless `KERAS_BACKEND` is already set), keeps KerasHub from
-importing TensorFlow, which gemma_tune never runs (`gemma_tune.import_guard`: ~0.7 GiB less
-memory per process), sets the XLA flags of `gemma_tune.xla_flags` (a memory-minimizing order
-for CPU programs) and quiets TensorFlow's start-up logging where something else loads it
-(TensorFlow Datasets).
+selects the JAX backend for Keras (unless `KERAS_BACKEND` is already set), sets the XLA flags
+of `gemma_tune.xla_flags` (a memory-minimizing order for CPU programs), keeps KerasHub from
+importing TensorFlow in gemma_tune's commands, which never run it (`gemma_tune.import_guard`:
+~0.7 GiB less memory per process), and quiets TensorFlow's start-up logging where something
+else loads it.
 """
 
 import os
@@ -18,7 +18,8 @@ from gemma_tune import import_guard, xla_flags
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import_guard.install()
+if import_guard.is_command_process():
+    import_guard.install()
 xla_flags.apply()
 
 __version__ = "0.1.0"

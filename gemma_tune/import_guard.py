@@ -8,6 +8,12 @@ TensorFlow is absent, the same ids) and runs on JAX, so TensorFlow costs every t
 sampling and evaluation process ~0.7 GiB of resident memory and seconds of start-up for
 nothing (`benchmarks/RESULTS.md`, "Resident memory").
 
+gemma_tune's commands (`python -m gemma_tune.<command>`, `gemma-tune <command>`) run with
+the guard: `import gemma_tune` installs it in such a process (`is_command_process`). Code that
+imports gemma_tune as a library (a notebook, a script) keeps KerasHub as it is, TensorFlow
+included, unless it calls `install()` before KerasHub is first imported (the benchmarks do, to
+measure what the commands do): a KerasHub user's own `Gemma3CausalLMPreprocessor` needs it.
+
 `install()` puts a finder first on `sys.meta_path` that refuses `import tensorflow` and
 `import tensorflow_text` when KerasHub or Keras asks for them and TensorFlow is not loaded yet;
 both treat that as "not installed" (Keras remembers it: a TensorFlow loaded later is not seeded
@@ -20,6 +26,8 @@ and everything after it. Once TensorFlow is loaded the finder refuses nothing.
 from __future__ import annotations
 
 import importlib.abc
+import inspect
+import os
 import sys
 
 REFUSED = ("tensorflow", "tensorflow_text")
@@ -48,7 +56,7 @@ def _asked_by_keras() -> bool:
     """Whether the import being run was asked for by KerasHub or Keras: the first frame
     outside Python's import machinery (and `importlib.import_module`) belongs to one of
     `ASKERS`."""
-    frame = sys._getframe(2)
+    frame = inspect.currentframe().f_back.f_back  # past this function and find_spec
     while frame is not None and frame.f_globals.get("__name__", "").startswith("importlib"):
         frame = frame.f_back
     if frame is None:
@@ -57,10 +65,21 @@ def _asked_by_keras() -> bool:
     return any(module == name or module.startswith(name + ".") for name in ASKERS)
 
 
+def is_command_process(argv: list[str] | None = None) -> bool:
+    """Whether this process is one of gemma_tune's commands: started as
+    `python -m gemma_tune.<module>` or through the `gemma-tune` console script (`argv`
+    defaults to the interpreter's original command line, `sys.orig_argv`)."""
+    argv = sys.orig_argv if argv is None else argv
+    for index, word in enumerate(argv[1:-1], start=1):
+        if word == "-m":
+            return argv[index + 1].startswith("gemma_tune.")
+    return len(argv) > 1 and os.path.basename(argv[1]) == "gemma-tune"
+
+
 def install() -> None:
-    """Puts the finder first on `sys.meta_path` (once). Called by `import gemma_tune`; it only
-    matters if it runs before KerasHub is first imported, which the package import ensures for
-    every gemma_tune entry point."""
+    """Puts the finder first on `sys.meta_path` (once). It only matters if it runs before
+    KerasHub is first imported: `import gemma_tune` calls it in a command's process, before
+    any other gemma_tune module; other code calls it first thing."""
     if not any(isinstance(finder, _KerasHubTensorFlowFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _KerasHubTensorFlowFinder())
 

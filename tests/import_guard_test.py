@@ -1,11 +1,13 @@
-"""KerasHub runs without TensorFlow under gemma_tune (`gemma_tune.import_guard`): nothing that
-trains, samples or evaluates loads it, the tokenizers give the same ids as KerasHub's
-TensorFlow path, and user code can still import TensorFlow.
+"""KerasHub runs without TensorFlow in gemma_tune's commands (`gemma_tune.import_guard`):
+nothing that trains, samples or evaluates loads it, the tokenizers give the same ids as
+KerasHub's TensorFlow path, user code can still import TensorFlow, and a library user's
+process keeps KerasHub as it is.
 
 Each case runs in a fresh interpreter: whether TensorFlow is loaded is a process-wide fact.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -35,6 +37,7 @@ def _tokenize_script(first_line: str) -> str:
 {first_line}
 import json, sys
 import gemma_tune
+gemma_tune.import_guard.install()
 from gemma_tune import testing
 tokenizer = testing.tiny_tokenizer("gemma3")
 ids = [[int(i) for i in tokenizer(text)] for text in {TEXTS!r}]
@@ -49,6 +52,7 @@ def test_training_a_tiny_model_never_loads_tensorflow():
 import sys
 import numpy as np
 import gemma_tune
+gemma_tune.import_guard.install()
 import keras_hub
 from gemma_tune.model.load import load
 from gemma_tune.training import optimizer, trainer
@@ -81,6 +85,7 @@ def test_user_code_can_still_import_tensorflow():
     out = _run(
         """
 import gemma_tune
+gemma_tune.import_guard.install()
 import keras_hub
 import tensorflow as tf
 print(int(tf.constant(2) + 3))
@@ -105,8 +110,56 @@ print("tensorflow" in sys.modules)
     assert out == str(loads)
 
 
+def _guards() -> int:
+    return sum(isinstance(f, import_guard._KerasHubTensorFlowFinder) for f in sys.meta_path)
+
+
 def test_install_is_idempotent():
-    before = sum(isinstance(f, import_guard._KerasHubTensorFlowFinder) for f in sys.meta_path)
-    import_guard.install()
-    after = sum(isinstance(f, import_guard._KerasHubTensorFlowFinder) for f in sys.meta_path)
-    assert before == after == 1
+    assert _guards() == 0  # the test process imports gemma_tune as a library
+    try:
+        import_guard.install()
+        import_guard.install()
+        assert _guards() == 1
+    finally:
+        finder = import_guard._KerasHubTensorFlowFinder
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, finder)]
+
+
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["python", "-m", "gemma_tune.train", "--experiment=demo"], True),
+        (["python", "-X", "importtime", "-m", "gemma_tune.sample"], True),
+        (["/venv/bin/python", "/venv/bin/gemma-tune", "train"], True),
+        (["python", "-m", "pytest", "-q"], False),
+        (["python", "notebook_kernel.py"], False),
+        (["python", "-c", "import gemma_tune"], False),
+    ],
+)
+def test_commands_are_told_from_library_use(argv, command):
+    assert import_guard.is_command_process(argv) is command
+
+
+# Loaded by the command's interpreter before anything else (PYTHONPATH): at exit it writes
+# which of these modules the command had imported.
+SITECUSTOMIZE = """
+import atexit, json, os, sys
+atexit.register(lambda: open(os.environ["IMPORT_PROBE"], "w").write(json.dumps(
+    [name for name in ("keras_hub", "tensorflow", "tensorflow_text") if name in sys.modules])))
+"""
+
+
+def test_a_command_runs_without_tensorflow_and_a_library_import_keeps_it(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    environ = dict(os.environ, IMPORT_PROBE=str(tmp_path / "imported.json"))
+    environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])
+    )
+    command = [sys.executable, "-m", "gemma_tune.sample", "--model=tiny:gemma3", "--prompt=hi"]
+    result = subprocess.run(
+        command + ["--max_new_tokens=2"], env=environ, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "imported.json").read_text()) == ["keras_hub"]
+    out = _run("import sys, gemma_tune, keras_hub; print('tensorflow' in sys.modules)")
+    assert out == "True"  # a library user's KerasHub imports TensorFlow as it always did

@@ -113,7 +113,9 @@ def merge_lora(loaded: model.LoadedModel, dtype: str | None = None) -> model.Loa
 
 
 def _preprocessor_for(loaded: model.LoadedModel):
-    return loaded.family.preprocessor_class(tokenizer=loaded.tokenizer)
+    return keras_compat.preprocessor_for_saving(
+        loaded.family.preprocessor_class, tokenizer=loaded.tokenizer
+    )
 
 
 def save_keras_preset(loaded: model.LoadedModel, directory: str, dtype: str | None = None) -> str:

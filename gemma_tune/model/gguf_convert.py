@@ -31,7 +31,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from gemma_tune.model import families, gguf_vocab
+from gemma_tune.model import families, gguf_vocab, keras_compat
 
 BUILTIN_PRESETS = ("gemma3_270m_gguf",)
 # Earlier names of the built-in presets. `gemma3_270m` is also KerasHub's own preset (the
@@ -143,7 +143,9 @@ def convert(
         backbone.save_to_preset(str(staging))
         tokenizer.save_to_preset(str(staging))
         # Saved so that the CausalLM's from_preset does not look for an image converter.
-        family.preprocessor_class(tokenizer=tokenizer).save_to_preset(str(staging))
+        keras_compat.preprocessor_for_saving(
+            family.preprocessor_class, tokenizer=tokenizer
+        ).save_to_preset(str(staging))
         provenance = _provenance(gguf_path, metadata, reader)
         (staging / "gguf_source.json").write_text(json.dumps(provenance, indent=2) + "\n")
         for notice in notices:

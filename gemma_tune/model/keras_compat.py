@@ -141,14 +141,24 @@ def record_lora(backbone, enabled_layer_indices: list[int], rank: int) -> None:
     backbone._lora_rank = rank
 
 
-def enable_remat(layer) -> None:
-    """Recomputes `layer`'s activations in the backward pass (gradient checkpointing).
+def enable_remat(layer, policy=None) -> None:
+    """Recomputes `layer`'s activations in the backward pass (gradient checkpointing); with a
+    `jax.checkpoint_policies` policy, only what the policy does not save.
 
     Why private: `keras.RematScope` only applies to layers built inside it; a built model's
-    layers take the mode from `Layer._remat_mode`, which the scope would have set.
+    layers take the mode from `Layer._remat_mode`, which the scope would have set. Keras wraps
+    the call in `jax.checkpoint` without a policy (`Layer.rematerialized_call`), so for a
+    policy this layer's `rematerialized_call` is replaced by one that passes it.
     """
     _attribute(layer, "_remat_mode", "turn on rematerialization for a built layer")
     layer._remat_mode = keras.RematScope(mode="full")
+    if policy is not None:
+        import jax
+
+        _attribute(layer, "rematerialized_call", "rematerialize a layer with a policy")
+        layer.rematerialized_call = lambda call, *args, **kwargs: jax.checkpoint(
+            call, policy=policy
+        )
 
 
 def learning_rate_schedule(optimizer):
@@ -228,6 +238,29 @@ def narrowed_attention_masks(blocks, narrow):
             del block._compute_attention_mask
 
 
+def preprocessor_for_saving(preprocessor_class, **arguments):
+    """A KerasHub CausalLM preprocessor built only to be saved into a preset directory
+    (`preprocessor.json`, which KerasHub's `CausalLM.from_preset` reads).
+
+    Why private: Gemma 3's and Gemma 4's preprocessors refuse to be built without TensorFlow
+    (`assert_tf_installed`, bound in their modules), which they need for `tf.data` pipelines,
+    not for their configuration; gemma_tune keeps TensorFlow out of its processes
+    (`gemma_tune.import_guard`) and never calls the preprocessor, so the check is skipped
+    while it is built, as it would pass with TensorFlow loaded.
+    """
+    import sys
+
+    module = sys.modules[preprocessor_class.__module__]
+    check = getattr(module, "assert_tf_installed", None)
+    if check is None:  # Gemma 1 and 2: no check
+        return preprocessor_class(**arguments)
+    module.assert_tf_installed = lambda symbol_name: None
+    try:
+        return preprocessor_class(**arguments)
+    finally:
+        module.assert_tf_installed = check
+
+
 def verify(causal_lm, extra_cache_arguments: int = 0) -> None:
     """Checks every private API above on a built (tiny) CausalLM; raises `UpstreamChanged`.
 
@@ -243,6 +276,7 @@ def verify(causal_lm, extra_cache_arguments: int = 0) -> None:
     embeddings_variable(backbone.token_embedding)
     _attribute(dense[0], "_tracker", "add adapter weights to a built layer")
     _attribute(dense[0], "_remat_mode", "turn on rematerialization for a built layer")
+    _attribute(dense[0], "rematerialized_call", "rematerialize a layer with a policy")
     block = backbone.transformer_layers[0]
     _attribute(block, "_compute_attention_mask", "keep packed examples apart")
     import numpy as np
