@@ -128,6 +128,12 @@ def _vision_targets():
     return vision_lora.TARGETS
 
 
+def _remat_modes():
+    from gemma_tune.model import tuning
+
+    return tuning.REMAT_MODES
+
+
 def _quantize_modes():
     from gemma_tune.model import quantize
 
@@ -162,6 +168,12 @@ RANGES: dict[str, Range] = {
     "train.learning_rate": above(0),
     "train.weight_decay": at_least(0),
     "train.schedule": one_of(_schedules),
+    # true/false: what the key held before its modes (full/none), in older run configs.
+    "train.remat": Range(
+        "",
+        lambda v: v in (True, False, "true", "false") or v in _remat_modes(),
+        _remat_modes,
+    ),
     "train.warmup_steps": at_least(0),
     "train.grad_clip_norm": Range(">= 0 (0: no clipping)", at_least(0).holds),
     "train.adam_beta1": unit_interval(),

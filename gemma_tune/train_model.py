@@ -33,7 +33,7 @@ def prepare_model(config):
             config.model.dtype,
             seed=config.seed,
             adapter_dir=init_from,
-            remat=config.train.remat,
+            remat=model.remat_mode(config.train.remat),
         )
     except ValueError as error:
         if init_from is None:

@@ -23,6 +23,7 @@ from gemma_tune.model.tuning import (
     LORA_TARGET_GROUPS,
     LORA_TARGETS,
     METHODS,
+    REMAT_MODES,
     check_tuning,
     describe_tuning,
     enable_full,
@@ -31,6 +32,7 @@ from gemma_tune.model.tuning import (
     enable_tuning,
     lora_target_names,
     parameter_counts,
+    remat_mode,
 )
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "LORA_TARGETS",
     "LORA_TARGET_GROUPS",
     "METHODS",
+    "REMAT_MODES",
     "TINY_PREFIX",
     "LoadedModel",
     "causal_lm_for",
@@ -48,6 +51,7 @@ __all__ = [
     "enable_full",
     "enable_lora",
     "enable_remat",
+    "remat_mode",
     "enable_tuning",
     "load",
     "load_text_backbone",

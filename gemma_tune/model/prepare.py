@@ -94,14 +94,14 @@ def prepare(
     dtype: str = "auto",
     seed: int = 0,
     adapter_dir: str | None = None,
-    remat: bool = False,
+    remat: str = "none",
 ) -> Prepared:
     """Loads `preset` and prepares it for `settings`, optionally applying a saved adapter.
 
     In order: seed Keras and load the preset (tiny models are drawn from `seed`); fingerprint
     the float base (adapters are checked against it); quantize the base (QLoRA); seed again
     and enable LoRA/DoRA or make every weight trainable (so the adapters' initialisation does
-    not depend on what loading drew); rematerialise the blocks if `remat`; load the adapter
+    not depend on what loading drew); rematerialise the blocks as `remat` says; load the adapter
     in `adapter_dir` if given. Without an adapter the model computes exactly the base (LoRA's
     B factors start at zero, DoRA's magnitudes at the base's norms).
 
@@ -112,7 +112,8 @@ def prepare(
       dtype: "float32", "bfloat16" or "auto".
       seed: the run's seed.
       adapter_dir: a saved adapter to apply (it must fit `settings`).
-      remat: recompute each block's activations in the backward pass (training only).
+      remat: what each block recomputes in the backward pass (training only): "none",
+        "matmuls" or "full" (`model.remat_mode` resolves `train.remat`).
 
     Raises:
       ValueError: unknown settings, or an adapter that does not fit (another base, other
@@ -129,8 +130,7 @@ def prepare(
     quantize_lib.quantize(loaded.backbone, settings.quantize, settings.int4_block_size)
     keras.utils.set_random_seed(seed)
     model.enable_tuning(loaded, settings.method, settings)
-    if remat:
-        model.enable_remat(loaded)
+    model.enable_remat(loaded, remat)
     metadata = None
     if adapter_dir is not None:
         metadata = adapters.load(loaded.causal_lm, adapter_dir, loaded.base_fingerprint)
