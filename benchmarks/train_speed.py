@@ -194,8 +194,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--remat",
-        action="store_true",
-        help="our side recomputes each block's activations in the backward pass (train.remat)",
+        default="auto",
+        choices=("auto", "none", "matmuls", "full"),
+        help="our side's train.remat (what each block recomputes in the backward pass)",
     )
     parser.add_argument("--worker", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--peer_dir", help=argparse.SUPPRESS)
@@ -228,7 +229,7 @@ def main() -> None:
     numpy_matrix = np.random.default_rng(0).standard_normal((MATMUL_SIZE,) * 2, np.float32)
     result["numpy_matmul"] = [matmul_rate(lambda: numpy_matrix @ numpy_matrix)]
     with tempfile.TemporaryDirectory() as tmp:
-        args.worker_arguments = (f"--model={args.model}",) + (("--remat",) if args.remat else ())
+        args.worker_arguments = (f"--model={args.model}", f"--remat={args.remat}")
         if args.model != "gemma3_270m_gguf":
             args.worker_arguments += (f"--peer_dir={_export_for_peer(args.model, tmp)}",)
         all_rows = token_rows(max(batch_sizes), args.seq_len, PRESETS[args.model])

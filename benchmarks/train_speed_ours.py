@@ -12,7 +12,7 @@ from train_speed_common import MATMUL_SIZE, RANK, matmul_rate, train_settings
 class Ours:
     """Gemma 3 270M (or `preset`) with gemma_tune's LoRA and its compiled `Trainer` step."""
 
-    def __init__(self, preset: str = "gemma3_270m_gguf", remat: bool = False):
+    def __init__(self, preset: str = "gemma3_270m_gguf", remat: str = "auto"):
         import jax
 
         import gemma_tune  # JAX backend
@@ -24,8 +24,8 @@ class Ours:
         self.jax = jax
         self.loaded = model.load(preset, "float32")
         model.enable_lora(self.loaded, RANK)
-        if remat:
-            model.enable_remat(self.loaded)
+        self.remat = model.remat_mode(remat)  # what `train.remat` gives a run (auto: matmuls)
+        model.enable_remat(self.loaded, self.remat)
         self.tuner = trainer.Trainer(
             self.loaded.causal_lm, optimizer.make(train_settings(), total_steps=1000)
         )

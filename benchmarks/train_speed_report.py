@@ -41,6 +41,10 @@ def report(result: dict, length: int) -> None:
     versions = {**ready["ours"]["versions"], **ready["peer"]["versions"]}
     print(f"\nVersions: {versions}; transformers attention: {ready['peer']['attention']}")
     print(
+        f"Ours: train.remat={ready['ours']['remat']}, "
+        f"TensorFlow loaded: {ready['ours']['tensorflow_loaded']}"
+    )
+    print(
         f"Trainable LoRA parameters: ours {ready['ours']['trainable_params']:,}, "
         f"peer {ready['peer']['trainable_params']:,}"
     )

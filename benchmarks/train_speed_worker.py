@@ -22,11 +22,11 @@ SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_speed.p
 
 
 def worker(
-    side: str, preset: str = "gemma3_270m_gguf", peer_dir: str | None = None, remat: bool = False
+    side: str, preset: str = "gemma3_270m_gguf", peer_dir: str | None = None, remat: str = "auto"
 ) -> None:
     """Serves `side` ("ours" or "peer") until the "quit" command; see the module docstring.
-    Ours loads `preset` (rematerializing its blocks if `remat`); the peer loads `peer_dir` (a
-    Hugging Face export), else the GGUF."""
+    Ours loads `preset` with `train.remat=remat`; the peer loads `peer_dir` (a Hugging Face
+    export), else the GGUF."""
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # library prints go to stderr, never into the reply channel
     start = time.perf_counter()
@@ -42,6 +42,8 @@ def worker(
     }
     if side == "ours":
         ready["dims"] = runner.dims
+        ready["remat"] = runner.remat
+        ready["tensorflow_loaded"] = "tensorflow" in sys.modules
     else:
         ready["attention"] = runner.attention
     replies.write(json.dumps(ready) + "\n")
