@@ -32,7 +32,7 @@ import gemma_tune  # noqa: F401  (JAX backend, gemma_tune's XLA flags)
 
 # (part, pattern on the fused operations' op_name metadata); the first match wins.
 PARTS = (
-    ("LM head (vocabulary walk, loss)", re.compile(r"vocab_tiled|head_sums|_chunk|log_sum_exp")),
+    ("LM head (vocabulary walk, loss)", re.compile(r"lm_head|vocab_tiled|_chunk")),
     ("optimizer (AdamW, clipping)", re.compile(r"adam|optimizer|clip|global_norm")),
     ("LoRA factors", re.compile(r"lora")),
     ("attention", re.compile(r"attention|query|key|value|rope|softmax")),

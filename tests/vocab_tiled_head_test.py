@@ -144,14 +144,17 @@ def test_row_log_probs_equal_full_logits_in_value_and_gradient(soft_cap, int8):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
-def test_ties_across_blocks_count_the_first_index_as_argmax():
-    """`jnp.argmax` picks the first of equal logits; the walk must too, across blocks."""
+@pytest.mark.parametrize("vocab_block", [3, 8])  # the tied rows in other blocks, in one block
+def test_ties_count_the_first_index_as_argmax(vocab_block):
+    """`jnp.argmax` picks the first of equal logits; the walk must too, across blocks and
+    within one."""
     embeddings = jnp.concatenate([jnp.eye(4), jnp.eye(4)])  # rows v and v + 4 tie
     hidden = jnp.eye(4)[None] * 3.0
     first = jnp.array([[0, 1, 2, 3]])
-    _, _, correct = loss.head_sums(hidden, embeddings, first, np.ones((1, 4)), vocab_block=3)
+    ones = np.ones((1, 4))
+    _, _, correct = loss.head_sums(hidden, embeddings, first, ones, vocab_block=vocab_block)
     _, _, correct_later = loss.head_sums(
-        hidden, embeddings, first + 4, np.ones((1, 4)), vocab_block=3
+        hidden, embeddings, first + 4, ones, vocab_block=vocab_block
     )
     assert (float(correct), float(correct_later)) == (4.0, 0.0)
 

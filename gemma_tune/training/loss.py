@@ -105,17 +105,19 @@ def _target_log_probs(
     embedding_grad,
 ):  # fmt: skip
     """`(log p(target) [N], argmax [N])` of each position through the tied head, the
-    normalizer walked over vocabulary tiles (`vocab_tiled_head`), the target logit gathered."""
+    normalizer walked over vocabulary tiles (`vocab_tiled_head`), the target logit gathered.
+    Its operations are named `lm_head` in the compiled program (`benchmarks/step_profile.py`)."""
     head = dict(embedding_scale=embedding_scale, soft_cap=soft_cap)
-    log_normalizer, best = vocab_tiled_head.log_normalizer(
-        flat_hidden,
-        embeddings,
-        chunk_size=chunk_size,
-        vocab_block=vocab_block,
-        embedding_grad=embedding_grad,
-        **head,
-    )
-    target = vocab_tiled_head.target_logits(flat_hidden, embeddings, flat_ids, **head)
+    with jax.named_scope("lm_head"):
+        log_normalizer, best = vocab_tiled_head.log_normalizer(
+            flat_hidden,
+            embeddings,
+            chunk_size=chunk_size,
+            vocab_block=vocab_block,
+            embedding_grad=embedding_grad,
+            **head,
+        )
+        target = vocab_tiled_head.target_logits(flat_hidden, embeddings, flat_ids, **head)
     return target - log_normalizer, best
 
 
