@@ -1,10 +1,11 @@
-"""What `train.remat` (gradient checkpointing) saves: Gemma 3 270M, LoRA rank 4, long rows.
+"""What each `train.remat` mode (gradient checkpointing) saves: Gemma 3 270M, LoRA rank 4, long rows.
 
-    python benchmarks/remat_memory.py [--seq_lens=512,2048] [--steps=2]
+    python benchmarks/remat_memory.py [--seq_lens=512,2048] [--modes=none,matmuls,full] [--steps=2]
 
-For each sequence length, two worker processes, one after the other, train the real 270M
-(float32, rank-4 LoRA on query and value, AdamW) on one row of random token ids: one without
-remat, one with `model.enable_remat` (every decoder block recomputed in the backward pass).
+For each sequence length, one worker process per mode, one after the other, trains the real
+270M (float32, rank-4 LoRA on query and value, AdamW) on one row of random token ids with
+`model.enable_remat(loaded, mode)`: none, matmuls (each block's elementwise work recomputed in
+the backward pass, matrix products kept) or full (every block recomputed).
 Each reports its peak resident memory while training (`VmHWM`, reset through
 `/proc/self/clear_refs` after the model is loaded, so it covers compiling and the steps), the
 median step time after the first, and the losses (which must be equal: remat changes memory
@@ -32,15 +33,16 @@ def _status_gib(field: str) -> float:
     raise KeyError(field)
 
 
-def worker(seq_len: int, remat: bool, steps: int) -> dict:
-    import gemma_tune  # noqa: F401  (selects the JAX backend)
+def worker(seq_len: int, remat: str, steps: int) -> dict:
+    import gemma_tune  # JAX backend
+
+    gemma_tune.import_guard.install()  # as in `python -m gemma_tune.train`: no TensorFlow
     from gemma_tune import config, model
     from gemma_tune.training import optimizer, trainer
 
     loaded = model.load("gemma3_270m_gguf", "float32")
     model.enable_lora(loaded, 4)
-    if remat:
-        model.enable_remat(loaded)
+    model.enable_remat(loaded, remat)
     tuner = trainer.Trainer(
         loaded.causal_lm, optimizer.make(config.base_config().train, total_steps=100)
     )
@@ -73,17 +75,18 @@ def worker(seq_len: int, remat: bool, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seq_lens", default="512,2048")
+    parser.add_argument("--modes", default="none,matmuls,full")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         seq_len, remat = args.worker.split(":")
-        print(json.dumps(worker(int(seq_len), remat == "1", args.steps)), flush=True)
+        print(json.dumps(worker(int(seq_len), remat, args.steps)), flush=True)
         return
     results = []
     for seq_len in [int(length) for length in args.seq_lens.split(",")]:
-        for remat in (0, 1):
-            print(f"== {seq_len} tokens, remat={bool(remat)}", flush=True)
+        for remat in args.modes.split(","):
+            print(f"== {seq_len} tokens, remat={remat}", flush=True)
             process = subprocess.run(
                 [
                     sys.executable,
@@ -101,18 +104,20 @@ def main() -> None:
                 raise SystemExit(f"worker {seq_len}:{remat} failed")
             results.append(json.loads(process.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), flush=True)
-    print("\n| tokens | remat | training peak RSS | vs no remat | step (s) | vs no remat | losses")
+    count = len(args.modes.split(","))
+    print("\n| tokens | remat | training peak RSS | vs first mode | step (s) | vs first mode | losses")
     print("| ---: | --- | ---: | ---: | ---: | ---: | --- |")
-    for plain, remat in zip(results[::2], results[1::2], strict=True):
-        for row in (plain, remat):
+    for start in range(0, len(results), count):
+        group = results[start : start + count]
+        first = group[0]
+        for row in group:
             print(
-                f"| {row['seq_len']} | {'yes' if row['remat'] else 'no'} | "
+                f"| {row['seq_len']} | {row['remat']} | "
                 f"{row['training_peak_gib']:.2f} GiB | "
-                f"{row['training_peak_gib'] / plain['training_peak_gib']:.2f}x | "
-                f"{row['step_s']:.2f} | {row['step_s'] / plain['step_s']:.2f}x | "
+                f"{row['training_peak_gib'] / first['training_peak_gib']:.2f}x | "
+                f"{row['step_s']:.2f} | {row['step_s'] / first['step_s']:.2f}x | "
                 f"{', '.join(f'{loss:.4f}' for loss in row['losses'])} |"
             )
-
 
 if __name__ == "__main__":
     main()
