@@ -1,4 +1,4 @@
-"""What each `train.remat` mode (gradient checkpointing) saves: Gemma 3 270M, LoRA rank 4, long rows.
+"""What each `train.remat` mode saves: Gemma 3 270M, LoRA rank 4, long rows.
 
     python benchmarks/remat_memory.py [--seq_lens=512,2048] [--modes=none,matmuls,full] [--steps=2]
 
@@ -105,7 +105,7 @@ def main() -> None:
             results.append(json.loads(process.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), flush=True)
     count = len(args.modes.split(","))
-    print("\n| tokens | remat | training peak RSS | vs first mode | step (s) | vs first mode | losses")
+    print("\n| tokens | remat | training peak RSS | vs first | step (s) | vs first | losses")
     print("| ---: | --- | ---: | ---: | ---: | ---: | --- |")
     for start in range(0, len(results), count):
         group = results[start : start + count]
@@ -118,6 +118,7 @@ def main() -> None:
                 f"{row['step_s']:.2f} | {row['step_s'] / first['step_s']:.2f}x | "
                 f"{', '.join(f'{loss:.4f}' for loss in row['losses'])} |"
             )
+
 
 if __name__ == "__main__":
     main()
