@@ -18,7 +18,7 @@ Methods (all on query and value, alpha = rank, except full):
   qlora_int8, qlora_int4  LoRA rank 4 on an int8 / int4 base (`model.quantize`)
   qlora_int4_g64, _g128   int4 with 64 / 128 inputs per scale (`model.int4_block_size`; 32
                           by default)
-  lora_r4_remat           LoRA rank 4 with `train.remat=true` (the memory switch)
+  lora_r4_remat           LoRA rank 4 with `train.remat=full` (every block recomputed)
   lora_r4_buckets         LoRA rank 4 with `train.length_bucket=32` (batches padded to their
                           longest row rounded up to 32 tokens instead of to 128)
   full                    every weight (lr 1e-4: 3e-3 diverges for full fine-tuning)
@@ -45,7 +45,7 @@ METHODS = {
     "qlora_int4": ["lora.rank=4", "model.quantize=int4"],
     "qlora_int4_g64": ["lora.rank=4", "model.quantize=int4", "model.int4_block_size=64"],
     "qlora_int4_g128": ["lora.rank=4", "model.quantize=int4", "model.int4_block_size=128"],
-    "lora_r4_remat": ["lora.rank=4", "train.remat=true"],
+    "lora_r4_remat": ["lora.rank=4", "train.remat=full"],
     "lora_r4_buckets": ["lora.rank=4", "train.length_bucket=32"],
     "full": ["method=full", "train.learning_rate=1e-4"],
 }

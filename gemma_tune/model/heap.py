@@ -3,8 +3,8 @@
 Loading a preset reads every weight through temporary host buffers (file reads, float
 conversions, KerasHub's variable assignment, partly in worker threads) that Python and NumPy
 free, but glibc's allocator keeps the freed pages in its arenas, so the process stays larger
-than the model it holds for the rest of a run: 0.27 GiB for Gemma 3 270M, whose float32
-weights are 1.0 GiB (`benchmarks/RESULTS.md`, "Resident memory"). `release()` asks glibc to
+than the model it holds for the rest of a run: 0.20 to 0.27 GiB for Gemma 3 270M, whose
+float32 weights are 1.0 GiB (`benchmarks/RESULTS.md`, "Resident memory"). `release()` asks glibc to
 hand them back.
 """
 
