@@ -70,10 +70,15 @@ def is_command_process(argv: list[str] | None = None) -> bool:
     `python -m gemma_tune.<module>` or through the `gemma-tune` console script (`argv`
     defaults to the interpreter's original command line, `sys.orig_argv`)."""
     argv = sys.orig_argv if argv is None else argv
-    for index, word in enumerate(argv[1:-1], start=1):
+    words = iter(argv[1:])
+    for word in words:  # the interpreter's own options, up to what it runs
         if word == "-m":
-            return argv[index + 1].startswith("gemma_tune.")
-    return len(argv) > 1 and os.path.basename(argv[1]) == "gemma-tune"
+            return next(words, "").startswith("gemma_tune.")
+        if word in ("-X", "-W"):
+            next(words, None)  # the option's value
+        elif not word.startswith("-") or word == "-c":
+            return os.path.basename(word) == "gemma-tune"
+    return False
 
 
 def install() -> None:

@@ -134,6 +134,8 @@ def test_install_is_idempotent():
         (["python", "-m", "pytest", "-q"], False),
         (["python", "notebook_kernel.py"], False),
         (["python", "-c", "import gemma_tune"], False),
+        (["python", "script.py", "-m", "gemma_tune.train"], False),  # the script's arguments
+        (["python", "-W", "ignore", "-m", "gemma_tune.evaluate"], True),
     ],
 )
 def test_commands_are_told_from_library_use(argv, command):
