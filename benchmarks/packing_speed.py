@@ -163,12 +163,6 @@ def main() -> None:
             "slots_filled": real_tokens / sum(b["token_ids"].size for b in batches),
         }
 
-    if args.peer:
-        dynamic = epoch_batches(encoded, "padded", args.sequence_length, args.batch_size)
-        print(f"transformers + PEFT: {len(dynamic)} steps, each batch cut to its longest row")
-        peer = peer_epoch(dynamic)
-        peer["tokens_per_s"] = real_tokens / peer["epoch_s"]
-        results["peer_dynamic_padding"] = peer
     if args.trl:
         print("transformers + PEFT + TRL: SFTTrainer, padding-free packing", flush=True)
         trl = packing_trl.trl_epoch(encoded, args.sequence_length, args.batch_size)
@@ -176,6 +170,14 @@ def main() -> None:
         trl["slots_filled"] = real_tokens / sum(trl.pop("tokens_per_step"))
         trl["ours_first_loss"] = loss_on(loaded, trl.pop("first_batch"), args.sequence_length)
         results["peer_trl_padding_free"] = trl
+        print(json.dumps({"peer_trl_padding_free": trl}), flush=True)
+    if args.peer:
+        dynamic = epoch_batches(encoded, "padded", args.sequence_length, args.batch_size)
+        print(f"transformers + PEFT: {len(dynamic)} steps, each batch cut to its longest row")
+        peer = peer_epoch(dynamic)
+        peer["tokens_per_s"] = real_tokens / peer["epoch_s"]
+        results["peer_dynamic_padding"] = peer
+        print(json.dumps({"peer_dynamic_padding": peer}), flush=True)
 
     print(
         f"\n{len(encoded)} examples, {real_tokens} real input tokens, "

@@ -135,6 +135,11 @@ def trl_epoch(encoded, sequence_length: int, batch_size: int, hf_dir: str | None
             self.times.append(time.perf_counter() - self.started)
 
     base, tokenizer = load_base(hf_dir, tokenizer=True)
+    # Loaded from the GGUF, the weights are already float32 (dequantized on load), but
+    # transformers keeps a GGUF quantizer on the model and `Trainer` refuses to train one; the
+    # PEFT peer trains these same float32 weights. A model saved as safetensors has none.
+    base.hf_quantizer, base.is_quantized = None, False
+    base.config.__dict__.pop("quantization_config", None)
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = make_trainer(encoded, sequence_length, batch_size, output_dir, base, tokenizer)
         batches = list(trainer.get_train_dataloader())
