@@ -1,6 +1,7 @@
 """What padding costs a training epoch, and what length buckets and packing save.
 
     python benchmarks/packing_speed.py [--sequence_length=256] [--batch_size=4] [--steps=2]
+        [--modes=padded,buckets,packed] [--peer] [--trl]
 
 Gemma 3 270M (float32, LoRA rank 4 on query and value), the bundled demo training set
 (`rag_train.jsonl`, 309 questions with their passage) encoded at `--sequence_length` tokens,
@@ -14,12 +15,16 @@ and, with `--peer` (needs the `parity` extra and peft), transformers + PEFT (LoR
 q_proj/v_proj, torch AdamW, the `Peer` of train_speed.py) on the same epoch batches padded as
 transformers' collators pad by default: each batch to its longest row (labels -100 where our
 target weights are 0). The peer's every step is run and timed (eager torch has nothing to
-compile), so its epoch time is measured, not summed from samples.
+compile), so its epoch time is measured, not summed from samples. With `--trl`, TRL's
+`SFTTrainer` with padding-free packing trains the same examples and labels (`packing_trl.py`,
+every step of its epoch timed); its first batch's loss is printed with ours on the same
+examples, packed our way.
 
-Each mode gets its own `Trainer` (its LM-head target budget from its own rows, as a run sets
-it). For every batch width an epoch uses, the compiled `Trainer.train_step` is timed (`--steps`
-steps after one untimed compiling step, median); an epoch's compute time is the sum over its
-batches of their width's step time (compilation reported apart). Tokens per second counts the
+`--modes` picks which of our three modes to time. Each mode gets its own `Trainer` (its
+LM-head target budget from its own rows, as a run sets it). For every batch width an epoch
+uses, the compiled `Trainer.train_step` is timed (`--steps` steps after one untimed compiling
+step, median); an epoch's compute time is the sum over its batches of their width's step time
+(compilation reported apart). Tokens per second counts the
 epoch's real (non-padding) input tokens, the same in all three. Prints a Markdown table and a
 JSON line; the results are in benchmarks/RESULTS.md.
 """
