@@ -28,6 +28,10 @@ import tqdm.auto
 
 from gemma_tune.model import families, keras_compat, vision
 
+# Greedy decoding runs up to this many steps per compiled call (`Decoder._greedy_steps`),
+# returning early when a row finishes and its slot can take the next prompt.
+GREEDY_CHUNK = 32
+
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
@@ -95,8 +99,33 @@ class Decoder:
                 row,
             )
 
+        def greedy_steps(weights, cache, tokens, indices, budgets, exit_on_any, stops, chunk):
+            # Up to `chunk` greedy steps in one call, the argmax taken on the device: each
+            # step's tokens go into `picked[step]`; a row is done at a stop token or when it
+            # has produced its `budget` tokens (0: an idle row). It returns early when every
+            # row is done, or, with `exit_on_any`, when any row finished (its slot can take
+            # the next prompt). A done row keeps decoding into its own slot, unread.
+            def cond(state):
+                count, _, _, _, done, finished_any, _ = state
+                return (count < chunk) & ~jnp.all(done) & ~(exit_on_any & finished_any)
+
+            def body(state):
+                count, cache, tokens, indices, done, _, picked = state
+                logits, cache = step(weights, cache, tokens, indices)
+                tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+                finished = ~done & (jnp.isin(tokens, stops) | (count + 1 >= budgets))
+                picked = picked.at[count].set(tokens)
+                done = done | finished
+                return count + 1, cache, tokens, indices + 1, done, finished.any(), picked
+
+            picked = jnp.zeros((chunk, tokens.shape[0]), jnp.int32)
+            state = (0, cache, tokens, indices, budgets <= 0, False, picked)
+            count, cache, *_, picked = jax.lax.while_loop(cond, body, state)
+            return picked, count, cache
+
         self._prefill = jax.jit(prefill, static_argnums=2)
         self._step = jax.jit(step, donate_argnums=1)
+        self._greedy_steps = jax.jit(greedy_steps, static_argnums=7, donate_argnums=1)
         self._fill = jax.jit(fill, static_argnums=4, donate_argnums=1)
         # Decode steps the last `generate` took (a measure of the slots' effect).
         self.last_decode_steps = 0
@@ -197,6 +226,7 @@ class Decoder:
         weights = self.current_weights() if weights is None else weights
         width = _round_up(max(map(len, prompts)) + max_new_tokens, self.bucket)
         stops = set(stop_token_ids)
+        stop_array = np.array(sorted(stops) or [-1], np.int32)
         rngs = [np.random.default_rng([seed, index]) for index in range(len(prompts))]
         queue = list(range(len(prompts)))
         active = queue[:batch_size]
@@ -214,30 +244,59 @@ class Decoder:
         produced: dict[int, list[int]] = {i: [] for i in range(len(prompts))}
         self.last_decode_steps = 0
         while any(index >= 0 for index in active):
-            logits, cache = self._step(weights, cache, tokens, indices)
-            logits = np.asarray(logits)
-            self.last_decode_steps += 1
-            indices = indices + 1
+            if temperature <= 0:
+                budgets = np.array(
+                    [max_new_tokens - len(produced[i]) if i >= 0 else 0 for i in active], np.int32
+                )
+                picked, count, cache = self._greedy_steps(
+                    weights, cache, tokens, indices, budgets, bool(queue), stop_array,
+                    GREEDY_CHUNK,
+                )  # fmt: skip
+                picked = np.asarray(picked)[: int(count)]
+            else:
+                logits, cache = self._step(weights, cache, tokens, indices)
+                logits = np.asarray(logits)
+                picked = np.array(
+                    [
+                        [
+                            pick_token(logits[slot], temperature, top_k, top_p, rngs[index])
+                            if index >= 0
+                            else 0
+                            for slot, index in enumerate(active)
+                        ]
+                    ],
+                    np.int32,
+                )
+            self.last_decode_steps += len(picked)
+            indices = indices + len(picked)
+            tokens = picked[-1].copy()
             for slot, index in enumerate(active):
-                if index < 0:
+                if index < 0 or not _take(picked[:, slot], produced[index], stops, max_new_tokens):
                     continue
-                token = pick_token(logits[slot], temperature, top_k, top_p, rngs[index])
-                if token not in stops:
-                    produced[index].append(token)
-                    tokens[slot] = token
-                if token in stops or len(produced[index]) >= max_new_tokens:
-                    active[slot] = queue.pop(0) if queue else -1
-                    if progress:
-                        progress(1)
-                    if active[slot] >= 0:
-                        prompt = prompts[active[slot]]
-                        row_images = None if images is None else [images[active[slot]]]
-                        ids, image_arrays = self._prefill_inputs(
-                            self._padded([prompt]), row_images, width
-                        )
-                        cache = self._fill(weights, cache, slot, ids, width, image_arrays)
-                        tokens[slot], indices[slot] = prompt[-1], len(prompt) - 1
+                active[slot] = queue.pop(0) if queue else -1
+                if progress:
+                    progress(1)
+                if active[slot] >= 0:
+                    prompt = prompts[active[slot]]
+                    row_images = None if images is None else [images[active[slot]]]
+                    ids, image_arrays = self._prefill_inputs(
+                        self._padded([prompt]), row_images, width
+                    )
+                    cache = self._fill(weights, cache, slot, ids, width, image_arrays)
+                    tokens[slot], indices[slot] = prompt[-1], len(prompt) - 1
         return [np.array(produced[i], np.int32) for i in range(len(prompts))]
+
+
+def _take(picked: np.ndarray, produced: list[int], stops: set, max_new_tokens: int) -> bool:
+    """Appends a row's `picked` tokens to its answer up to its first stop token or its
+    `max_new_tokens`-th token; returns whether the row finished (its slot is free)."""
+    for token in picked.tolist():
+        if token in stops:
+            return True
+        produced.append(token)
+        if len(produced) >= max_new_tokens:
+            return True
+    return False
 
 
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
