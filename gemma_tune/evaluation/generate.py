@@ -28,9 +28,26 @@ import tqdm.auto
 
 from gemma_tune.model import families, keras_compat, vision
 
+# `decode_dtype` values: "float32" decodes with the weights as they are; "bfloat16" casts every
+# weight matrix to bfloat16 for decoding (half the bytes read per token; an opt-in, as its
+# answers can differ from float32's).
+DECODE_DTYPES = ("float32", "bfloat16")
+
 # Greedy decoding runs up to this many steps per compiled call (`Decoder._greedy_steps`),
 # returning early when a row finishes and its slot can take the next prompt.
 GREEDY_CHUNK = 32
+
+
+def check_decode_dtype(decode_dtype: str, name: str = "decode_dtype") -> str:
+    """Returns `decode_dtype` if it is one of `DECODE_DTYPES`.
+
+    Raises:
+      ValueError: naming `name` (the flag or argument that gave it) and the values allowed.
+    """
+    if decode_dtype not in DECODE_DTYPES:
+        allowed = ", ".join(DECODE_DTYPES)
+        raise ValueError(f"{name}={decode_dtype!r}: use one of {allowed}")
+    return decode_dtype
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -47,13 +64,21 @@ class Decoder:
     Args:
       causal_lm: a KerasHub Gemma/Gemma3 CausalLM (any preprocessor is ignored).
       bucket: prompt and cache widths are multiples of this.
+      decode_dtype: "float32" (the weights as they are) or "bfloat16" (weight matrices cast
+        to bfloat16 for decoding; each layer computes in the model's own dtype).
+
+    Raises:
+      ValueError: an unknown `decode_dtype`, named.
     """
 
-    def __init__(self, causal_lm, bucket: int = 32):
+    def __init__(self, causal_lm, bucket: int = 32, decode_dtype: str = "float32"):
         import jax
         import jax.numpy as jnp
         import keras
 
+        self.decode_dtype = check_decode_dtype(decode_dtype)
+        # The last two weight lists cast for decoding (base and tuned, say): (source, cast).
+        self._casts: list[tuple[list, list]] = []
         self.causal_lm = causal_lm
         self._cache_arguments = families.of_backbone(causal_lm.backbone).cache_arguments
         self.bucket = bucket
@@ -142,9 +167,31 @@ class Decoder:
     def _empty_cache(self, token_ids):
         return keras_compat.build_cache(self.causal_lm, token_ids, self._cache_arguments)
 
-    def current_weights(self) -> list:
-        """The model's current weight values (pass as `weights`)."""
+    def model_weights(self) -> list:
+        """The model's current weight values, as the model holds them."""
         return [v.value for v in self.variables]
+
+    def current_weights(self) -> list:
+        """The model's current weight values cast for decoding (pass as `weights`)."""
+        return self.decode_weights(self.model_weights())
+
+    def decode_weights(self, weights: list) -> list:
+        """`weights` as this decoder reads them: as given for float32; for bfloat16, every
+        floating weight matrix (2 or more dimensions) cast to bfloat16, norms and scales kept.
+        The last two casts are remembered, so passing the same arrays again costs nothing."""
+        if self.decode_dtype == "float32":
+            return weights
+        for source, cast in self._casts:
+            if all(a is b for a, b in zip(source, weights, strict=True)):
+                return cast
+        import jax.numpy as jnp
+
+        cast = [
+            w.astype(jnp.bfloat16) if w.ndim >= 2 and jnp.issubdtype(w.dtype, jnp.floating) else w
+            for w in weights
+        ]
+        self._casts = [*self._casts[-1:], (list(weights), cast)]
+        return cast
 
     def steps(
         self,
@@ -165,7 +212,7 @@ class Decoder:
         generator seeded with `seed` for the whole batch. `images`: each prompt's placed
         images (module docstring), or None.
         """
-        weights = self.current_weights() if weights is None else weights
+        weights = self.current_weights() if weights is None else self.decode_weights(weights)
         rng = np.random.default_rng(seed)
         lengths = np.array([len(p) for p in prompts], np.int32)
         longest = int(lengths.max())
@@ -223,7 +270,7 @@ class Decoder:
           progress: called with the number of prompts finished, after each one.
           images: each prompt's placed images (`vision.PlacedImage`s), or None.
         """
-        weights = self.current_weights() if weights is None else weights
+        weights = self.current_weights() if weights is None else self.decode_weights(weights)
         width = _round_up(max(map(len, prompts)) + max_new_tokens, self.bucket)
         stops = set(stop_token_ids)
         stop_array = np.array(sorted(stops) or [-1], np.int32)
@@ -302,13 +349,15 @@ def _take(picked: np.ndarray, produced: list[int], stops: set, max_new_tokens: i
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def decoder_for(causal_lm) -> Decoder:
-    """The model's `Decoder`, kept across calls so base and tuned answers share its compiled
-    functions; rebuilt when the model's variables changed (LoRA enabled, say)."""
-    decoder = _DECODERS.get(causal_lm)
+def decoder_for(causal_lm, decode_dtype: str = "float32") -> Decoder:
+    """The model's `Decoder` for `decode_dtype`, kept across calls so base and tuned answers
+    share its compiled functions; rebuilt when the model's variables changed (LoRA enabled,
+    say)."""
+    decoders = _DECODERS.setdefault(causal_lm, {})
+    decoder = decoders.get(decode_dtype)
     variables = list(causal_lm.variables)
     if decoder is None or list(map(id, decoder.variables)) != list(map(id, variables)):
-        decoder = _DECODERS[causal_lm] = Decoder(causal_lm)
+        decoder = decoders[decode_dtype] = Decoder(causal_lm, decode_dtype=decode_dtype)
     return decoder
 
 
@@ -319,6 +368,7 @@ def generate_ids(
     stop_token_ids: tuple[int, ...],
     batch_size: int = 8,
     images: list | None = None,
+    decode_dtype: str = "float32",
     **sampling,
 ) -> list[np.ndarray]:
     """Generates continuations for token-id prompts; returns the new ids of each, stop excluded.
@@ -330,11 +380,16 @@ def generate_ids(
       stop_token_ids: ids that end a sequence.
       batch_size: rows decoded at once; a finished row's slot takes the next prompt.
       images: each prompt's placed images (`ChatTemplate.prompt_images`), or None.
+      decode_dtype: "float32" (default) or "bfloat16" weights for decoding (`Decoder`).
       **sampling: `temperature`, `top_k`, `top_p`, `seed` (greedy by default).
+
+    Raises:
+      ValueError: an unknown `decode_dtype`, named.
     """
+    check_decode_dtype(decode_dtype)
     if not prompts:
         return []
-    decoder = decoder_for(causal_lm)
+    decoder = decoder_for(causal_lm, decode_dtype)
     with tqdm.auto.tqdm(
         total=len(prompts), desc="generate", unit="answer", disable=len(prompts) <= batch_size
     ) as bar:
@@ -354,13 +409,14 @@ class TokenStream:
     Args:
       causal_lm: a KerasHub Gemma/Gemma3 CausalLM.
       bucket: cache widths are multiples of this.
+      decode_dtype: "float32" (default) or "bfloat16" weights for decoding (`Decoder`).
     """
 
-    def __init__(self, causal_lm, bucket: int = 128):
-        self.decoder = Decoder(causal_lm, bucket)
+    def __init__(self, causal_lm, bucket: int = 128, decode_dtype: str = "float32"):
+        self.decoder = Decoder(causal_lm, bucket, decode_dtype)
 
     def current_weights(self) -> list:
-        """The model's current weight values (pass to `stream`)."""
+        """The model's current weight values, cast for decoding (pass to `stream`)."""
         return self.decoder.current_weights()
 
     def stream(
