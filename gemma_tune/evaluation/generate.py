@@ -26,28 +26,16 @@ from collections.abc import Iterator
 import numpy as np
 import tqdm.auto
 
+from gemma_tune.evaluation import decoding
 from gemma_tune.model import families, keras_compat, vision
 
-# `decode_dtype` values: "float32" decodes with the weights as they are; "bfloat16" casts every
-# weight matrix to bfloat16 for decoding (half the bytes read per token; an opt-in, as its
-# answers can differ from float32's).
-DECODE_DTYPES = ("float32", "bfloat16")
+# The `decode_dtype` values and their check (`decoding`), named here for callers.
+DECODE_DTYPES = decoding.DECODE_DTYPES
+check_decode_dtype = decoding.check_decode_dtype
 
 # Greedy decoding runs up to this many steps per compiled call (`Decoder._greedy_steps`),
 # returning early when a row finishes and its slot can take the next prompt.
 GREEDY_CHUNK = 32
-
-
-def check_decode_dtype(decode_dtype: str, name: str = "decode_dtype") -> str:
-    """Returns `decode_dtype` if it is one of `DECODE_DTYPES`.
-
-    Raises:
-      ValueError: naming `name` (the flag or argument that gave it) and the values allowed.
-    """
-    if decode_dtype not in DECODE_DTYPES:
-        allowed = ", ".join(DECODE_DTYPES)
-        raise ValueError(f"{name}={decode_dtype!r}: use one of {allowed}")
-    return decode_dtype
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -83,6 +71,7 @@ class Decoder:
         self._cache_arguments = families.of_backbone(causal_lm.backbone).cache_arguments
         self.bucket = bucket
         self.variables = list(causal_lm.variables)
+        embedding_index = decoding.tied_embedding_index(causal_lm, self.variables)
 
         def bind(weights):
             return keras.StatelessScope(
@@ -104,16 +93,26 @@ class Decoder:
                 _, _, cache = causal_lm.call_with_cache(token_ids, cache, 0, **extra)
             return cache
 
-        def step(weights, cache, tokens, indices):
+        def step(weights, cache, tokens, indices, hidden=False):
+            # Each row's float32 logits (or, with `hidden`, final hidden states) after its
+            # token, written into its cache at its own index.
             def one_row(token, row_cache, index):
                 row_cache = jax.tree.map(lambda leaf: leaf[None], row_cache)
-                logits, _, row_cache = causal_lm.call_with_cache(
+                logits, hidden_states, row_cache = causal_lm.call_with_cache(
                     token[None, None], row_cache, index
                 )
-                return logits[0, 0].astype("float32"), jax.tree.map(lambda x: x[0], row_cache)
+                out = hidden_states[0, 0] if hidden else logits[0, 0].astype("float32")
+                return out, jax.tree.map(lambda x: x[0], row_cache)
 
             with bind(weights):
                 return jax.vmap(one_row)(tokens, cache, indices)
+
+        def greedy_step(weights, cache, tokens, indices):
+            if embedding_index is None:
+                logits, cache = step(weights, cache, tokens, indices)
+                return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
+            hidden, cache = step(weights, cache, tokens, indices, hidden=True)
+            return decoding.greedy_tokens(hidden, weights[embedding_index]), cache
 
         def fill(weights, cache, slot, token_ids, width, image_arrays=None):
             # One prompt prefilled alone, written into row `slot` of the batch's cache.
@@ -136,8 +135,7 @@ class Decoder:
 
             def body(state):
                 count, cache, tokens, indices, done, _, picked = state
-                logits, cache = step(weights, cache, tokens, indices)
-                tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+                tokens, cache = greedy_step(weights, cache, tokens, indices)
                 finished = ~done & (jnp.isin(tokens, stops) | (count + 1 >= budgets))
                 picked = picked.at[count].set(tokens)
                 done = done | finished
@@ -184,12 +182,7 @@ class Decoder:
         for source, cast in self._casts:
             if all(a is b for a, b in zip(source, weights, strict=True)):
                 return cast
-        import jax.numpy as jnp
-
-        cast = [
-            w.astype(jnp.bfloat16) if w.ndim >= 2 and jnp.issubdtype(w.dtype, jnp.floating) else w
-            for w in weights
-        ]
+        cast = decoding.cast_matrices(weights, self.decode_dtype)
         self._casts = [*self._casts[-1:], (list(weights), cast)]
         return cast
 
