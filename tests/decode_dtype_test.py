@@ -97,3 +97,24 @@ def test_sample_and_evaluate_decode_in_bfloat16(tmp_path):
         decode_dtype="bfloat16",
     )
     assert (tmp_path / "out" / "comparison.json").exists() and out == str(tmp_path / "out")
+
+
+@pytest.mark.parametrize("quantized", [None, "int8"])
+def test_greedy_tokens_on_the_device_equal_the_argmax_of_the_logits(quantized):
+    """Greedy batches pick `embedding @ hidden.T`'s argmax on the device (or, with a quantized
+    embedding, KerasHub's logits'); both equal the stream, which takes the argmax of the
+    logits on the host, token for token (Gemma 2: soft-capped logits)."""
+    from gemma_tune.evaluation import decoding
+    from gemma_tune.model import quantize
+
+    loaded = model.load("tiny:gemma2", "float32", seed=1)
+    if quantized:
+        quantize.quantize(loaded.backbone, quantized)
+    decoder = generate.Decoder(loaded.causal_lm)
+    index = decoding.tied_embedding_index(loaded.causal_lm, decoder.variables)
+    assert (index is None) == bool(quantized)
+    prompts = _prompts(loaded)
+    batched = decoder.generate(prompts, 10, (), batch_size=3)
+    stream = generate.TokenStream(loaded.causal_lm, bucket=16)
+    assert [b.tolist() for b in batched] == [list(stream.stream(p, 10, ())) for p in prompts]
+    assert len({tuple(b.tolist()) for b in batched}) > 1
