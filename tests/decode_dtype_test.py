@@ -101,9 +101,9 @@ def test_sample_and_evaluate_decode_in_bfloat16(tmp_path):
 
 @pytest.mark.parametrize("quantized", [None, "int8"])
 def test_greedy_tokens_on_the_device_equal_the_argmax_of_the_logits(quantized):
-    """Greedy batches pick `embedding @ hidden.T`'s argmax on the device (or, with a quantized
-    embedding, KerasHub's logits'); both equal the stream, which takes the argmax of the
-    logits on the host, token for token (Gemma 2: soft-capped logits)."""
+    """Greedy batches and the stream pick `embedding @ hidden.T`'s argmax on the device (or,
+    with a quantized embedding, KerasHub's logits'); both equal the host argmax of KerasHub's
+    logits step by step, token for token (Gemma 2: soft-capped logits)."""
     from gemma_tune.evaluation import decoding
     from gemma_tune.model import quantize
 
@@ -114,7 +114,26 @@ def test_greedy_tokens_on_the_device_equal_the_argmax_of_the_logits(quantized):
     index = decoding.tied_embedding_index(loaded.causal_lm, decoder.variables)
     assert (index is None) == bool(quantized)
     prompts = _prompts(loaded)
+    expected = _host_greedy(decoder, prompts, 10)
+    assert len({tuple(e) for e in expected}) > 1
     batched = decoder.generate(prompts, 10, (), batch_size=3)
+    assert [b.tolist() for b in batched] == expected
     stream = generate.TokenStream(loaded.causal_lm, bucket=16)
-    assert [b.tolist() for b in batched] == [list(stream.stream(p, 10, ())) for p in prompts]
-    assert len({tuple(b.tolist()) for b in batched}) > 1
+    assert [list(stream.stream(p, 10, ())) for p in prompts] == expected
+
+
+def _host_greedy(decoder, prompts, steps):
+    """Greedy answers from the decoder's logits step (KerasHub's logits), argmax on the host."""
+    token_ids = decoder._padded(prompts)
+    weights = decoder.current_weights()
+    cache = decoder._prefill(weights, token_ids, token_ids.shape[1] + decoder.bucket)
+    indices = np.array([len(p) - 1 for p in prompts], np.int32)
+    tokens = token_ids[np.arange(len(prompts)), indices]
+    answers = [[] for _ in prompts]
+    for _ in range(steps):
+        logits, cache = decoder._step(weights, cache, tokens, indices)
+        tokens = np.argmax(np.asarray(logits), axis=-1).astype(np.int32)
+        for answer, token in zip(answers, tokens.tolist(), strict=True):
+            answer.append(token)
+        indices = indices + 1
+    return answers

@@ -148,6 +148,7 @@ class Decoder:
 
         self._prefill = jax.jit(prefill, static_argnums=2)
         self._step = jax.jit(step, donate_argnums=1)
+        self._greedy_step = jax.jit(greedy_step, donate_argnums=1)
         self._greedy_steps = jax.jit(greedy_steps, static_argnums=7, donate_argnums=1)
         self._fill = jax.jit(fill, static_argnums=4, donate_argnums=1)
         # Decode steps the last `generate` took (a measure of the slots' effect).
@@ -221,11 +222,15 @@ class Decoder:
         stopped = np.zeros(len(prompts), bool)
         stops = np.array(stop_token_ids or (-1,), np.int32)
         for _ in range(max_new_tokens):
-            logits, cache = self._step(weights, cache, tokens, indices)
-            logits = np.asarray(logits)
-            tokens = np.array(
-                [pick_token(row, temperature, top_k, top_p, rng) for row in logits], np.int32
-            )
+            if temperature <= 0:  # the argmax on the device, as `generate` takes it
+                tokens, cache = self._greedy_step(weights, cache, tokens, indices)
+                tokens = np.asarray(tokens)
+            else:
+                logits, cache = self._step(weights, cache, tokens, indices)
+                logits = np.asarray(logits)
+                tokens = np.array(
+                    [pick_token(row, temperature, top_k, top_p, rng) for row in logits], np.int32
+                )
             stopped = stopped | np.isin(tokens, stops)
             yield tokens, stopped
             if stopped.all():
