@@ -115,14 +115,17 @@ class Run:
         top_p: float = 1.0,
         seed: int = 0,
         images: Sequence[str] = (),
+        decode_dtype: str = "float32",
     ) -> str:
         """The tuned model's answer to `prompt` in the run's chat template (`base=True`: the
         model before tuning). Greedy by default; the model loads on first use and stays.
         `images`: image files put before the prompt, for a model that reads images
-        (`docs/vision.md`), as `sample --image` does.
+        (`docs/vision.md`), as `sample --image` does. `decode_dtype`: "bfloat16" decodes with
+        bfloat16 weight matrices, as `sample --decode_dtype` does.
 
         Raises:
-          ValueError: an image that cannot be read, or images for a model that reads none.
+          ValueError: an image that cannot be read, images for a model that reads none, or
+            an unknown `decode_dtype`.
         """
         from gemma_tune import sample
 
@@ -137,6 +140,7 @@ class Run:
                 dtype=config["model"]["dtype"],
             )
         chat = self._chat
+        chat.set_decode_dtype(decode_dtype)
         weights = chat.base_weights if base else chat.tuned_weights
         opened = sample.read_images(list(images))
         if opened and chat.template.image_inputs is None:
@@ -153,11 +157,18 @@ class Run:
             seed=seed,
         )
 
-    def evaluate(self, data=None, *, limit: int | None = None, out: str | None = None) -> dict:
+    def evaluate(
+        self,
+        data=None,
+        *,
+        limit: int | None = None,
+        out: str | None = None,
+        decode_dtype: str = "float32",
+    ) -> dict:
         """Answers and scores the base and the tuned model on `data` (a path, rows or a
         `datasets.Dataset`; default the run's validation split), writes the report into `out`
         (default `RUN_DIR/evaluations/<time>`) and returns the comparison (`comparison.json`:
-        per-system means, losses, examples)."""
+        per-system means, losses, examples). `decode_dtype` as `evaluate --decode_dtype`."""
         from gemma_tune.evaluation import run_evaluation
 
         directory = run_evaluation.evaluate(
@@ -165,6 +176,7 @@ class Run:
             data=None if data is None else data_path(data),
             limit=limit,
             out=out,
+            decode_dtype=decode_dtype,
         )
         with open(os.path.join(directory, "comparison.json")) as f:
             return json.load(f)

@@ -50,6 +50,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("limit", None, "Evaluate the first N examples (default: eval.limit).")
     flags.DEFINE_integer("max_new_tokens", None, "Longest answer (default: the run's).")
     flags.DEFINE_string("out", None, "Output directory (default RUN_DIR/evaluations/<time>).")
+    flags.DEFINE_string(
+        "decode_dtype", "float32", "float32, or bfloat16 weight matrices for the answers."
+    )
 
 
 def main(argv) -> int:
@@ -60,8 +63,10 @@ def main(argv) -> int:
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from gemma_tune.evaluation import generate
     from gemma_tune.runs import integrity, run_dir
 
+    generate.check_decode_dtype(FLAGS.decode_dtype, "--decode_dtype")
     if FLAGS.run:
         run_dir.read_config(FLAGS.run)  # a missing or damaged run, before any model loads
     if FLAGS.adapter:
@@ -77,6 +82,7 @@ def main(argv) -> int:
             limit=FLAGS.limit,
             max_new_tokens=FLAGS.max_new_tokens,
             out=FLAGS.out,
+            decode_dtype=FLAGS.decode_dtype,
         )
     return 0
 

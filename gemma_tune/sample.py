@@ -40,6 +40,9 @@ flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens (0: all)
 flags.DEFINE_float("top_p", 1.0, "Sample among the most likely tokens up to this mass.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_string("dtype", None, "float32, bfloat16 or auto (default: the run's, else auto).")
+flags.DEFINE_string(
+    "decode_dtype", "float32", "float32, or bfloat16 weight matrices for decoding (faster)."
+)
 flags.DEFINE_multi_string("image", [], "An image file placed before the prompt (repeatable).")
 
 
@@ -78,7 +81,14 @@ def _run_adapter(run: str) -> str:
 class Chat:
     """A loaded model (and optional adapter) that streams answers to prompts."""
 
-    def __init__(self, preset: str, adapter_dir: str | None, seed: int = 0, dtype: str = "auto"):
+    def __init__(
+        self,
+        preset: str,
+        adapter_dir: str | None,
+        seed: int = 0,
+        dtype: str = "auto",
+        decode_dtype: str = "float32",
+    ):
         from gemma_tune import model
         from gemma_tune.evaluation import generate
         from gemma_tune.model import adapters, vision
@@ -92,12 +102,30 @@ class Chat:
         self.template = template.ChatTemplate(
             self.loaded.tokenizer, image_inputs=vision.image_inputs(self.loaded)
         )
+        # The weights as loaded; the stream casts them for decoding (`--decode_dtype`).
         self.tuned_weights = None
-        self.stream = generate.TokenStream(self.loaded.causal_lm)
-        self.base_weights = self.stream.current_weights()  # LoRA factors B are zero: the base
+        self.stream = generate.TokenStream(self.loaded.causal_lm, decode_dtype=decode_dtype)
+        self.base_weights = self.stream.decoder.model_weights()  # LoRA factors B are zero
         if adapter_dir:
             adapters.load(self.loaded.causal_lm, adapter_dir, self.loaded.base_fingerprint)
-            self.tuned_weights = self.stream.current_weights()
+            self.tuned_weights = self.stream.decoder.model_weights()
+
+    @property
+    def decode_dtype(self) -> str:
+        """The dtype of the weight matrices the answers are decoded with."""
+        return self.stream.decoder.decode_dtype
+
+    def set_decode_dtype(self, decode_dtype: str) -> None:
+        """Decodes from now on with `decode_dtype` weight matrices (`generate.DECODE_DTYPES`),
+        the model staying loaded.
+
+        Raises:
+          ValueError: an unknown `decode_dtype`, named.
+        """
+        from gemma_tune.evaluation import generate
+
+        if decode_dtype != self.decode_dtype:
+            self.stream = generate.TokenStream(self.loaded.causal_lm, decode_dtype=decode_dtype)
 
     def prompt_ids(self, text: str, system=None, context=None, raw=False, images=()):
         """Token ids for a user message (chat-templated unless `raw`) and the placed images
@@ -185,8 +213,11 @@ def main(argv) -> None:
         raise app.UsageError("--image needs the chat template; leave out --raw")
     images = read_images(FLAGS.image)
     command_line.import_keras_hub_quietly()
+    from gemma_tune.evaluation import generate
+
+    generate.check_decode_dtype(FLAGS.decode_dtype, "--decode_dtype")
     with console.status_to_stderr():
-        chat = Chat(preset, adapter_dir, seed, FLAGS.dtype or dtype)
+        chat = Chat(preset, adapter_dir, seed, FLAGS.dtype or dtype, FLAGS.decode_dtype)
     if images and chat.template.image_inputs is None:
         raise ValueError(f"--image: {preset} does not read images (docs/vision.md)")
     if FLAGS.prompt is not None:

@@ -63,6 +63,10 @@ def test_finetune_on_rows_returns_the_finished_run(finished):
     assert isinstance(answer, str) and isinstance(base, str)
     sampled = [run.generate("Hi", temperature=1.0, seed=s, max_new_tokens=6) for s in (1, 1)]
     assert sampled[0] == sampled[1]  # seeded
+    half = run.generate("What is 3 plus one?", max_new_tokens=6, decode_dtype="bfloat16")
+    assert isinstance(half, str) and run._chat.decode_dtype == "bfloat16"
+    with pytest.raises(ValueError, match="decode_dtype='int3'"):
+        run.generate("Hi", decode_dtype="int3")
     with pytest.raises(ValueError, match="images: tiny:gemma3 does not read images"):
         run.generate("What is in it?", images=[_picture(workdir)])
 

@@ -96,6 +96,35 @@ def test_finished_rows_free_their_slot_and_answers_do_not_change(architecture):
     assert decoder.last_decode_steps < fixed, (decoder.last_decode_steps, fixed)
 
 
+@pytest.mark.parametrize("architecture", ["gemma2", "gemma4"])
+def test_scheduled_greedy_answers_equal_one_at_a_time(architecture):
+    """Seven greedy prompts through two slots, answers longer than one compiled greedy call:
+    each answer equals the one the per-token stream gives that prompt alone, token for token,
+    and rows that stop early free their slot (fewer steps than fixed batches of two)."""
+    loaded = model.load(f"tiny:{architecture}", "float32", seed=1)
+    chat_template = template.ChatTemplate(loaded.tokenizer)
+    words = ["Hi", "the cat sees old books", "What color is the sky?", "red", "Repeat: blue sky"]
+    prompts = [_prompt(chat_template, text) for text in words + ["green apples", "Tell me"]]
+    new_tokens = generate.GREEDY_CHUNK + 8
+    decoder = generate.decoder_for(loaded.causal_lm)
+    free = [a.tolist() for a in decoder.generate(prompts, new_tokens, (), batch_size=7)]
+
+    def lengths_with(stop):
+        return [answer.index(stop) if stop in answer else new_tokens for answer in free]
+
+    # The stop token that ends the answers at the most different lengths.
+    stop = max(sorted(set(sum(free, []))), key=lambda token: len(set(lengths_with(token))))
+    lengths = lengths_with(stop)
+    assert min(lengths) < new_tokens and len(set(lengths)) > 2, lengths
+    stream = generate.TokenStream(loaded.causal_lm, bucket=16)
+    alone = [list(stream.stream(p, new_tokens, stop_token_ids=(stop,))) for p in prompts]
+    slotted = decoder.generate(prompts, new_tokens, (stop,), batch_size=2)
+    assert [s.tolist() for s in slotted] == alone
+    assert [len(a) for a in alone] == lengths
+    fixed = sum(max(min(n + 1, new_tokens) for n in lengths[i : i + 2]) for i in range(0, 7, 2))
+    assert decoder.last_decode_steps < fixed, (decoder.last_decode_steps, fixed)
+
+
 @pytest.mark.parametrize("architecture", ["gemma1", "gemma3"])
 def test_stream_matches_batched_greedy_generation(architecture):
     loaded = model.load(f"tiny:{architecture}", "float32", seed=1)

@@ -39,9 +39,18 @@ def variants(examples, retriever=None, top_k: int = 0) -> dict[str, list]:
     return {"": without, CONTEXT: retrieval.attach_context(without, retriever, top_k)}
 
 
-def answer_variants(causal_lm, chat_template, prompt_variants, label, max_new_tokens, batch_size):
+def answer_variants(
+    causal_lm,
+    chat_template,
+    prompt_variants,
+    label,
+    max_new_tokens,
+    batch_size,
+    decode_dtype: str = "float32",
+):
     """Greedy answers of the model as it is now to every variant; keys are system names
-    (`label` + the variant's suffix, e.g. "tuned+context"), as the comparison scores them."""
+    (`label` + the variant's suffix, e.g. "tuned+context"), as the comparison scores them.
+    `decode_dtype`: the weight matrices' dtype for decoding (`generate.DECODE_DTYPES`)."""
     from gemma_tune.evaluation import samples
 
     answers = {}
@@ -49,18 +58,21 @@ def answer_variants(causal_lm, chat_template, prompt_variants, label, max_new_to
         name = f"{label}{suffix}"
         print(f"Generating {len(examples)} {name} answers ...", flush=True)
         answers[name] = samples.generate_texts(
-            causal_lm, chat_template, examples, max_new_tokens, batch_size=batch_size
+            causal_lm, chat_template, examples, max_new_tokens, batch_size, decode_dtype
         )
     return answers
 
 
-def answer_prompts(causal_lm, chat_template, prompts, max_new_tokens, batch_size) -> list[str]:
+def answer_prompts(
+    causal_lm, chat_template, prompts, max_new_tokens, batch_size, decode_dtype: str = "float32"
+) -> list[str]:
     """Greedy answers to free-form prompts (an experiment's fixed qualitative prompts), which
     have no reference answer and are shown, not scored."""
     from gemma_tune.evaluation import samples
 
+    examples = prompt_examples(prompts)
     return samples.generate_texts(
-        causal_lm, chat_template, prompt_examples(prompts), max_new_tokens, batch_size=batch_size
+        causal_lm, chat_template, examples, max_new_tokens, batch_size, decode_dtype
     )
 
 

@@ -26,7 +26,16 @@ from collections.abc import Iterator
 import numpy as np
 import tqdm.auto
 
+from gemma_tune.evaluation import decoding
 from gemma_tune.model import families, keras_compat, vision
+
+# The `decode_dtype` values and their check (`decoding`), named here for callers.
+DECODE_DTYPES = decoding.DECODE_DTYPES
+check_decode_dtype = decoding.check_decode_dtype
+
+# Greedy decoding runs up to this many steps per compiled call (`Decoder._greedy_steps`),
+# returning early when a row finishes and its slot can take the next prompt.
+GREEDY_CHUNK = 32
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -43,17 +52,26 @@ class Decoder:
     Args:
       causal_lm: a KerasHub Gemma/Gemma3 CausalLM (any preprocessor is ignored).
       bucket: prompt and cache widths are multiples of this.
+      decode_dtype: "float32" (the weights as they are) or "bfloat16" (weight matrices cast
+        to bfloat16 for decoding; each layer computes in the model's own dtype).
+
+    Raises:
+      ValueError: an unknown `decode_dtype`, named.
     """
 
-    def __init__(self, causal_lm, bucket: int = 32):
+    def __init__(self, causal_lm, bucket: int = 32, decode_dtype: str = "float32"):
         import jax
         import jax.numpy as jnp
         import keras
 
+        self.decode_dtype = check_decode_dtype(decode_dtype)
+        # The last two weight lists cast for decoding (base and tuned, say): (source, cast).
+        self._casts: list[tuple[list, list]] = []
         self.causal_lm = causal_lm
         self._cache_arguments = families.of_backbone(causal_lm.backbone).cache_arguments
         self.bucket = bucket
         self.variables = list(causal_lm.variables)
+        embedding_index = decoding.tied_embedding_index(causal_lm, self.variables)
 
         def bind(weights):
             return keras.StatelessScope(
@@ -75,16 +93,26 @@ class Decoder:
                 _, _, cache = causal_lm.call_with_cache(token_ids, cache, 0, **extra)
             return cache
 
-        def step(weights, cache, tokens, indices):
+        def step(weights, cache, tokens, indices, hidden=False):
+            # Each row's float32 logits (or, with `hidden`, final hidden states) after its
+            # token, written into its cache at its own index.
             def one_row(token, row_cache, index):
                 row_cache = jax.tree.map(lambda leaf: leaf[None], row_cache)
-                logits, _, row_cache = causal_lm.call_with_cache(
+                logits, hidden_states, row_cache = causal_lm.call_with_cache(
                     token[None, None], row_cache, index
                 )
-                return logits[0, 0].astype("float32"), jax.tree.map(lambda x: x[0], row_cache)
+                out = hidden_states[0, 0] if hidden else logits[0, 0].astype("float32")
+                return out, jax.tree.map(lambda x: x[0], row_cache)
 
             with bind(weights):
                 return jax.vmap(one_row)(tokens, cache, indices)
+
+        def greedy_step(weights, cache, tokens, indices):
+            if embedding_index is None:
+                logits, cache = step(weights, cache, tokens, indices)
+                return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
+            hidden, cache = step(weights, cache, tokens, indices, hidden=True)
+            return decoding.greedy_tokens(hidden, weights[embedding_index]), cache
 
         def fill(weights, cache, slot, token_ids, width, image_arrays=None):
             # One prompt prefilled alone, written into row `slot` of the batch's cache.
@@ -95,8 +123,33 @@ class Decoder:
                 row,
             )
 
+        def greedy_steps(weights, cache, tokens, indices, budgets, exit_on_any, stops, chunk):
+            # Up to `chunk` greedy steps in one call, the argmax taken on the device: each
+            # step's tokens go into `picked[step]`; a row is done at a stop token or when it
+            # has produced its `budget` tokens (0: an idle row). It returns early when every
+            # row is done, or, with `exit_on_any`, when any row finished (its slot can take
+            # the next prompt). A done row keeps decoding into its own slot, unread.
+            def cond(state):
+                count, _, _, _, done, finished_any, _ = state
+                return (count < chunk) & ~jnp.all(done) & ~(exit_on_any & finished_any)
+
+            def body(state):
+                count, cache, tokens, indices, done, _, picked = state
+                tokens, cache = greedy_step(weights, cache, tokens, indices)
+                finished = ~done & (jnp.isin(tokens, stops) | (count + 1 >= budgets))
+                picked = picked.at[count].set(tokens)
+                done = done | finished
+                return count + 1, cache, tokens, indices + 1, done, finished.any(), picked
+
+            picked = jnp.zeros((chunk, tokens.shape[0]), jnp.int32)
+            state = (0, cache, tokens, indices, budgets <= 0, False, picked)
+            count, cache, *_, picked = jax.lax.while_loop(cond, body, state)
+            return picked, count, cache
+
         self._prefill = jax.jit(prefill, static_argnums=2)
         self._step = jax.jit(step, donate_argnums=1)
+        self._greedy_step = jax.jit(greedy_step, donate_argnums=1)
+        self._greedy_steps = jax.jit(greedy_steps, static_argnums=7, donate_argnums=1)
         self._fill = jax.jit(fill, static_argnums=4, donate_argnums=1)
         # Decode steps the last `generate` took (a measure of the slots' effect).
         self.last_decode_steps = 0
@@ -113,9 +166,26 @@ class Decoder:
     def _empty_cache(self, token_ids):
         return keras_compat.build_cache(self.causal_lm, token_ids, self._cache_arguments)
 
-    def current_weights(self) -> list:
-        """The model's current weight values (pass as `weights`)."""
+    def model_weights(self) -> list:
+        """The model's current weight values, as the model holds them."""
         return [v.value for v in self.variables]
+
+    def current_weights(self) -> list:
+        """The model's current weight values cast for decoding (pass as `weights`)."""
+        return self.decode_weights(self.model_weights())
+
+    def decode_weights(self, weights: list) -> list:
+        """`weights` as this decoder reads them: as given for float32; for bfloat16, every
+        floating weight matrix (2 or more dimensions) cast to bfloat16, norms and scales kept.
+        The last two casts are remembered, so passing the same arrays again costs nothing."""
+        if self.decode_dtype == "float32":
+            return weights
+        for source, cast in self._casts:
+            if all(a is b for a, b in zip(source, weights, strict=True)):
+                return cast
+        cast = decoding.cast_matrices(weights, self.decode_dtype)
+        self._casts = [*self._casts[-1:], (list(weights), cast)]
+        return cast
 
     def steps(
         self,
@@ -136,7 +206,7 @@ class Decoder:
         generator seeded with `seed` for the whole batch. `images`: each prompt's placed
         images (module docstring), or None.
         """
-        weights = self.current_weights() if weights is None else weights
+        weights = self.current_weights() if weights is None else self.decode_weights(weights)
         rng = np.random.default_rng(seed)
         lengths = np.array([len(p) for p in prompts], np.int32)
         longest = int(lengths.max())
@@ -152,11 +222,15 @@ class Decoder:
         stopped = np.zeros(len(prompts), bool)
         stops = np.array(stop_token_ids or (-1,), np.int32)
         for _ in range(max_new_tokens):
-            logits, cache = self._step(weights, cache, tokens, indices)
-            logits = np.asarray(logits)
-            tokens = np.array(
-                [pick_token(row, temperature, top_k, top_p, rng) for row in logits], np.int32
-            )
+            if temperature <= 0:  # the argmax on the device, as `generate` takes it
+                tokens, cache = self._greedy_step(weights, cache, tokens, indices)
+                tokens = np.asarray(tokens)
+            else:
+                logits, cache = self._step(weights, cache, tokens, indices)
+                logits = np.asarray(logits)
+                tokens = np.array(
+                    [pick_token(row, temperature, top_k, top_p, rng) for row in logits], np.int32
+                )
             stopped = stopped | np.isin(tokens, stops)
             yield tokens, stopped
             if stopped.all():
@@ -194,9 +268,10 @@ class Decoder:
           progress: called with the number of prompts finished, after each one.
           images: each prompt's placed images (`vision.PlacedImage`s), or None.
         """
-        weights = self.current_weights() if weights is None else weights
+        weights = self.current_weights() if weights is None else self.decode_weights(weights)
         width = _round_up(max(map(len, prompts)) + max_new_tokens, self.bucket)
         stops = set(stop_token_ids)
+        stop_array = np.array(sorted(stops) or [-1], np.int32)
         rngs = [np.random.default_rng([seed, index]) for index in range(len(prompts))]
         queue = list(range(len(prompts)))
         active = queue[:batch_size]
@@ -214,42 +289,73 @@ class Decoder:
         produced: dict[int, list[int]] = {i: [] for i in range(len(prompts))}
         self.last_decode_steps = 0
         while any(index >= 0 for index in active):
-            logits, cache = self._step(weights, cache, tokens, indices)
-            logits = np.asarray(logits)
-            self.last_decode_steps += 1
-            indices = indices + 1
+            if temperature <= 0:
+                budgets = np.array(
+                    [max_new_tokens - len(produced[i]) if i >= 0 else 0 for i in active], np.int32
+                )
+                picked, count, cache = self._greedy_steps(
+                    weights, cache, tokens, indices, budgets, bool(queue), stop_array,
+                    GREEDY_CHUNK,
+                )  # fmt: skip
+                picked = np.asarray(picked)[: int(count)]
+            else:
+                logits, cache = self._step(weights, cache, tokens, indices)
+                logits = np.asarray(logits)
+                picked = np.array(
+                    [
+                        [
+                            pick_token(logits[slot], temperature, top_k, top_p, rngs[index])
+                            if index >= 0
+                            else 0
+                            for slot, index in enumerate(active)
+                        ]
+                    ],
+                    np.int32,
+                )
+            self.last_decode_steps += len(picked)
+            indices = indices + len(picked)
+            tokens = picked[-1].copy()
             for slot, index in enumerate(active):
-                if index < 0:
+                if index < 0 or not _take(picked[:, slot], produced[index], stops, max_new_tokens):
                     continue
-                token = pick_token(logits[slot], temperature, top_k, top_p, rngs[index])
-                if token not in stops:
-                    produced[index].append(token)
-                    tokens[slot] = token
-                if token in stops or len(produced[index]) >= max_new_tokens:
-                    active[slot] = queue.pop(0) if queue else -1
-                    if progress:
-                        progress(1)
-                    if active[slot] >= 0:
-                        prompt = prompts[active[slot]]
-                        row_images = None if images is None else [images[active[slot]]]
-                        ids, image_arrays = self._prefill_inputs(
-                            self._padded([prompt]), row_images, width
-                        )
-                        cache = self._fill(weights, cache, slot, ids, width, image_arrays)
-                        tokens[slot], indices[slot] = prompt[-1], len(prompt) - 1
+                active[slot] = queue.pop(0) if queue else -1
+                if progress:
+                    progress(1)
+                if active[slot] >= 0:
+                    prompt = prompts[active[slot]]
+                    row_images = None if images is None else [images[active[slot]]]
+                    ids, image_arrays = self._prefill_inputs(
+                        self._padded([prompt]), row_images, width
+                    )
+                    cache = self._fill(weights, cache, slot, ids, width, image_arrays)
+                    tokens[slot], indices[slot] = prompt[-1], len(prompt) - 1
         return [np.array(produced[i], np.int32) for i in range(len(prompts))]
+
+
+def _take(picked: np.ndarray, produced: list[int], stops: set, max_new_tokens: int) -> bool:
+    """Appends a row's `picked` tokens to its answer up to its first stop token or its
+    `max_new_tokens`-th token; returns whether the row finished (its slot is free)."""
+    for token in picked.tolist():
+        if token in stops:
+            return True
+        produced.append(token)
+        if len(produced) >= max_new_tokens:
+            return True
+    return False
 
 
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def decoder_for(causal_lm) -> Decoder:
-    """The model's `Decoder`, kept across calls so base and tuned answers share its compiled
-    functions; rebuilt when the model's variables changed (LoRA enabled, say)."""
-    decoder = _DECODERS.get(causal_lm)
+def decoder_for(causal_lm, decode_dtype: str = "float32") -> Decoder:
+    """The model's `Decoder` for `decode_dtype`, kept across calls so base and tuned answers
+    share its compiled functions; rebuilt when the model's variables changed (LoRA enabled,
+    say)."""
+    decoders = _DECODERS.setdefault(causal_lm, {})
+    decoder = decoders.get(decode_dtype)
     variables = list(causal_lm.variables)
     if decoder is None or list(map(id, decoder.variables)) != list(map(id, variables)):
-        decoder = _DECODERS[causal_lm] = Decoder(causal_lm)
+        decoder = decoders[decode_dtype] = Decoder(causal_lm, decode_dtype=decode_dtype)
     return decoder
 
 
@@ -260,6 +366,7 @@ def generate_ids(
     stop_token_ids: tuple[int, ...],
     batch_size: int = 8,
     images: list | None = None,
+    decode_dtype: str = "float32",
     **sampling,
 ) -> list[np.ndarray]:
     """Generates continuations for token-id prompts; returns the new ids of each, stop excluded.
@@ -271,11 +378,16 @@ def generate_ids(
       stop_token_ids: ids that end a sequence.
       batch_size: rows decoded at once; a finished row's slot takes the next prompt.
       images: each prompt's placed images (`ChatTemplate.prompt_images`), or None.
+      decode_dtype: "float32" (default) or "bfloat16" weights for decoding (`Decoder`).
       **sampling: `temperature`, `top_k`, `top_p`, `seed` (greedy by default).
+
+    Raises:
+      ValueError: an unknown `decode_dtype`, named.
     """
+    check_decode_dtype(decode_dtype)
     if not prompts:
         return []
-    decoder = decoder_for(causal_lm)
+    decoder = decoder_for(causal_lm, decode_dtype)
     with tqdm.auto.tqdm(
         total=len(prompts), desc="generate", unit="answer", disable=len(prompts) <= batch_size
     ) as bar:
@@ -295,13 +407,14 @@ class TokenStream:
     Args:
       causal_lm: a KerasHub Gemma/Gemma3 CausalLM.
       bucket: cache widths are multiples of this.
+      decode_dtype: "float32" (default) or "bfloat16" weights for decoding (`Decoder`).
     """
 
-    def __init__(self, causal_lm, bucket: int = 128):
-        self.decoder = Decoder(causal_lm, bucket)
+    def __init__(self, causal_lm, bucket: int = 128, decode_dtype: str = "float32"):
+        self.decoder = Decoder(causal_lm, bucket, decode_dtype)
 
     def current_weights(self) -> list:
-        """The model's current weight values (pass to `stream`)."""
+        """The model's current weight values, cast for decoding (pass to `stream`)."""
         return self.decoder.current_weights()
 
     def stream(

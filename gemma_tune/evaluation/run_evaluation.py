@@ -230,6 +230,7 @@ class Measurements:
     prompts: list[str]
     max_new_tokens: int
     batch_size: int
+    decode_dtype: str = "float32"
     answers: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     losses: dict[str, dict] = dataclasses.field(default_factory=dict)
     free_answers: dict[str, list[str]] = dataclasses.field(default_factory=dict)
@@ -245,18 +246,27 @@ class Measurements:
                 label,
                 self.max_new_tokens,
                 self.batch_size,
+                self.decode_dtype,
             )
         )
         for suffix, items in self.prompt_variants.items():
             self.losses[f"{label}{suffix}"] = self.scorer(items)
         self.free_answers[label] = answers.answer_prompts(
-            causal_lm, template, self.prompts, self.max_new_tokens, self.batch_size
+            causal_lm,
+            template,
+            self.prompts,
+            self.max_new_tokens,
+            self.batch_size,
+            self.decode_dtype,
         )
 
 
-def measure_base_and_tuned(target: Target, prompt_variants, max_new_tokens) -> Measurements:
+def measure_base_and_tuned(
+    target: Target, prompt_variants, max_new_tokens, decode_dtype: str = "float32"
+) -> Measurements:
     """Loads the target's base model, measures it, then (with an adapter) applies the adapter
-    to the same model and measures it again as the tuned system."""
+    to the same model and measures it again as the tuned system; answers are decoded with
+    `decode_dtype` weight matrices."""
     from gemma_tune import model
     from gemma_tune.evaluation import reference_loss
     from gemma_tune.model import adapters, vision
@@ -281,7 +291,14 @@ def measure_base_and_tuned(target: Target, prompt_variants, max_new_tokens) -> M
     prompts = list(config["eval"].get("prompts", []))
     batch_size = config["samples"]["batch_size"]
     measured = Measurements(
-        loaded, chat_template, scorer, prompt_variants, prompts, max_new_tokens, batch_size
+        loaded,
+        chat_template,
+        scorer,
+        prompt_variants,
+        prompts,
+        max_new_tokens,
+        batch_size,
+        decode_dtype,
     )
     measured.measure(BASE)
     if target.adapter:
@@ -302,6 +319,7 @@ def evaluate(
     limit: int | None = None,
     max_new_tokens: int | None = None,
     out: str | None = None,
+    decode_dtype: str = "float32",
 ) -> str:
     """Answers, scores and reports the base model (and the tuned one, when there is an
     adapter) on a run's data or a file; returns the output directory.
@@ -317,14 +335,17 @@ def evaluate(
       max_new_tokens: the longest answer (default: the run's `samples.max_new_tokens`).
       out: the output directory (default `RUN_DIR/evaluations/<timestamp>`; required without
         `run_path`).
+      decode_dtype: "float32" (default) or "bfloat16" weight matrices for generating the
+        answers (`generate.DECODE_DTYPES`; losses are always measured as the model is).
 
     Raises:
       ValueError: for a missing model, data or output directory.
       example.DataError: for bad rows in `data`, before anything is loaded or written.
     """
     from gemma_tune import model
-    from gemma_tune.evaluation import comparison, retrieval
+    from gemma_tune.evaluation import comparison, generate, retrieval
 
+    generate.check_decode_dtype(decode_dtype)
     target = resolve_target(run_path, model_name, adapter, data, out)
     config = target.config
     limit = config["eval"]["limit"] if limit is None else limit
@@ -344,7 +365,7 @@ def evaluate(
     prompt_variants = answers.variants(examples, retriever, top_k)
     run_start.create(target.out)
     run_dir.write_config(target.out, config)
-    measured = measure_base_and_tuned(target, prompt_variants, max_new_tokens)
+    measured = measure_base_and_tuned(target, prompt_variants, max_new_tokens, decode_dtype)
     result = comparison.compare(
         answers.examples_for_scoring(prompt_variants),
         measured.answers,

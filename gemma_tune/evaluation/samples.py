@@ -13,9 +13,10 @@ def generate_texts(
     examples: list[example_lib.Example],
     max_new_tokens: int,
     batch_size: int = 8,
+    decode_dtype: str = "float32",
 ) -> list[str]:
     """Greedy answers of `causal_lm` to each example's prompt (its reference answer left out;
-    its images, on a vision model, seen)."""
+    its images, on a vision model, seen), decoded with `decode_dtype` weight matrices."""
     prompts = [chat_template.encode_prompt(example) for example in examples]
     images = [chat_template.prompt_images(example) for example in examples]
     new_ids = generate.generate_ids(
@@ -25,6 +26,7 @@ def generate_texts(
         stop_token_ids=chat_template.stop_token_ids,
         batch_size=batch_size,
         images=images if any(images) else None,
+        decode_dtype=decode_dtype,
     )
     return [chat_template.decode(ids) for ids in new_ids]
 
