@@ -175,8 +175,10 @@ def test_keras_export_loads_back_with_its_encoder_and_image_converter(tmp_path, 
     reread = our_batch(loaded, picture)
     for key in ("token_ids", "pixel_values", "pixel_position_ids", "vision_indices"):
         np.testing.assert_array_equal(reread[key], batch[key])
-    # LoRA merged into the kernels (float32 rounding): within 1e-4, as the HF export.
-    np.testing.assert_allclose(keras_logits(loaded, reread), expected, atol=1e-4, rtol=0)
+    # LoRA merged into the kernels (float32 rounding): within 1e-4 plus 1e-4 relative. On a
+    # 2-core AVX-512 CPU 3 of 37,632 logits (near 2.0) differ by up to 1.36e-4, with this
+    # code and with the code before the XLA flag and remat changes alike (AVX2: within 1e-4).
+    np.testing.assert_allclose(keras_logits(loaded, reread), expected, atol=1e-4, rtol=1e-4)
 
 
 def bidirectional_model(window: int):
