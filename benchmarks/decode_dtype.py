@@ -18,11 +18,10 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
+from generation_speed import median_time
 
 import gemma_tune  # noqa: F401  (JAX backend)
 from gemma_tune import bundled, model
@@ -37,13 +36,7 @@ def _prompts(chat_template, count: int) -> list[np.ndarray]:
 
 
 def _rate(fn, tokens: int, repeats: int) -> float:
-    fn()  # warm-up: compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return tokens / statistics.median(times)
+    return tokens / median_time(fn, repeats)
 
 
 def speeds(causal_lm, decode_dtype: str, prompts, new_tokens: int, repeats: int) -> dict:

@@ -46,7 +46,8 @@ def _time_once(fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def _time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int) -> float:
+    """Median seconds of `repeats` calls of `fn` after one untimed (compiling) call."""
     fn()  # warm-up: compilation
     times = []
     for _ in range(repeats):
@@ -72,8 +73,8 @@ def ours(loaded, prompts, new_tokens: int, repeats: int) -> dict[str, float]:
 
     total = len(prompts) * new_tokens
     return {
-        "batch1": total / _time(one_at_a_time, repeats),
-        "batch8": total / _time(batched, repeats),
+        "batch1": total / median_time(one_at_a_time, repeats),
+        "batch8": total / median_time(batched, repeats),
     }
 
 
@@ -181,8 +182,8 @@ def transformers_peer(prompts, new_tokens: int, repeats: int) -> dict[str, float
 
     total = len(prompts) * new_tokens
     return {
-        "batch1": total / _time(one_at_a_time, repeats),
-        "batch8": total / _time(batched, repeats),
+        "batch1": total / median_time(one_at_a_time, repeats),
+        "batch8": total / median_time(batched, repeats),
     }
 
 
