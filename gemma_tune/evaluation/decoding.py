@@ -58,7 +58,7 @@ def tied_embedding_index(causal_lm, variables: list) -> int | None:
 def greedy_tokens(hidden, embedding):
     """The most likely next token of each row: `hidden` `[rows, dim]` final hidden states,
     `embedding` `[vocab, dim]`; int32 `[rows]`."""
-    import jax.numpy as jnp
+    from gemma_tune.training import vocab_tiled_head
 
-    scores = embedding.astype(hidden.dtype) @ hidden.T
-    return jnp.argmax(scores, axis=0).astype(jnp.int32)
+    scores = (embedding.astype(hidden.dtype) @ hidden.T).T  # [rows, vocab]
+    return vocab_tiled_head.first_index_of(scores, scores.max(axis=-1))

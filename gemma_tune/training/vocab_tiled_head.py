@@ -116,12 +116,12 @@ def _blocks(vocabulary: int, block: int):
     return vocabulary // block, vocabulary % block
 
 
-def _first_index_of(logits, maxima):
+def first_index_of(logits, maxima):
     """`jnp.argmax(logits, axis=-1)` (the first index on ties) given each row's maximum: the
     smallest column holding it. XLA:CPU runs `argmax` as a reduction over (value, index) pairs
     that it does not vectorize, which took 12% of a Gemma 3 270M training step; this is a
     comparison and a plain minimum, 5-7x faster (`benchmarks/RESULTS.md`, "Where the step's
-    time goes")."""
+    time goes"). Greedy decoding picks its tokens with it too (`evaluation.decoding`)."""
     columns = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
     return jnp.min(jnp.where(logits == maxima[..., None], columns, logits.shape[-1]), axis=-1)
 
@@ -137,7 +137,7 @@ def _chunk_forward(chunk_hidden, embeddings, scale, soft_cap, block, with_expect
         running_max, running_sum, best, expectation = carry
         logits, slope, table = _tile(chunk_hidden, embeddings, scale, start, size, soft_cap)
         block_max = jnp.max(logits, axis=-1)
-        block_best = _first_index_of(logits, block_max) + start
+        block_best = first_index_of(logits, block_max) + start
         new_max = jnp.maximum(running_max, block_max)
         rescale = jnp.exp(running_max - new_max)
         probabilities = jnp.exp(logits - new_max[:, None])
