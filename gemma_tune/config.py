@@ -138,7 +138,8 @@ def base_config() -> ml_collections.ConfigDict:
     # a preference format: auto, csv, trl, trl_implicit, openai_preference, vertex_preference.
     config.dpo = ml_collections.ConfigDict()
     config.dpo.beta = 0.1  # how far from the reference model the rewards pull
-    config.dpo.loss = "sigmoid"  # sigmoid (DPO) | robust (rDPO) | ipo | simpo (no reference)
+    # sigmoid (DPO) | robust (rDPO) | ipo | simpo (no reference) | sft (the chosen answers' NLL)
+    config.dpo.loss = "sigmoid"
     config.dpo.label_smoothing = 0.0  # the share of pairs assumed mislabelled (sigmoid, robust)
     config.dpo.simpo_gamma = 0.5  # SimPO's target reward margin
     # Weight of the chosen answers' per-token NLL added to the loss (RPO; TRL's rpo_alpha)

@@ -32,13 +32,15 @@ class _Accelerator:
     gather_for_metrics = gather
 
 
-def _trl_trainer(beta, loss_type, label_smoothing):
-    """A DPOTrainer with only the attributes `_compute_loss` reads (no model, no dataset)."""
+def _trl_trainer(beta, loss_type, label_smoothing, loss_weights=None):
+    """A DPOTrainer with only the attributes `_compute_loss` reads (no model, no dataset);
+    `loss_type` a name or a list of names combined with `loss_weights`."""
+    loss_types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
     trainer = object.__new__(trl.DPOTrainer)
     trainer.__dict__.update(
         beta=beta,
-        loss_types=[loss_type],
-        loss_weights=[1.0],
+        loss_types=loss_types,
+        loss_weights=loss_weights or [1.0] * len(loss_types),
         label_smoothing=label_smoothing,
         f_divergence_type="reverse_kl",
         ld_alpha=None,
@@ -54,24 +56,28 @@ def _trl_trainer(beta, loss_type, label_smoothing):
     return trainer
 
 
-def _problem(seed, pairs=PAIRS):
+def _problem(seed, pairs=PAIRS, chosen_length=None):
     """Per-token log-probabilities of 2 * pairs rows (chosen rows, then rejected rows, TRL's
-    layout), answer masks of varied lengths, and reference sums."""
+    layout), answer masks of varied lengths (every chosen answer `chosen_length` tokens if
+    given), and reference sums."""
     rng = np.random.default_rng(seed)
     completion_mask = np.zeros((2 * pairs, LENGTH), np.int64)
     for row in range(2 * pairs):
         start = rng.integers(2, 5)
-        completion_mask[row, start : start + rng.integers(1, LENGTH - start)] = 1
+        length = rng.integers(1, LENGTH - start)
+        if chosen_length and row < pairs:
+            length = chosen_length
+        completion_mask[row, start : start + length] = 1
     token_log_probs = -rng.gamma(2.0, 1.0, (2 * pairs, LENGTH - 1)) * completion_mask[:, 1:]
     reference = token_log_probs.sum(axis=1) + rng.normal(0, 1.5, 2 * pairs)
     return completion_mask, token_log_probs, reference
 
 
-def _trl_loss(problem, beta, loss_type, label_smoothing):
+def _trl_loss(problem, beta, loss_type, label_smoothing, loss_weights=None):
     completion_mask, token_log_probs, reference = problem
     rows = pairs = len(completion_mask)
     pairs //= 2
-    trainer = _trl_trainer(beta, loss_type, label_smoothing)
+    trainer = _trl_trainer(beta, loss_type, label_smoothing, loss_weights)
     leaf = torch.tensor(token_log_probs, dtype=torch.float64, requires_grad=True)
     shift = torch.tensor(completion_mask[:, 1:], dtype=torch.float64)
 
@@ -100,7 +106,7 @@ def _trl_loss(problem, beta, loss_type, label_smoothing):
     return float(loss.detach()), row_grad, metrics
 
 
-def _our_loss(problem, beta, loss_type, label_smoothing):
+def _our_loss(problem, beta, loss_type, label_smoothing, rpo_alpha=0.0):
     completion_mask, token_log_probs, reference = problem
     pairs = len(completion_mask) // 2
     policy = jnp.asarray(token_log_probs.sum(axis=1), jnp.float32)
@@ -116,6 +122,7 @@ def _our_loss(problem, beta, loss_type, label_smoothing):
             beta=beta,
             loss_type=loss_type,
             label_smoothing=label_smoothing,
+            rpo_alpha=rpo_alpha,
             chosen_tokens=tokens[:pairs],
             rejected_tokens=tokens[pairs:],
         )
@@ -139,6 +146,25 @@ def test_loss_rewards_and_gradient_equal_trl(loss_type, label_smoothing, beta):
         assert set(metrics) <= set(trl_metrics)
         for name, got in metrics.items():
             np.testing.assert_allclose(got, trl_metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "trl_losses, trl_weights, loss_type, rpo_alpha",
+    [(["sft"], [1.0], "sft", 0.0), (["sigmoid", "sft"], [1.0, 0.5], "sigmoid", 0.5)],
+)
+def test_sft_loss_and_rpo_equal_trl_sft_loss_type(trl_losses, trl_weights, loss_type, rpo_alpha):
+    """`dpo.loss=sft` and `dpo.rpo_alpha` against TRL's `sft` loss type, alone and weighted
+    beside `sigmoid`: TRL averages the NLL over the batch's chosen tokens, gemma_tune per pair,
+    equal when every chosen answer is as long (the problems here)."""
+    for seed in range(3):
+        problem = _problem(seed, chosen_length=3 + seed)
+        trl_value, trl_grad, trl_metrics = _trl_loss(problem, 0.1, trl_losses, 0.0, trl_weights)
+        value, grad, metrics = _our_loss(problem, 0.1, loss_type, 0.0, rpo_alpha)
+        np.testing.assert_allclose(value, trl_value, rtol=1e-5)
+        np.testing.assert_allclose(grad, trl_grad, rtol=1e-4, atol=1e-7)
+        for name, got in metrics.items():
+            np.testing.assert_allclose(got, trl_metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        assert np.all(grad[PAIRS:] == 0) == (loss_type == "sft")
 
 
 def test_cdpo_label_smoothing_equals_trl_smoothed_sigmoid_form():

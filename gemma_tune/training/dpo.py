@@ -15,6 +15,10 @@ under the policy being tuned and `ref` the same under the reference model:
            the unbiased loss under flipped labels (Chowdhury et al. 2024, rDPO; TRL `robust`)
   ipo      (delta_per_token - 1 / (2 beta))^2, IPO (Azar et al. 2023) with each log-ratio
            divided by its answer's token count, as TRL's `ipo` does (the IPO authors' form)
+  sft      -logp(chosen) / tokens(chosen): supervised tuning on the chosen answers alone, the
+           rejected ones unused (TRL's `sft` loss type). The control that tells what the
+           preference term adds: same pairs, steps and schedule, and the same rewards and
+           margins watched against the reference
 
   simpo    -(1 - e) log sigmoid(beta * (avg(chosen) - avg(rejected)) - gamma) - e log
            sigmoid(-(...)), SimPO (Meng et al. 2024): `avg` the policy's mean log-probability
@@ -23,8 +27,10 @@ under the policy being tuned and `ref` the same under the reference model:
 With `rpo_alpha` a > 0 every loss adds a times the chosen answer's negative log-likelihood per
 token, -logp(chosen) / tokens(chosen): RPO (Pang et al. 2024, "Iterative Reasoning Preference
 Optimization"; TRL's `rpo_alpha`), which keeps DPO from lowering the chosen answers'
-likelihood along with the rejected ones'. TRL averages that term over all the batch's chosen
-tokens, the paper (and gemma_tune) per pair: the two agree when the answers are equally long.
+likelihood along with the rejected ones'. TRL 1.x writes it as a second loss type,
+`loss_type=["sigmoid", "sft"]` with `loss_weights=[1, a]` (its `rpo_alpha` before 1.0), and
+averages the NLL over all the batch's chosen tokens, the paper (and gemma_tune) per pair: the
+two agree when the chosen answers are equally long.
 
 These equal TRL's losses for the same log-probabilities: `DPOTrainer`'s, and for `simpo`
 `CPOTrainer`'s (tests/dpo_parity_test.py).
@@ -46,11 +52,13 @@ import jax.numpy as jnp
 
 from gemma_tune.training import pair_batches
 
-LOSS_TYPES = ("sigmoid", "robust", "ipo", "simpo")
+LOSS_TYPES = ("sigmoid", "robust", "ipo", "simpo", "sft")
 # Losses that need no reference log-probabilities: the reference pass is skipped for them.
 REFERENCE_FREE = frozenset({"simpo"})
 # The losses that read each answer's token count.
-PER_TOKEN = frozenset({"ipo", "simpo"})
+PER_TOKEN = frozenset({"ipo", "simpo", "sft"})
+# Losses without label smoothing.
+UNSMOOTHED = frozenset({"ipo", "sft"})
 
 
 def check_settings(
@@ -71,9 +79,9 @@ def check_settings(
         raise ValueError(f"dpo beta must be > 0, got {beta}")
     if not 0 <= label_smoothing < 0.5:
         raise ValueError(f"dpo label_smoothing must be in [0, 0.5), got {label_smoothing}")
-    if loss_type == "ipo" and label_smoothing:
+    if loss_type in UNSMOOTHED and label_smoothing:
         raise ValueError(
-            "dpo label_smoothing applies to the sigmoid, robust and simpo losses, not ipo"
+            f"dpo label_smoothing applies to the sigmoid, robust and simpo losses, not {loss_type}"
         )
     if simpo_gamma < 0:
         raise ValueError(f"dpo simpo_gamma must be >= 0, got {simpo_gamma}")
@@ -159,6 +167,8 @@ def _preference_losses(
     simpo_gamma,
 ):
     """`pair_losses` without the RPO term: the preference loss `loss_type` names."""
+    if loss_type == "sft":
+        return -_per_token(policy_chosen, chosen_tokens, loss_type)
     if loss_type in REFERENCE_FREE:
         delta = _per_token(policy_chosen, chosen_tokens, loss_type) - _per_token(
             policy_rejected, rejected_tokens, loss_type
