@@ -164,11 +164,14 @@ class Run:
         limit: int | None = None,
         out: str | None = None,
         decode_dtype: str = "float32",
+        sample_temperature: float | None = None,
     ) -> dict:
         """Answers and scores the base and the tuned model on `data` (a path, rows or a
         `datasets.Dataset`; default the run's validation split), writes the report into `out`
         (default `RUN_DIR/evaluations/<time>`) and returns the comparison (`comparison.json`:
-        per-system means, losses, examples). `decode_dtype` as `evaluate --decode_dtype`."""
+        per-system means, losses, examples). `decode_dtype` and `sample_temperature` (> 0:
+        also one sampled answer per prompt, systems base+sampled and tuned+sampled) as
+        `evaluate --decode_dtype` and `--sample_temperature`."""
         from gemma_tune.evaluation import run_evaluation
 
         directory = run_evaluation.evaluate(
@@ -177,6 +180,7 @@ class Run:
             limit=limit,
             out=out,
             decode_dtype=decode_dtype,
+            sample_temperature=sample_temperature,
         )
         with open(os.path.join(directory, "comparison.json")) as f:
             return json.load(f)

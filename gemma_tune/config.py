@@ -154,6 +154,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.limit = 50  # validation examples scored base vs tuned; 0 disables
     config.eval.primary_metric = "token_f1"  # orders the report's per-example table
     config.eval.prompts = []  # fixed prompts always answered base vs tuned (qualitative check)
+    # > 0: base and tuned also answer every held-out prompt once by sampling at this temperature
+    # (systems base+sampled, tuned+sampled): what users get when they sample, not just greedily.
+    config.eval.sample_temperature = 0.0
+    config.eval.sample_top_p = 0.9  # nucleus mass of those samples
 
     # Devices: a ("data", "model") mesh (`gemma_tune.training.sharding`); 1 x 1 is one device, -1 on
     # one axis takes all the devices the other leaves.

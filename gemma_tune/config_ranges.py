@@ -197,6 +197,8 @@ RANGES: dict[str, Range] = {
     "samples.max_new_tokens": at_least(1),
     "samples.batch_size": at_least(1),
     "eval.limit": Range(">= 0 (0: no scoring)", at_least(0).holds),
+    "eval.sample_temperature": Range(">= 0 (0: greedy answers only)", at_least(0).holds),
+    "eval.sample_top_p": Range("in (0, 1]", lambda v: _number(v) and 0 < v <= 1),
     "mesh.data": devices(),
     "mesh.model": devices(),
     "mesh.num_processes": Range(">= 0 (0: from the environment)", at_least(0).holds),

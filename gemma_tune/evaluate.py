@@ -5,6 +5,7 @@
     python -m gemma_tune.evaluate --run=RUN_DIR --data=more_questions.jsonl
     python -m gemma_tune.evaluate --model=gemma3_270m_gguf --adapter=RUN_DIR/adapter --data=qa.csv
     python -m gemma_tune.evaluate --model=gemma3_270m_gguf --data=qa.jsonl   # a base model alone
+    python -m gemma_tune.evaluate --run=RUN_DIR --sample_temperature=1.0     # + one sampled answer
 
 Generates greedy answers, in batches, with the base model and the tuned one (the same model
 with its LoRA adapter), scores them against the references (ROUGE-1/2/L precision, recall and
@@ -12,7 +13,10 @@ F1 with Google's rouge-score, SQuAD-style exact match and token F1, answer lengt
 loss and perplexity on the reference responses, samples the experiment's fixed qualitative
 prompts, and writes `comparison.json`, `report.html` and `report.md` to `--out` (default:
 `RUN_DIR/evaluations/<timestamp>`). With `retrieval.corpus` set in the run's experiment, each
-model also answers with retrieved passages: base, base+context, tuned, tuned+context.
+model also answers with retrieved passages: base, base+context, tuned, tuned+context. With
+`--sample_temperature` > 0 (or the run's `eval.sample_temperature`) each model also answers
+every prompt once by sampling (`--sample_top_p`; the run's seed), as base+sampled and
+tuned+sampled.
 
 Training runs the same evaluation at its end (`eval.limit` > 0), from the same functions
 (`gemma_tune.evaluation.run_evaluation`); this module is only the command line. From Python (a
@@ -53,6 +57,14 @@ def define_flags() -> None:
     flags.DEFINE_string(
         "decode_dtype", "float32", "float32, or bfloat16 weight matrices for the answers."
     )
+    flags.DEFINE_float(
+        "sample_temperature",
+        None,
+        "> 0: also one sampled answer per prompt (default: the run's eval.sample_temperature).",
+    )
+    flags.DEFINE_float(
+        "sample_top_p", None, "Nucleus mass of those samples (default: the run's, else 0.9)."
+    )
 
 
 def main(argv) -> int:
@@ -83,6 +95,8 @@ def main(argv) -> int:
             max_new_tokens=FLAGS.max_new_tokens,
             out=FLAGS.out,
             decode_dtype=FLAGS.decode_dtype,
+            sample_temperature=FLAGS.sample_temperature,
+            sample_top_p=FLAGS.sample_top_p,
         )
     return 0
 

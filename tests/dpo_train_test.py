@@ -17,10 +17,15 @@ import pytest
 from gemma_tune import config as config_lib
 from gemma_tune import train
 from gemma_tune.data import preference_sources
-from gemma_tune.evaluation import preference_scores
+from gemma_tune.evaluation import preference_scores, run_evaluation
 from gemma_tune.model import prepare
 from gemma_tune.runs import reference_logps, run_dir, tuned_run
 from gemma_tune.training import pair_encoding, template
+
+
+def _json(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def _records(run_path):
@@ -121,6 +126,17 @@ def test_init_from_starts_dpo_from_a_supervised_run_whose_model_is_the_reference
     chosen, _ = _scores(tuned, config, validation_pairs)
     reference = reference_logps.read_reference(run_path)
     np.testing.assert_allclose(reference["validation_chosen"], chosen, atol=2e-4)
+    # Evaluating the DPO run afterwards compares against the supervised model it started
+    # from, as its training did: the same base and tuned answers.
+    during = _json(os.path.join(run_path, run_dir.COMPARISON))
+    again_path = run_evaluation.evaluate(run_path, out=str(tmp_path / "evaluation"))
+    again = _json(os.path.join(again_path, run_dir.COMPARISON))
+    assert [item["answers"] for item in again["examples"]] == [
+        item["answers"] for item in during["examples"]
+    ]
+    own_adapter = os.path.join(run_path, "adapter")
+    by_hand = run_evaluation.resolve_target(run_path, None, own_adapter, None, "x")
+    assert by_hand.base_adapter is None  # an adapter given by hand: the pretrained base
 
     with pytest.raises(ValueError, match=r"train.init_from=.*shape"):
         _run(tmp_path, "wrong_rank", f"train.init_from={sft}", "lora.rank=4")

@@ -1,16 +1,19 @@
-"""The answers an evaluation compares: every system's greedy answers to the same prompts.
+"""The answers an evaluation compares: every system's answers to the same prompts.
 
 A system is a model state (`BASE` before tuning, `TUNED` after) and a prompt variant: the
 examples as given (suffix ""), and with a retriever also without any context ("") and with the
-retrieved passages (`CONTEXT`, "+context"). Training's evaluation and `python -m
-gemma_tune.evaluate` both generate through here, so their answers are the same.
+retrieved passages (`CONTEXT`, "+context"). Answers are greedy; with `eval.sample_temperature`
+> 0 each model also answers the main variant's prompts once by sampling (`SAMPLED`,
+"+sampled", the same seed for both models), which shows what greedy answers hide: a model
+that is right greedily may still, when sampled, run on or answer wrong. Training's evaluation
+and `python -m gemma_tune.evaluate` both generate through here, so their answers are the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-BASE, TUNED, CONTEXT = "base", "tuned", "+context"
+BASE, TUNED, CONTEXT, SAMPLED = "base", "tuned", "+context", "+sampled"
 
 
 def answerable(examples, what: str) -> list:
@@ -63,6 +66,50 @@ def answer_variants(
     return answers
 
 
+def main_suffix(prompt_variants) -> str:
+    """The variant the report leads with: with retrieved context when there is some."""
+    return CONTEXT if CONTEXT in prompt_variants else ""
+
+
+def sampling_settings(eval_config, seed: int) -> dict:
+    """`eval.sample_temperature` and `eval.sample_top_p` as `generate_ids` sampling keywords
+    (with `seed`), or {} when the temperature is 0 (greedy answers only)."""
+    temperature = eval_config.get("sample_temperature", 0.0)
+    if not temperature:
+        return {}
+    return {"temperature": temperature, "top_p": eval_config.get("sample_top_p", 0.9), "seed": seed}
+
+
+def answer_sampled(
+    causal_lm,
+    chat_template,
+    prompt_variants,
+    label,
+    max_new_tokens,
+    batch_size,
+    sampling: dict,
+    decode_dtype: str = "float32",
+) -> dict[str, list[str]]:
+    """One sampled answer of the model as it is now to each prompt of the main variant, as
+    system `label` + suffix + `SAMPLED`; {} without `sampling` (see `sampling_settings`)."""
+    from gemma_tune.evaluation import samples
+
+    if not sampling:
+        return {}
+    suffix = main_suffix(prompt_variants)
+    examples = prompt_variants[suffix]
+    name = f"{label}{suffix}{SAMPLED}"
+    print(
+        f"Sampling {len(examples)} {name} answers (temperature {sampling['temperature']}, "
+        f"top_p {sampling['top_p']}) ...",
+        flush=True,
+    )
+    texts = samples.generate_texts(
+        causal_lm, chat_template, examples, max_new_tokens, batch_size, decode_dtype, **sampling
+    )
+    return {name: texts}
+
+
 def answer_prompts(
     causal_lm, chat_template, prompts, max_new_tokens, batch_size, decode_dtype: str = "float32"
 ) -> list[str]:
@@ -101,7 +148,7 @@ def qualitative_records(prompts, answers_by_system: dict[str, list[str]]) -> lis
 def examples_for_scoring(prompt_variants: dict[str, list]) -> list:
     """The examples the comparison lists (with retrieved context when there is some, so the
     report shows what the +context systems saw)."""
-    return prompt_variants.get(CONTEXT, prompt_variants[""])
+    return prompt_variants[main_suffix(prompt_variants)]
 
 
 # The validation metrics a comparison shows base vs tuned: the supervised ones, and for DPO

@@ -17,7 +17,7 @@ from typing import Any
 
 from gemma_tune import console
 from gemma_tune.evaluation import answers
-from gemma_tune.evaluation.answers import BASE, CONTEXT, TUNED
+from gemma_tune.evaluation.answers import BASE, TUNED
 from gemma_tune.runs import run_dir, run_start
 
 
@@ -63,6 +63,17 @@ class RunEvaluation:
             samples_config.max_new_tokens,
             samples_config.batch_size,
         )
+        generated.update(
+            answers.answer_sampled(
+                self.loaded.causal_lm,
+                self.template,
+                self.variants,
+                label,
+                samples_config.max_new_tokens,
+                samples_config.batch_size,
+                answers.sampling_settings(self.config.eval, self.config.seed),
+            )
+        )
         free = answers.answer_prompts(
             self.loaded.causal_lm,
             self.template,
@@ -92,7 +103,7 @@ class RunEvaluation:
         base and tuned means added."""
         from gemma_tune.evaluation import comparison
 
-        suffix = CONTEXT if CONTEXT in self.variants else ""
+        suffix = answers.main_suffix(self.variants)
         self._write_samples(run_path, suffix)
         if not self.eval_examples:
             return final
@@ -102,6 +113,7 @@ class RunEvaluation:
             answers.examples_for_scoring(self.variants),
             self.answers,
             baseline=BASE,
+            primary=TUNED + suffix,
             primary_metric=self.config.eval.primary_metric,
             losses={
                 BASE + loss_suffix: answers.loss_record(final, "base_val_"),
@@ -142,13 +154,16 @@ def write(out_path: str, comparison) -> tuple[str, str]:
 class Target:
     """What `evaluate` loads and where it writes: a config (the run's, or the base config for
     a model on its own), the preset, the adapter (None: the base alone), the seed tiny models
-    are drawn from, and the output directory."""
+    are drawn from, the output directory, and the adapter the base system has (`base_adapter`:
+    a run that started from another run's adapter, `train.init_from`, compares against that,
+    as its training did; None: the pretrained model)."""
 
     config: dict
     preset: str
     adapter: str | None
     seed: int
     out: str
+    base_adapter: str | None = None
 
 
 def resolve_target(run_path, model_name, adapter, data, out) -> Target:
@@ -163,12 +178,14 @@ def resolve_target(run_path, model_name, adapter, data, out) -> Target:
     if run_path:
         config = tuned_run.read_config(run_path)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        own_model = not model_name and not adapter
         return Target(
             config=config,
             preset=model_name or config["model"]["preset"],
             adapter=adapter or tuned_run.adapter_path(run_path),
             seed=config.get("seed", 0),
             out=out or os.path.join(run_path, run_dir.EVALUATIONS_DIR, stamp),
+            base_adapter=tuned_run.init_adapter_path(config) if own_model else None,
         )
     if not model_name or not data:
         raise ValueError("give a run directory, or a model with a data file")
@@ -231,6 +248,7 @@ class Measurements:
     max_new_tokens: int
     batch_size: int
     decode_dtype: str = "float32"
+    sampling: dict = dataclasses.field(default_factory=dict)
     answers: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     losses: dict[str, dict] = dataclasses.field(default_factory=dict)
     free_answers: dict[str, list[str]] = dataclasses.field(default_factory=dict)
@@ -249,6 +267,18 @@ class Measurements:
                 self.decode_dtype,
             )
         )
+        self.answers.update(
+            answers.answer_sampled(
+                causal_lm,
+                template,
+                self.prompt_variants,
+                label,
+                self.max_new_tokens,
+                self.batch_size,
+                self.sampling,
+                self.decode_dtype,
+            )
+        )
         for suffix, items in self.prompt_variants.items():
             self.losses[f"{label}{suffix}"] = self.scorer(items)
         self.free_answers[label] = answers.answer_prompts(
@@ -264,9 +294,9 @@ class Measurements:
 def measure_base_and_tuned(
     target: Target, prompt_variants, max_new_tokens, decode_dtype: str = "float32"
 ) -> Measurements:
-    """Loads the target's base model, measures it, then (with an adapter) applies the adapter
-    to the same model and measures it again as the tuned system; answers are decoded with
-    `decode_dtype` weight matrices."""
+    """Loads the target's base model (with its `base_adapter`, if any), measures it, then (with
+    an adapter) applies the adapter to the same model and measures it again as the tuned
+    system; answers are decoded with `decode_dtype` weight matrices."""
     from gemma_tune import model
     from gemma_tune.evaluation import reference_loss
     from gemma_tune.model import adapters, vision
@@ -299,7 +329,12 @@ def measure_base_and_tuned(
         max_new_tokens,
         batch_size,
         decode_dtype,
+        answers.sampling_settings(config["eval"], target.seed),
     )
+    if target.base_adapter:
+        print(f"Base: the model {target.base_adapter} holds (train.init_from)", flush=True)
+        adapters.load(loaded.causal_lm, target.base_adapter, loaded.base_fingerprint)
+        scorer.reload()
     measured.measure(BASE)
     if target.adapter:
         adapters.load(loaded.causal_lm, target.adapter, loaded.base_fingerprint)
@@ -320,6 +355,8 @@ def evaluate(
     max_new_tokens: int | None = None,
     out: str | None = None,
     decode_dtype: str = "float32",
+    sample_temperature: float | None = None,
+    sample_top_p: float | None = None,
 ) -> str:
     """Answers, scores and reports the base model (and the tuned one, when there is an
     adapter) on a run's data or a file; returns the output directory.
@@ -337,6 +374,8 @@ def evaluate(
         `run_path`).
       decode_dtype: "float32" (default) or "bfloat16" weight matrices for generating the
         answers (`generate.DECODE_DTYPES`; losses are always measured as the model is).
+      sample_temperature / sample_top_p: override the run's `eval.sample_temperature` and
+        `eval.sample_top_p` (> 0: each model also answers once by sampling, `+sampled`).
 
     Raises:
       ValueError: for a missing model, data or output directory.
@@ -348,6 +387,7 @@ def evaluate(
     generate.check_decode_dtype(decode_dtype)
     target = resolve_target(run_path, model_name, adapter, data, out)
     config = target.config
+    _override_sampling(config, sample_temperature, sample_top_p)
     limit = config["eval"]["limit"] if limit is None else limit
     max_new_tokens = max_new_tokens or config["samples"]["max_new_tokens"]
     print("Reading the evaluation data ...", flush=True)
@@ -370,6 +410,7 @@ def evaluate(
         answers.examples_for_scoring(prompt_variants),
         measured.answers,
         baseline=BASE,
+        primary=(TUNED if target.adapter else BASE) + answers.main_suffix(prompt_variants),
         primary_metric=config["eval"].get("primary_metric", "token_f1"),
         losses=measured.losses,
         qualitative=answers.qualitative_records(measured.prompts, measured.free_answers),
@@ -379,3 +420,18 @@ def evaluate(
     console.result(f"Report: {html_path}")
     console.result(f"Evaluation directory: {target.out}")
     return target.out
+
+
+def _override_sampling(config: dict, temperature: float | None, top_p: float | None) -> None:
+    """Puts the command's sampling settings into the evaluated config (and so into the
+    evaluation directory's `config.json`), after checking them as a run's config is checked."""
+    from gemma_tune import config_ranges
+
+    settings = {"sample_temperature": temperature, "sample_top_p": top_p}
+    for name, value in settings.items():
+        if value is None:
+            continue
+        allowed = config_ranges.RANGES[f"eval.{name}"]
+        if not allowed.holds(value):
+            raise ValueError(f"--{name} must be {allowed.describe()}, got {value}")
+        config["eval"][name] = value

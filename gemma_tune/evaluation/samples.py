@@ -14,9 +14,11 @@ def generate_texts(
     max_new_tokens: int,
     batch_size: int = 8,
     decode_dtype: str = "float32",
+    **sampling,
 ) -> list[str]:
-    """Greedy answers of `causal_lm` to each example's prompt (its reference answer left out;
-    its images, on a vision model, seen), decoded with `decode_dtype` weight matrices."""
+    """Answers of `causal_lm` to each example's prompt (its reference answer left out; its
+    images, on a vision model, seen), decoded with `decode_dtype` weight matrices: greedy, or
+    sampled with `sampling` (`temperature`, `top_p`, `seed`: `generate.generate_ids`)."""
     prompts = [chat_template.encode_prompt(example) for example in examples]
     images = [chat_template.prompt_images(example) for example in examples]
     new_ids = generate.generate_ids(
@@ -27,6 +29,7 @@ def generate_texts(
         batch_size=batch_size,
         images=images if any(images) else None,
         decode_dtype=decode_dtype,
+        **sampling,
     )
     return [chat_template.decode(ids) for ids in new_ids]
 

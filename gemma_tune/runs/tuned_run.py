@@ -53,13 +53,14 @@ def adapter_path(run_path: str) -> str:
 
 def init_adapter_path(config) -> str | None:
     """The adapter a run starts from (`train.init_from`: another run's directory, e.g. a
-    supervised run before DPO), checked before any model loads; None when unset.
+    supervised run before DPO), checked before any model loads; None when unset. `config`:
+    a resolved config, or a run's `config.json` as read.
 
     Raises:
       FileNotFoundError / ValueError: naming `train.init_from` when the directory is not a
         finished run or its adapter is damaged.
     """
-    run = config.train.get("init_from", "")
+    run = config["train"].get("init_from", "")
     if not run:
         return None
     try:
