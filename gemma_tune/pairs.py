@@ -35,6 +35,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("samples", 0, "Sampling rounds for prompts answered right (0: none).")
     flags.DEFINE_float("temperature", 1.0, "The sampling temperature of those rounds.")
     flags.DEFINE_float("top_p", 0.9, "Sample among the most likely tokens up to this mass.")
+    flags.DEFINE_boolean(
+        "trim_rejected",
+        True,
+        "Cut each rejected answer after its first token that differs from the reference's.",
+    )
     flags.DEFINE_integer("max_new_tokens", None, "Longest answer (default: the run's).")
     flags.DEFINE_string("out", None, "The JSONL file to write the pairs to.")
     flags.mark_flags_as_required(["run", "out"])
@@ -52,9 +57,12 @@ def make_pairs(
     temperature: float = 1.0,
     top_p: float = 0.9,
     max_new_tokens: int | None = None,
+    trim_rejected: bool = True,
 ) -> dict:
     """Writes the preference pairs of a run's mistakes to `out`; returns the counts
-    (`prompts`, `greedy_right`, `greedy_mistakes`, `sampled_mistakes`, `pairs`).
+    (`prompts`, `greedy_right`, `greedy_mistakes`, `sampled_mistakes`, `pairs`, `trimmed`).
+    With `trim_rejected` each rejected answer is cut after its first wrong token
+    (`mistake_pairs.trim`).
 
     Raises:
       ValueError: a bad setting, or examples a pair cannot hold (documents, images, tools).
@@ -89,6 +97,7 @@ def make_pairs(
         max_new_tokens=max_new_tokens or config["samples"]["max_new_tokens"],
         batch_size=config["samples"]["batch_size"],
         seed=seed,
+        trim_rejected=trim_rejected,
     )
     mistake_pairs.write_pairs(out, found)
     sampled = sum(mistake.drawn == mistake_pairs.SAMPLED for mistake in found)
@@ -98,11 +107,13 @@ def make_pairs(
         "greedy_mistakes": len(found) - sampled,
         "sampled_mistakes": sampled,
         "pairs": len(found),
+        "trimmed": sum(mistake.trimmed for mistake in found),
     }
     print(
         f"{counts['prompts']} prompts: {counts['greedy_right']} answered right greedily, "
         f"{counts['greedy_mistakes']} greedy mistakes, {counts['sampled_mistakes']} sampled "
-        f"mistakes; {counts['prompts'] - counts['pairs']} prompts have no pair",
+        f"mistakes; {counts['prompts'] - counts['pairs']} prompts have no pair; "
+        f"{counts['trimmed']} rejected answers cut after their first wrong token",
         flush=True,
     )
     return counts
@@ -128,6 +139,7 @@ def main(argv) -> int:
             temperature=FLAGS.temperature,
             top_p=FLAGS.top_p,
             max_new_tokens=FLAGS.max_new_tokens,
+            trim_rejected=FLAGS.trim_rejected,
         )
     console.result(f"Pairs: {FLAGS.out} ({counts['pairs']} rows)")
     return 0

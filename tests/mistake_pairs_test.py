@@ -40,6 +40,32 @@ def test_greedy_mistakes_keep_the_examples_indices_and_resample_the_rest():
     assert right == [0, 2]  # right, and empty (no answer to prefer against)
 
 
+def test_a_rejected_answer_is_cut_after_its_first_wrong_token(chat_template):
+    assert mistake_pairs.divergence([5, 6, 9, 9], [5, 6, 7, 1]) == 3
+    assert mistake_pairs.divergence([5, 6], [5, 6, 7, 1]) is None  # it stopped early
+    assert mistake_pairs.divergence([4], [5, 6]) == 1
+    item = _example("What should visitors wear?", "open toed shoes")
+    reference = chat_template.answer_ids(item.response)
+    assert reference[-1] == chat_template.end_of_turn_id
+    assert chat_template.decode(reference) == "open toed shoes"
+
+    def trimmed(text):
+        ids = chat_template.answer_ids(text)[:-1]  # as generated: the stop token left out
+        return mistake_pairs.trim(mistake_pairs.Mistake(item, text, "sampled"), ids, chat_template)
+
+    # The test vocabulary is nearly one token per character: a run-on answer keeps the
+    # reference's tokens and the first one after them.
+    run_on = trimmed("open toed shoesy and gloves and a hat")
+    assert (run_on.answer, run_on.trimmed) == ("open toed shoesy", True)
+    # A wrong answer keeps its first token; one that stopped early stays whole.
+    assert trimmed("closed toed shoes").answer == "c"
+    short = trimmed("open toed")
+    assert (short.answer, short.trimmed) == ("open toed", False)
+    # A cut that would leave a right answer ("open toed shoes ") keeps the whole wrong one.
+    spaced = trimmed("open toed shoes and gloves")
+    assert (spaced.answer, spaced.trimmed) == ("open toed shoes and gloves", False)
+
+
 @pytest.mark.parametrize(
     "item",
     [
@@ -111,8 +137,9 @@ def test_pairs_hold_the_tuned_models_own_wrong_answers(tmp_path):
     assert result.stdout.strip().splitlines()[-1].startswith(f"Pairs: {out} (")
     summary = [line for line in result.stderr.splitlines() if "answered right greedily" in line]
     counts = [int(word) for word in summary[0].replace(",", "").split() if word.isdigit()]
-    prompts, right, greedy_wrong, sampled_wrong, without = counts
+    prompts, right, greedy_wrong, sampled_wrong, without, trimmed = counts
     assert prompts == right + greedy_wrong and right == sampled_wrong + without
+    assert trimmed <= greedy_wrong + sampled_wrong
     pairs = preference_rows.read_file(out).pairs
     assert len(pairs) == greedy_wrong + sampled_wrong > 0
     for pair in pairs:

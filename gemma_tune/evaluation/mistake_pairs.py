@@ -11,6 +11,15 @@ becomes the rejected one, so every prompt the model could still get wrong yields
 nucleus keeps the rejected answers plausible: sampled from the whole vocabulary, a small
 model's answers often run on after the right answer into tokens from the vocabulary's tail.
 
+With `trim_rejected` (the default) the rejected answer is cut after its first token that
+differs from the reference answer's tokens (`divergence`): `15 minutes<unused58>slotBox...`
+becomes `15 minutes<unused58>`, and `closed-toed shoes` (for `open-toed shoes`) its first
+token. The tokens both answers share cancel in DPO's margin, so the margin then measures the
+one choice where the model went wrong; whole, a long junk tail lets the margin grow by lowering
+tokens the model only reaches after that choice, which changes nothing it would generate
+(measured in docs/preference.md#the-demo). An answer that stopped early (a prefix of the
+reference) is kept whole: its wrong token is the end of its turn.
+
 Pairs are written in TRL's form (`data/preference_formats.py`): a single-turn example as
 strings (`prompt`, `chosen`, `rejected`, and `system` when it has one), a longer conversation
 as lists of messages; the passage of a context example is folded into the prompt's text the
@@ -38,6 +47,7 @@ class Mistake:
     example: example_lib.Example
     answer: str
     drawn: str
+    trimmed: bool = False
 
 
 def check_examples(examples: list[example_lib.Example]) -> None:
@@ -74,6 +84,28 @@ def greedy_mistakes(examples, answers: list[str]) -> tuple[dict[int, Mistake], l
         else:
             right.append(index)
     return mistakes, right
+
+
+def divergence(answer_ids, reference_ids) -> int | None:
+    """How many of the answer's tokens to keep: up to and including the first that differs
+    from the reference's at the same position; None when every answer token matches (the
+    answer stopped before the reference ended)."""
+    for index, token in enumerate(answer_ids):
+        if index >= len(reference_ids) or int(token) != int(reference_ids[index]):
+            return index + 1
+    return None
+
+
+def trim(mistake: Mistake, answer_ids, chat_template) -> Mistake:
+    """`mistake` with its answer cut after its first wrong token (`divergence`), when the cut
+    answer is still a mistake and shorter; else unchanged."""
+    keep = divergence(answer_ids, chat_template.answer_ids(mistake.example.response))
+    if keep is None or keep >= len(answer_ids):
+        return mistake
+    text = chat_template.decode(answer_ids[:keep])
+    if not is_mistake(text, mistake.example.response):
+        return mistake
+    return dataclasses.replace(mistake, answer=text, trimmed=True)
 
 
 def pair_row(mistake: Mistake) -> dict:
@@ -120,15 +152,19 @@ def find_mistakes(
     max_new_tokens: int,
     batch_size: int,
     seed: int = 0,
+    trim_rejected: bool = True,
 ) -> list[Mistake]:
     """The model's greedy answer to every example, a `Mistake` for each miss, and for the rest
     up to `samples` sampled rounds (each a new seed) until each has a sampled miss; the
-    mistakes in the examples' order."""
+    mistakes in the examples' order, each answer cut after its first wrong token with
+    `trim_rejected` (`trim`)."""
     from gemma_tune.evaluation import generate
 
     prompts = [chat_template.encode_prompt(item) for item in examples]
+    drawn_ids = {}  # example index -> the ids of its latest answer
 
     def answer(indices, **sampling):
+        indices = list(indices)
         new_ids = generate.generate_ids(
             causal_lm,
             [prompts[index] for index in indices],
@@ -137,6 +173,7 @@ def find_mistakes(
             batch_size=batch_size,
             **sampling,
         )
+        drawn_ids.update(zip(indices, new_ids, strict=True))
         return [chat_template.decode(ids) for ids in new_ids]
 
     print(f"Answering {len(examples)} prompts greedily ...", flush=True)
@@ -158,4 +195,7 @@ def find_mistakes(
             else:
                 still.append(index)
         pending = still
-    return [by_index[index] for index in sorted(by_index)]
+    indices = sorted(by_index)
+    if trim_rejected:
+        return [trim(by_index[index], drawn_ids[index], chat_template) for index in indices]
+    return [by_index[index] for index in indices]

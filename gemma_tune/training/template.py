@@ -318,6 +318,10 @@ class ChatTemplate:
             ids += piece
         return np.asarray(ids, np.int32), tuple(images)
 
+    def answer_ids(self, text: str) -> list[int]:
+        """Token ids of a model answer as training encodes it: its text, then `<end_of_turn>`."""
+        return self._text(text) + [self.end_of_turn_id]
+
     def decode(self, token_ids) -> str:
         """Decodes generated ids to text, stopping at the first stop token."""
         out = []
