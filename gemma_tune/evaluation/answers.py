@@ -42,30 +42,6 @@ def variants(examples, retriever=None, top_k: int = 0) -> dict[str, list]:
     return {"": without, CONTEXT: retrieval.attach_context(without, retriever, top_k)}
 
 
-def answer_variants(
-    causal_lm,
-    chat_template,
-    prompt_variants,
-    label,
-    max_new_tokens,
-    batch_size,
-    decode_dtype: str = "float32",
-):
-    """Greedy answers of the model as it is now to every variant; keys are system names
-    (`label` + the variant's suffix, e.g. "tuned+context"), as the comparison scores them.
-    `decode_dtype`: the weight matrices' dtype for decoding (`generate.DECODE_DTYPES`)."""
-    from gemma_tune.evaluation import samples
-
-    answers = {}
-    for suffix, examples in prompt_variants.items():
-        name = f"{label}{suffix}"
-        print(f"Generating {len(examples)} {name} answers ...", flush=True)
-        answers[name] = samples.generate_texts(
-            causal_lm, chat_template, examples, max_new_tokens, batch_size, decode_dtype
-        )
-    return answers
-
-
 def main_suffix(prompt_variants) -> str:
     """The variant the report leads with: with retrieved context when there is some."""
     return CONTEXT if CONTEXT in prompt_variants else ""
@@ -80,34 +56,36 @@ def sampling_settings(eval_config, seed: int) -> dict:
     return {"temperature": temperature, "top_p": eval_config.get("sample_top_p", 0.9), "seed": seed}
 
 
-def answer_sampled(
+def answer_variants(
     causal_lm,
     chat_template,
     prompt_variants,
     label,
     max_new_tokens,
     batch_size,
-    sampling: dict,
     decode_dtype: str = "float32",
-) -> dict[str, list[str]]:
-    """One sampled answer of the model as it is now to each prompt of the main variant, as
-    system `label` + suffix + `SAMPLED`; {} without `sampling` (see `sampling_settings`)."""
+    sampling: dict | None = None,
+):
+    """Greedy answers of the model as it is now to every variant; keys are system names
+    (`label` + the variant's suffix, e.g. "tuned+context"), as the comparison scores them.
+    With `sampling` (`sampling_settings`) also one sampled answer to each prompt of the main
+    variant, as `label` + its suffix + `SAMPLED`. `decode_dtype`: the weight matrices' dtype
+    for decoding (`generate.DECODE_DTYPES`)."""
     from gemma_tune.evaluation import samples
 
-    if not sampling:
-        return {}
-    suffix = main_suffix(prompt_variants)
-    examples = prompt_variants[suffix]
-    name = f"{label}{suffix}{SAMPLED}"
-    print(
-        f"Sampling {len(examples)} {name} answers (temperature {sampling['temperature']}, "
-        f"top_p {sampling['top_p']}) ...",
-        flush=True,
-    )
-    texts = samples.generate_texts(
-        causal_lm, chat_template, examples, max_new_tokens, batch_size, decode_dtype, **sampling
-    )
-    return {name: texts}
+    runs = [(f"{label}{suffix}", examples, {}) for suffix, examples in prompt_variants.items()]
+    if sampling:
+        suffix = main_suffix(prompt_variants)
+        runs.append((f"{label}{suffix}{SAMPLED}", prompt_variants[suffix], sampling))
+    answers = {}
+    for name, examples, drawn in runs:
+        how = f" (temperature {drawn['temperature']}, top_p {drawn['top_p']})" if drawn else ""
+        verb = "Sampling" if drawn else "Generating"
+        print(f"{verb} {len(examples)} {name} answers{how} ...", flush=True)
+        answers[name] = samples.generate_texts(
+            causal_lm, chat_template, examples, max_new_tokens, batch_size, decode_dtype, **drawn
+        )
+    return answers
 
 
 def answer_prompts(

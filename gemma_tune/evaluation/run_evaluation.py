@@ -62,17 +62,7 @@ class RunEvaluation:
             label,
             samples_config.max_new_tokens,
             samples_config.batch_size,
-        )
-        generated.update(
-            answers.answer_sampled(
-                self.loaded.causal_lm,
-                self.template,
-                self.variants,
-                label,
-                samples_config.max_new_tokens,
-                samples_config.batch_size,
-                answers.sampling_settings(self.config.eval, self.config.seed),
-            )
+            sampling=answers.sampling_settings(self.config.eval, self.config.seed),
         )
         free = answers.answer_prompts(
             self.loaded.causal_lm,
@@ -265,18 +255,7 @@ class Measurements:
                 self.max_new_tokens,
                 self.batch_size,
                 self.decode_dtype,
-            )
-        )
-        self.answers.update(
-            answers.answer_sampled(
-                causal_lm,
-                template,
-                self.prompt_variants,
-                label,
-                self.max_new_tokens,
-                self.batch_size,
                 self.sampling,
-                self.decode_dtype,
             )
         )
         for suffix, items in self.prompt_variants.items():
