@@ -50,7 +50,7 @@ def test_batch_sums_equal_the_loss_of_its_real_pairs(chat_template, loss_type):
         batch = {k: v for k, v in batch.items() if not k.startswith("reference_")}
         reference = (None, None)
     settings = {"beta": 0.3, "loss_type": loss_type}
-    if loss_type != "ipo":
+    if loss_type not in dpo.UNSMOOTHED:
         settings["label_smoothing"] = 0.1
     sums = dpo.batch_sums(rows, batch, **settings)
     tokens = batch["target_weights"].sum(axis=1)
