@@ -7,13 +7,15 @@ The two-step recipe Vertex AI and OpenAI recommend: supervised tuning first, the
 supervised adapter, which is also DPO's frozen reference. The supervised demo's setup (Gemma 3
 270M from the bundled GGUF package, LoRA rank 8, the handbook section in each 128-token prompt,
 batch 4, cosine schedule) on pairs of the supervised demo's own mistakes
-(`gemma_tune/bundled/mistakes_*.jsonl`, written by `python -m gemma_tune.pairs` from the seed-0
-`demo` run): for each training question the demo answered wrong, its correct answer is
-preferred to the answer it gave (56 pairs, one epoch); the held-out pairs ask about 8 sections
-never trained on, the answer it gave where it was wrong and otherwise a sampled wrong answer.
-The loss adds the chosen answers' NLL (`dpo.rpo_alpha`, RPO), which keeps the preferred answers
-likely while the margin grows. The argument is the finished `demo` run to start from.
-Measured: docs/preference.md#the-demo.
+(`gemma_tune/bundled/mistakes_*.jsonl`, written by `python -m gemma_tune.pairs --samples=4` from
+the seed-0 `demo` run): for each training question, the correct answer preferred to the
+answer the demo gave where it was wrong, else to a wrong answer sampled from it (most run on
+past the right answer into junk tokens), each rejected answer cut after its first wrong token
+(304 pairs, one epoch); the held-out pairs ask about 8 sections never trained on. The loss adds
+the chosen answers' NLL (`dpo.rpo_alpha`, RPO), which keeps the preferred answers likely while
+the margin grows. Both models also answer every held-out prompt once by sampling
+(`eval.sample_temperature`), since the mistakes DPO is shown are mostly sampled ones. The
+argument is the finished `demo` run to start from. Measured: docs/preference.md#the-demo.
 """
 
 from gemma_tune import bundled
@@ -44,16 +46,17 @@ def get_config(arg=None):
     config.dpo.beta = 0.1
     config.dpo.rpo_alpha = 1.0
     config.train.batch_size = 4
-    config.train.epochs = 1  # 14 steps of 4 pairs
+    config.train.epochs = 1  # 76 steps of 4 pairs
     config.train.learning_rate = 1e-4
     config.train.schedule = "cosine"
     config.train.warmup_steps = 4
     config.train.grad_clip_norm = 1.0
     config.train.weight_decay = 0.0
     config.train.log_every = 5
-    config.train.eval_every = 14  # at the start and the end
+    config.train.eval_every = 38  # at the start, halfway and the end
     config.train.eval_batches = 0
     config.samples.count = 6
     config.samples.max_new_tokens = 24
-    config.eval.limit = 100  # every held-out pair's prompt (70)
+    config.eval.limit = 100  # every held-out pair's prompt
+    config.eval.sample_temperature = 1.0  # and one sampled answer to each
     return config
