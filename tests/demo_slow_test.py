@@ -1,6 +1,7 @@
 """The demos on the real Gemma 3 270M (slow): a shortened supervised run still beats the base
 model, and DPO from it on the bundled pairs of the demo's own mistakes raises the held-out
-reward accuracy and margin."""
+reward accuracy and margin. One test, so the supervised run is made once whichever test
+process runs it."""
 
 import json
 
@@ -15,16 +16,17 @@ def _json(path):
         return json.load(f)
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    # The full 40 training steps (the learning-rate schedule is part of the recipe); fewer
-    # generated and scored examples than the demo, to keep CI short.
-    config = config_lib.load("demo", ["eval.limit=16", "samples.count=2", "train.eval_batches=4"])
-    return train.run(config, str(tmp_path_factory.mktemp("demo") / "run"))
+def _json_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 @pytest.mark.slow
-def test_short_demo_run_beats_the_base_model(demo_run):
+def test_short_demo_beats_the_base_model_and_dpo_from_it_raises_reward_accuracy(tmp_path):
+    # The full 40 training steps (the learning-rate schedule is part of the recipe); fewer
+    # generated and scored examples than the demo, to keep CI short.
+    config = config_lib.load("demo", ["eval.limit=16", "samples.count=2", "train.eval_batches=4"])
+    demo_run = train.run(config, str(tmp_path / "demo"))
     comparison = _json(f"{demo_run}/comparison.json")
     assert comparison["count"] == 16
     means = comparison["means"]
@@ -33,11 +35,8 @@ def test_short_demo_run_beats_the_base_model(demo_run):
     result = _json(f"{demo_run}/result.json")
     assert result["val_loss"] < result["base_val_loss"]
 
-
-@pytest.mark.slow
-def test_dpo_demo_from_it_raises_held_out_reward_accuracy_and_margin(demo_run, tmp_path):
-    # 24 steps on the first 96 training pairs instead of 76 on 304, to keep CI short; every
-    # held-out pair is scored, 16 prompts answered greedily and sampled.
+    # DPO from it: 24 steps on the first 96 training pairs instead of 76 on 304; every
+    # held-out pair scored, 16 prompts answered greedily and sampled.
     overrides = ["data.max_examples=96", "eval.limit=16", "samples.count=2"]
     config = config_lib.load(f"demo_dpo:{demo_run}", overrides)
     run_path = train.run(config, str(tmp_path / "dpo"))
@@ -50,8 +49,3 @@ def test_dpo_demo_from_it_raises_held_out_reward_accuracy_and_margin(demo_run, t
     comparison = _json(f"{run_path}/comparison.json")
     assert comparison["systems"] == ["base", "base+sampled", "tuned", "tuned+sampled"]
     assert comparison["losses"]["tuned"]["rewards/accuracies"] == end["val_rewards/accuracies"]
-
-
-def _json_lines(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
