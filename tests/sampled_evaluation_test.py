@@ -48,7 +48,18 @@ def test_sampled_answers_are_seeded_and_near_zero_temperature_is_greedy(tmp_path
     sampled = [item["answers"]["tuned+sampled"] for item in comparison["examples"]]
     assert sampled != greedy  # at temperature 1.5 some answer differs
     assert set(comparison["means"]["tuned+sampled"]) == set(comparison["means"]["tuned"])
-    assert "tuned+sampled" in open(os.path.join(hot, "report.md")).read()
+    # Sampled answers are compared with sampled answers: tuned+sampled against base+sampled.
+    assert comparison["change_against"] == {
+        "base+sampled": "base",
+        "tuned": "base",
+        "tuned+sampled": "base+sampled",
+    }
+    means = comparison["means"]
+    assert comparison["change"]["tuned+sampled"]["token_f1"] == pytest.approx(
+        means["tuned+sampled"]["token_f1"] - means["base+sampled"]["token_f1"]
+    )
+    report = open(os.path.join(hot, "report.md")).read()
+    assert "Δ tuned+sampled vs base+sampled" in report and "Δ tuned |" in report
 
     # The command rebuilds the run's models and, with the run's seed, draws the same samples.
     again = _comparison(run_evaluation.evaluate(hot, out=str(tmp_path / "again")))

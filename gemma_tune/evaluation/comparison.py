@@ -3,7 +3,9 @@
 A "system" is one way of answering: `base` and `tuned`, and with retrieval also
 `base+context` and `tuned+context`. Every system's answers are scored against each example's
 reference (`gemma_tune.evaluation.metrics`); means and the absolute and relative change of
-every metric against the baseline system go to `comparison.json` (format version 2), from which
+every metric against the baseline system (for a sampled system, `tuned+sampled`, against the
+baseline's sampled answers, `base+sampled`: sampling against sampling; `change_against` names
+it) go to `comparison.json` (format version 2), from which
 `gemma_tune.report` renders the report. An example whose prompt holds images (vision models)
 also stores each as a small PNG thumbnail (`thumbnails`: `data:` URLs, at most
 `THUMBNAIL_SIZE` pixels a side), which the HTML report shows beside the answers.
@@ -15,6 +17,7 @@ import dataclasses
 
 from gemma_tune.data import example as example_lib
 from gemma_tune.evaluation import metrics
+from gemma_tune.evaluation.answers import SAMPLED
 
 VERSION = 2
 THUMBNAIL_SIZE = 96
@@ -55,11 +58,26 @@ class Comparison:
         """Each system's mean of every metric."""
         return {name: metrics.mean_scores(self.scores[name]) for name in self.systems}
 
+    def reference_of(self, name: str) -> str:
+        """The system `name`'s changes are measured against: the baseline, or for a sampled
+        system other than the baseline's own the baseline's sampled answers."""
+        sampled_baseline = self.baseline + SAMPLED
+        if name.endswith(SAMPLED) and name != sampled_baseline and sampled_baseline in self.answers:
+            return sampled_baseline
+        return self.baseline
+
     def to_dict(self) -> dict:
         """The comparison in `comparison.json`'s format (version 2)."""
         means = self.means()
-        base = means[self.baseline]
         others = [name for name in self.systems if name != self.baseline]
+        against = {name: self.reference_of(name) for name in others}
+
+        def change(name, relative=False):
+            base = means[against[name]]
+            if not relative:
+                return {k: means[name][k] - base[k] for k in base}
+            return {k: (means[name][k] - base[k]) / base[k] if base[k] else None for k in base}
+
         return {
             "version": VERSION,
             "count": len(self.examples),
@@ -68,11 +86,9 @@ class Comparison:
             "primary": self.primary,
             "primary_metric": self.primary_metric,
             "means": means,
-            "change": {name: {k: means[name][k] - base[k] for k in base} for name in others},
-            "relative_change": {
-                name: {k: (means[name][k] - base[k]) / base[k] if base[k] else None for k in base}
-                for name in others
-            },
+            "change": {name: change(name) for name in others},
+            "relative_change": {name: change(name, relative=True) for name in others},
+            "change_against": against,
             "losses": self.losses,
             "examples": [
                 {

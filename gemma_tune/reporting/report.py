@@ -54,12 +54,15 @@ def _read_metrics(run_path: str) -> tuple[list[dict], list[dict]]:
 
 
 def _metrics_table(comparison: dict) -> tuple[list[str], list[list[tuple[str, str]]]]:
-    """Header and rows (text, tone): each metric for every system, change vs the baseline."""
+    """Header and rows (text, tone): each metric for every system, change vs the baseline (or
+    the system `change_against` names, e.g. base+sampled for tuned+sampled)."""
     systems, baseline = comparison["systems"], comparison["baseline"]
     others = [s for s in systems if s != baseline]
+    against = {s: comparison.get("change_against", {}).get(s, baseline) for s in others}
     header = ["metric", *systems]
     for system in others:
-        header += [f"Δ {system}", f"Δ% {system}"]
+        versus = "" if against[system] == baseline else f" vs {against[system]}"
+        header += [f"Δ {system}{versus}", f"Δ% {system}{versus}"]
     rows = []
     means = comparison.get("means", {})
     losses = comparison.get("losses") or {}
@@ -72,7 +75,7 @@ def _metrics_table(comparison: dict) -> tuple[list[str], list[list[tuple[str, st
         values = {s: source.get(s, {}).get(key) for s in systems}
         row = [(label, "")] + [(table_cells.number(values[s]), "") for s in systems]
         for system in others:
-            base, value = values[baseline], values[system]
+            base, value = values[against[system]], values[system]
             change = comparison.get("change", {}).get(system, {}).get(key)
             relative = comparison.get("relative_change", {}).get(system, {}).get(key)
             if source is losses or change is None:
@@ -140,8 +143,10 @@ def _read_comparison(run_path: str) -> tuple[dict | None, str]:
         "primary_metric": comparison.get("primary_metric") or "token_f1",
     }
     count = comparison.get("count", len(comparison.get("examples", [])))
-    note = f"{count} held-out examples; Δ is the change against {baseline}, Δ% the relative"
-    return comparison, note + f" change (— where {baseline} is 0)."
+    note = f"{count} held-out examples; Δ is the change against {baseline}"
+    if any(v != baseline for v in comparison.get("change_against", {}).values()):
+        note += " (or the system a column names after vs)"
+    return comparison, note + f", Δ% the relative change (— where {baseline} is 0)."
 
 
 def build(run_path: str) -> report_html.Page:
