@@ -110,7 +110,7 @@ class Decoder:
         def greedy_step(weights, cache, tokens, indices):
             if embedding_index is None:
                 logits, cache = step(weights, cache, tokens, indices)
-                return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
+                return decoding.best_tokens(logits), cache
             hidden, cache = step(weights, cache, tokens, indices, hidden=True)
             return decoding.greedy_tokens(hidden, weights[embedding_index]), cache
 
